@@ -1,0 +1,147 @@
+"""The Backend contract: everything device-specific that the harness may call."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+    "fp64": torch.float64,
+}
+"""Short dtype names used on the command line and in stored results."""
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """The short name of a torch dtype (inverse of DTYPES)."""
+    for name, value in DTYPES.items():
+        if value == dtype:
+            return name
+    raise KeyError(f"unsupported dtype {dtype}")
+
+
+class Availability(BaseModel):
+    """Whether a backend can run here; when not, why and what would fix it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    reason: str = ""
+    hint: str = ""
+
+    def explain(self) -> str:
+        """One human sentence: the reason, then the hint when there is one."""
+        if self.ok:
+            return "available"
+        return f"{self.reason} {self.hint}".strip()
+
+
+class DeviceInfo(BaseModel):
+    """What a backend knows about its device, stored with every run."""
+
+    backend: str
+    device_type: str
+    name: str
+    count: int = 1
+    memory_bytes: int | None = None
+    runtime: dict[str, str] = Field(default_factory=dict)
+    peak_flops: dict[str, float] = Field(
+        default_factory=dict, description="known dense peak FLOP/s per dtype name (fp32, bf16...)"
+    )
+    peak_bandwidth: float | None = Field(None, description="known memory bandwidth, bytes/s")
+    peak_source: str = ""
+    extra: dict[str, str] = Field(default_factory=dict)
+
+
+class DeviceTimer(ABC):
+    """Times blocks of calls on one device, completion of the device work included."""
+
+    @abstractmethod
+    def time_block(self, fn: Callable[[], object], iterations: int) -> float:
+        """Seconds taken by `iterations` back-to-back calls of `fn`, all device work done."""
+
+
+class HostTimer(DeviceTimer):
+    """Host monotonic clock around the block, with a device synchronize before and after."""
+
+    def __init__(self, synchronize: Callable[[], None] = lambda: None) -> None:
+        self._synchronize = synchronize
+
+    def time_block(self, fn: Callable[[], object], iterations: int) -> float:
+        import time
+
+        sync = self._synchronize
+        sync()
+        start = time.perf_counter()
+        for _ in range(iterations):
+            fn()
+        sync()
+        return time.perf_counter() - start
+
+
+class Backend(ABC):
+    """One device family. Subclasses are registered by name (see backends.registry)."""
+
+    name: ClassVar[str]
+    device_type: ClassVar[str]
+    dist_backend: ClassVar[str]
+    supported_dtypes: ClassVar[tuple[str, ...]] = ("fp32", "bf16", "fp16")
+
+    @classmethod
+    @abstractmethod
+    def availability(cls) -> Availability:
+        """Whether this backend can run on this machine. Never raises."""
+
+    def device(self, index: int = 0) -> torch.device:
+        """The torch device for the given index."""
+        return torch.device(self.device_type, index)
+
+    @abstractmethod
+    def synchronize(self) -> None:
+        """Block until all queued work on the device is done."""
+
+    @abstractmethod
+    def timer(self) -> DeviceTimer:
+        """A timer whose readings include the completion of device work."""
+
+    @abstractmethod
+    def reset_peak_memory(self) -> None:
+        """Start a new peak-memory window."""
+
+    @abstractmethod
+    def peak_memory_bytes(self) -> int | None:
+        """Peak memory since the last reset, or None when the device cannot tell."""
+
+    def supports(self, dtype: torch.dtype) -> bool:
+        """Whether models can run in this dtype here."""
+        try:
+            return dtype_name(dtype) in self.supported_dtypes
+        except KeyError:
+            return False
+
+    def autocast(self, dtype: torch.dtype) -> contextlib.AbstractContextManager[object]:
+        """Mixed-precision context for `dtype`; a no-op for full-precision dtypes."""
+        if dtype in (torch.float32, torch.float64):
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=dtype)
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Vendor hook applied to every model before it runs; identity by default."""
+        return model
+
+    @abstractmethod
+    def describe(self) -> DeviceInfo:
+        """Name, count, memory, runtime versions and known peaks of the device."""
+
+    def seed(self, seed: int) -> None:
+        """Seed every random generator a workload may use on this backend."""
+        random.seed(seed)
+        torch.manual_seed(seed)

@@ -1,0 +1,91 @@
+"""The host CPU: host-clock timing and the process's own peak resident memory."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from pathlib import Path
+
+import torch
+
+from backends.base import Availability, Backend, DeviceInfo, DeviceTimer, HostTimer
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def cpu_model_name() -> str:
+    """The CPU model as the OS reports it (best effort, never raises)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _vm_hwm_bytes() -> int | None:
+    try:
+        match = re.search(r"^VmHWM:\s+(\d+)\s+kB", _STATUS.read_text(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(match.group(1)) * 1024 if match else None
+
+
+class CPUBackend(Backend):
+    name = "cpu"
+    device_type = "cpu"
+    dist_backend = "gloo"
+    supported_dtypes = ("fp32", "bf16", "fp16", "fp64")
+
+    def __init__(self, index: int = 0) -> None:
+        self.index = index
+        self._peak_resettable = True
+
+    @classmethod
+    def availability(cls) -> Availability:
+        return Availability(ok=True)
+
+    def device(self, index: int = 0) -> torch.device:
+        return torch.device("cpu")
+
+    def synchronize(self) -> None:
+        """Nothing to wait for: CPU ops complete before they return."""
+
+    def timer(self) -> DeviceTimer:
+        return HostTimer()
+
+    def reset_peak_memory(self) -> None:
+        """Reset the process's resident-set high-water mark (Linux clear_refs), if possible."""
+        try:
+            _CLEAR_REFS.write_text("5")
+        except OSError:
+            self._peak_resettable = False
+
+    def peak_memory_bytes(self) -> int | None:
+        """Peak resident memory of this process since the last reset (Linux VmHWM)."""
+        if not self._peak_resettable:
+            return None
+        return _vm_hwm_bytes()
+
+    def describe(self) -> DeviceInfo:
+        cores = os.cpu_count() or 1
+        return DeviceInfo(
+            backend=self.name,
+            device_type=self.device_type,
+            name=cpu_model_name(),
+            count=1,
+            memory_bytes=_total_memory_bytes(),
+            runtime={"torch": torch.__version__, "threads": str(torch.get_num_threads())},
+            extra={"logical_cores": str(cores), "machine": platform.machine()},
+        )
+
+
+def _total_memory_bytes() -> int | None:
+    try:
+        match = re.search(r"^MemTotal:\s+(\d+)\s+kB", Path("/proc/meminfo").read_text(), re.M)
+    except OSError:
+        return None
+    return int(match.group(1)) * 1024 if match else None

@@ -1,0 +1,121 @@
+"""Backend lookup: the built-ins plus installed plugins of the `bench.backends` entry-point group."""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint, entry_points
+
+from pydantic import BaseModel
+
+from backends.accelerator import BackendUnavailable
+from backends.ascend import AscendBackend
+from backends.base import Availability, Backend
+from backends.cpu import CPUBackend
+from backends.cuda import CUDABackend
+
+ENTRY_POINT_GROUP = "bench.backends"
+BUILTINS: dict[str, type[Backend]] = {
+    CPUBackend.name: CPUBackend,
+    CUDABackend.name: CUDABackend,
+    AscendBackend.name: AscendBackend,
+}
+
+
+class BackendError(Exception):
+    """A backend was asked for that cannot be had; the message says why and what exists."""
+
+
+class BackendEntry(BaseModel):
+    """One known backend name, where it comes from, and whether it can run here."""
+
+    name: str
+    source: str
+    availability: Availability
+
+
+def _plugin_entry_points() -> list[EntryPoint]:
+    return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+
+
+def _load_plugin(ep: EntryPoint) -> type[Backend]:
+    """Import a plugin's class, checking that it is a Backend; raises with the cause."""
+    try:
+        cls = ep.load()
+    except Exception as exc:
+        raise BackendError(
+            f"backend plugin '{ep.name}' ({ep.value}) failed to import: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise BackendError(
+            f"backend plugin '{ep.name}' ({ep.value}) is not a subclass of backends.base.Backend."
+        )
+    return cls
+
+
+def _safe_availability(cls: type[Backend]) -> Availability:
+    try:
+        return cls.availability()
+    except Exception as exc:  # the contract says never raise; a plugin may still do so
+        return Availability(
+            ok=False, reason=f"availability() raised {type(exc).__name__}: {exc}", hint=""
+        )
+
+
+def list_backends() -> list[BackendEntry]:
+    """Every backend name with its availability; broken plugins are listed with their error."""
+    entries = [
+        BackendEntry(name=name, source="built-in", availability=_safe_availability(cls))
+        for name, cls in BUILTINS.items()
+    ]
+    for ep in _plugin_entry_points():
+        if ep.name in BUILTINS:
+            continue
+        source = f"plugin {ep.dist.name if ep.dist else ep.value}"
+        try:
+            cls = _load_plugin(ep)
+        except BackendError as exc:
+            entries.append(
+                BackendEntry(
+                    name=ep.name, source=source, availability=Availability(ok=False, reason=str(exc))
+                )
+            )
+            continue
+        entries.append(BackendEntry(name=ep.name, source=source, availability=_safe_availability(cls)))
+    return entries
+
+
+def backend_names() -> list[str]:
+    """All registered backend names, built-ins first."""
+    names = list(BUILTINS)
+    names += [ep.name for ep in _plugin_entry_points() if ep.name not in BUILTINS]
+    return names
+
+
+def get_backend_class(name: str) -> type[Backend]:
+    """The Backend class registered under `name`; raises BackendError naming the choices."""
+    if name in BUILTINS:
+        return BUILTINS[name]
+    for ep in _plugin_entry_points():
+        if ep.name == name:
+            return _load_plugin(ep)
+    available = [e.name for e in list_backends() if e.availability.ok]
+    raise BackendError(
+        f"unknown backend '{name}'. Registered backends: {', '.join(backend_names())}; "
+        f"available on this machine: {', '.join(available) or 'none'}."
+    )
+
+
+def get_backend(name: str, index: int = 0) -> Backend:
+    """A ready instance of the named backend; raises BackendError saying why it cannot run."""
+    cls = get_backend_class(name)
+    availability = _safe_availability(cls)
+    if not availability.ok:
+        raise BackendError(f"backend '{name}' is unavailable: {availability.explain()}")
+    try:
+        return cls(index)
+    except BackendUnavailable as exc:
+        raise BackendError(str(exc)) from exc
+    except Exception as exc:
+        raise BackendError(
+            f"backend '{name}' failed to start: {type(exc).__name__}: {exc}"
+        ) from exc

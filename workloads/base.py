@@ -1,0 +1,171 @@
+"""The Workload contract: a model family that builds timed steps on any backend.
+
+A workload never names a device family: it receives a BuildContext (backend, device, dtype,
+batch, preset, parameters, seed) and returns an Instance whose `step(mode)` closures the
+harness times.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from backends.base import DTYPES, Backend
+
+MODES: tuple[str, ...] = ("infer", "train", "prefill", "decode")
+PRESETS: tuple[str, ...] = ("tiny", "small", "base")
+
+
+class WorkloadError(Exception):
+    """Bad workload input (name, mode, preset, parameter); the message names valid choices."""
+
+
+class Work(BaseModel):
+    """Items processed by one step and their unit (samples, tokens, images, bytes, FLOP)."""
+
+    items: float
+    unit: str
+
+
+class FidelityStep(BaseModel):
+    """What one training step on real data reports for fidelity checks."""
+
+    loss: float
+    grad_norm: float
+
+
+class BuildContext(BaseModel):
+    """Everything a workload needs to build one case; nothing device-specific is named."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    backend: Backend
+    dtype_name: str
+    batch_size: int
+    preset: str
+    params: dict[str, Any]
+    seed: int = 0
+    compile: bool = False
+
+    @property
+    def device(self) -> torch.device:
+        return self.backend.device()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype_name]
+
+    def autocast(self) -> Any:
+        """The backend's mixed-precision context for this case's dtype."""
+        return self.backend.autocast(self.dtype)
+
+    def materialize(self, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+        """Build a model on the CPU under this case's seed, move it to the device, prepare it.
+
+        Building on the CPU makes the initial weights identical on every backend.
+        """
+        torch.manual_seed(self.seed)
+        model = build().to(self.device)
+        return self.backend.prepare(model)
+
+    def compiled(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """`fn` through torch.compile when the case asks for it, else unchanged."""
+        return torch.compile(fn) if self.compile else fn
+
+
+class Instance(ABC):
+    """A built workload on one backend: timed steps, their FLOPs and their work."""
+
+    last: torch.Tensor | None = None
+    """The last output or loss of a step, checked for NaN/Inf after timing."""
+
+    @abstractmethod
+    def step(self, mode: str) -> Callable[[], None]:
+        """The closure timed for `mode`: one forward (infer), one full training step, ..."""
+
+    @abstractmethod
+    def flops(self, mode: str) -> float | None:
+        """FLOPs of one step of `mode` (analytic), or None where FLOPs do not apply."""
+
+    @abstractmethod
+    def work(self, mode: str) -> Work:
+        """Items processed by one step of `mode`."""
+
+    def bytes_moved(self, mode: str) -> float | None:
+        """Bytes of memory traffic of one step, where the workload knows it (probes)."""
+        return None
+
+    def extra_metrics(self, mode: str, seconds_per_step: float) -> dict[str, float]:
+        """Workload-specific figures derived from the step time (e.g. time per output token)."""
+        return {}
+
+    def fidelity_step(self, index: int) -> FidelityStep | None:
+        """One training step on the index-th batch of real data; None if not supported."""
+        return None
+
+    def nonfinite_reason(self) -> str | None:
+        """Why the last step's output is not usable (NaN/Inf), or None when it is finite."""
+        if self.last is None or not torch.is_floating_point(self.last):
+            return None
+        if bool(torch.isfinite(self.last).all()):
+            return None
+        return "the step produced NaN or Inf values"
+
+
+class Workload(ABC):
+    """A model family or probe. Subclasses declare modes and presets and build instances."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    """Bumped whenever the model, data or step changes: results of different versions differ."""
+    modes: ClassVar[tuple[str, ...]] = ("infer", "train")
+    presets: ClassVar[dict[str, dict[str, Any]]]
+    """preset name -> default parameters; every preset has a `batch` entry."""
+
+    def resolve_params(self, preset: str, overrides: dict[str, str]) -> dict[str, Any]:
+        """The preset's parameters with `overrides` applied, each parsed to its default's type."""
+        if preset not in self.presets:
+            raise WorkloadError(
+                f"workload '{self.name}' has no preset '{preset}'; "
+                f"choose one of: {', '.join(self.presets)}."
+            )
+        params = dict(self.presets[preset])
+        for key, raw in overrides.items():
+            if key not in params:
+                raise WorkloadError(
+                    f"workload '{self.name}' has no parameter '{key}'; "
+                    f"its parameters are: {', '.join(sorted(params))}."
+                )
+            params[key] = _parse_like(params[key], raw, f"{self.name}.{key}")
+        self.validate_params(params)
+        return params
+
+    def validate_params(self, params: dict[str, Any]) -> None:
+        """Raise WorkloadError when parameters are inconsistent (e.g. d_model % n_head)."""
+        for key, value in params.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+                raise WorkloadError(f"parameter {self.name}.{key} must be > 0, got {value}.")
+
+    @abstractmethod
+    def build(self, ctx: BuildContext) -> Instance:
+        """Build the model, data and optimizer of one case on ctx's backend."""
+
+
+def _parse_like(default: Any, raw: str, label: str) -> Any:
+    kind = type(default)
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(raw)
+            return lowered in ("1", "true", "yes", "on")
+        return kind(raw)
+    except ValueError:
+        raise WorkloadError(
+            f"parameter {label} expects a {kind.__name__} (default {default!r}), got '{raw}'."
+        ) from None

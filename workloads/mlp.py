@@ -1,0 +1,93 @@
+"""A multi-layer perceptron that predicts the next byte of text from the bytes before it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from workloads.base import BuildContext, FidelityStep, Instance, Work, Workload
+from workloads.data import byte_windows
+from workloads.training import Trainer
+
+VOCAB = 256
+
+
+class MLP(nn.Module):
+    """`layers` hidden Linear+GELU blocks between a byte-window input and 256 logits."""
+
+    def __init__(self, context: int, hidden: int, layers: int) -> None:
+        super().__init__()
+        dims = [context, *([hidden] * layers)]
+        blocks: list[nn.Module] = []
+        for d_in, d_out in zip(dims[:-1], dims[1:]):
+            blocks += [nn.Linear(d_in, d_out), nn.GELU()]
+        blocks.append(nn.Linear(dims[-1], VOCAB))
+        self.net = nn.Sequential(*blocks)
+        self.layer_shapes = list(zip(dims, [*dims[1:], VOCAB]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class MLPInstance(Instance):
+    def __init__(self, ctx: BuildContext, params: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.context = params["context"]
+        self.model = ctx.materialize(lambda: MLP(self.context, params["hidden"], params["layers"]))
+        self.forward = ctx.compiled(self.model)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=params["lr"])
+        self.trainer = Trainer(ctx, self.model, self.optimizer, self._loss)
+        self.batch = self._batch(0)
+
+    def _batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        windows = byte_windows(index, self.ctx.batch_size, self.context + 1)
+        inputs = (windows[:, :-1].float() / 127.5 - 1.0).to(self.ctx.device)
+        return inputs, windows[:, -1].to(self.ctx.device)
+
+    def _loss(self, batch: object) -> torch.Tensor:
+        inputs, targets = batch  # type: ignore[misc]
+        return nn.functional.cross_entropy(self.forward(inputs).float(), targets)
+
+    def step(self, mode: str) -> Callable[[], None]:
+        inputs, _ = self.batch
+        if mode == "infer":
+
+            def infer() -> None:
+                self.model.eval()
+                with torch.inference_mode(), self.ctx.autocast():
+                    self.last = self.forward(inputs)
+
+            return infer
+
+        def train() -> None:
+            self.last, _ = self.trainer.step(self.batch)
+
+        return train
+
+    def flops(self, mode: str) -> float:
+        forward = 2.0 * self.ctx.batch_size * sum(i * o for i, o in self.model.layer_shapes)
+        return forward if mode == "infer" else 3.0 * forward
+
+    def work(self, mode: str) -> Work:
+        return Work(items=self.ctx.batch_size, unit="samples")
+
+    def fidelity_step(self, index: int) -> FidelityStep:
+        loss, norm = self.trainer.step(self._batch(index), grad_norm=True)
+        return FidelityStep(loss=float(loss), grad_norm=float(norm or 0.0))
+
+
+class MLPWorkload(Workload):
+    name = "mlp"
+    description = "MLP next-byte classifier (Linear+GELU), AdamW"
+    modes = ("infer", "train")
+    presets = {
+        "tiny": {"batch": 16, "context": 32, "hidden": 64, "layers": 2, "lr": 1e-3},
+        "small": {"batch": 64, "context": 256, "hidden": 1024, "layers": 4, "lr": 1e-3},
+        "base": {"batch": 256, "context": 1024, "hidden": 4096, "layers": 8, "lr": 1e-3},
+    }
+
+    def build(self, ctx: BuildContext) -> Instance:
+        return MLPInstance(ctx, ctx.params)
