@@ -24,7 +24,7 @@ class CUDABackend(AcceleratorBackend):
         if torch.version.cuda is None and torch.version.hip is None:
             return Availability(
                 ok=False,
-                reason=f"this torch build ({torch.__version__}) is CPU-only: it has no CUDA support.",
+                reason=f"this torch build ({torch.__version__}) is CPU-only: it has no CUDA.",
                 hint=cls.install_hint,
             )
         return Availability(

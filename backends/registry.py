@@ -1,4 +1,4 @@
-"""Backend lookup: the built-ins plus installed plugins of the `bench.backends` entry-point group."""
+"""Backend lookup: the built-ins plus installed plugins of the `bench.backends` group."""
 
 from __future__ import annotations
 
@@ -42,8 +42,7 @@ def _load_plugin(ep: EntryPoint) -> type[Backend]:
         cls = ep.load()
     except Exception as exc:
         raise BackendError(
-            f"backend plugin '{ep.name}' ({ep.value}) failed to import: "
-            f"{type(exc).__name__}: {exc}"
+            f"backend plugin '{ep.name}' ({ep.value}) failed to import: {type(exc).__name__}: {exc}"
         ) from exc
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
         raise BackendError(
@@ -72,15 +71,10 @@ def list_backends() -> list[BackendEntry]:
             continue
         source = f"plugin {ep.dist.name if ep.dist else ep.value}"
         try:
-            cls = _load_plugin(ep)
+            availability = _safe_availability(_load_plugin(ep))
         except BackendError as exc:
-            entries.append(
-                BackendEntry(
-                    name=ep.name, source=source, availability=Availability(ok=False, reason=str(exc))
-                )
-            )
-            continue
-        entries.append(BackendEntry(name=ep.name, source=source, availability=_safe_availability(cls)))
+            availability = Availability(ok=False, reason=str(exc))
+        entries.append(BackendEntry(name=ep.name, source=source, availability=availability))
     return entries
 
 

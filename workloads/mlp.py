@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -22,11 +23,11 @@ class MLP(nn.Module):
         super().__init__()
         dims = [context, *([hidden] * layers)]
         blocks: list[nn.Module] = []
-        for d_in, d_out in zip(dims[:-1], dims[1:]):
+        for d_in, d_out in itertools.pairwise(dims):
             blocks += [nn.Linear(d_in, d_out), nn.GELU()]
         blocks.append(nn.Linear(dims[-1], VOCAB))
         self.net = nn.Sequential(*blocks)
-        self.layer_shapes = list(zip(dims, [*dims[1:], VOCAB]))
+        self.layer_shapes = list(zip(dims, [*dims[1:], VOCAB], strict=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -8,9 +8,7 @@ from workloads.base import Workload, WorkloadError
 from workloads.mlp import MLPWorkload
 
 ENTRY_POINT_GROUP = "bench.workloads"
-BUILTINS: dict[str, type[Workload]] = {
-    cls.name: cls for cls in (MLPWorkload,)
-}
+BUILTINS: dict[str, type[Workload]] = {cls.name: cls for cls in (MLPWorkload,)}
 
 
 def _plugins() -> dict[str, type[Workload]]:
@@ -53,7 +51,5 @@ def get_workload(name: str) -> Workload:
         broken = plugin_errors()
         if name in broken:
             raise WorkloadError(f"workload plugin '{name}' {broken[name]}.")
-        raise WorkloadError(
-            f"unknown workload '{name}'; choose from: {', '.join(workloads)}."
-        )
+        raise WorkloadError(f"unknown workload '{name}'; choose from: {', '.join(workloads)}.")
     return workloads[name]()

@@ -26,9 +26,7 @@ class Trainer:
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = loss_fn
-        self.scaler = torch.amp.GradScaler(
-            ctx.device.type, enabled=ctx.dtype == torch.float16
-        )
+        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.dtype == torch.float16)
 
     def step(self, batch: object, grad_norm: bool = False) -> tuple[torch.Tensor, float | None]:
         """Forward, backward, optimizer step and zero_grad; returns the loss and, on request,

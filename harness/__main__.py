@@ -1,0 +1,5 @@
+"""`python -m harness` is the `bench` command."""
+
+from harness.cli.app import main
+
+main()
