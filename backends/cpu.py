@@ -26,9 +26,10 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _vm_hwm_bytes() -> int | None:
+def _status_bytes(field: str) -> int | None:
+    """A memory field of /proc/self/status (VmRSS, VmHWM) in bytes, or None if unreadable."""
     try:
-        match = re.search(r"^VmHWM:\s+(\d+)\s+kB", _STATUS.read_text(), re.MULTILINE)
+        match = re.search(rf"^{field}:\s+(\d+)\s+kB", _STATUS.read_text(), re.MULTILINE)
     except OSError:
         return None
     return int(match.group(1)) * 1024 if match else None
@@ -43,6 +44,7 @@ class CPUBackend(Backend):
     def __init__(self, index: int = 0) -> None:
         self.index = index
         self._peak_resettable = True
+        self._baseline_rss = _status_bytes("VmRSS") or 0
 
     @classmethod
     def availability(cls) -> Availability:
@@ -65,10 +67,13 @@ class CPUBackend(Backend):
             self._peak_resettable = False
 
     def peak_memory_bytes(self) -> int | None:
-        """Peak resident memory of this process since the last reset (Linux VmHWM)."""
-        if not self._peak_resettable:
+        """Peak resident memory since the last reset, above what the process held when this
+        backend was created (so a case's model, data and activations, not torch's libraries).
+        None where the OS cannot reset the high-water mark."""
+        peak = _status_bytes("VmHWM") if self._peak_resettable else None
+        if peak is None:
             return None
-        return _vm_hwm_bytes()
+        return max(peak - self._baseline_rss, 0)
 
     def describe(self) -> DeviceInfo:
         cores = os.cpu_count() or 1

@@ -1,3 +1,32 @@
-"""accelbench's harness: everything that is neither a device nor a model."""
+"""accelbench's harness: everything that is neither a device nor a model.
+
+Library use, like `torch.utils.benchmark`:
+
+    from harness import measure
+    m = measure(lambda: a @ b)
+    print(m.median, m.ci95, m.stable)
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
+
+_LAZY: dict[str, tuple[str, str]] = {}
+
+
+def __getattr__(name: str) -> Any:
+    """Import public names on first use, so `import harness` stays cheap."""
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")
+
+
+from harness.measure import measure  # noqa: E402  (binds the function over the submodule)
+from harness.schema import Measurement  # noqa: E402
+
+__all__ = ["Measurement", "measure", *_LAZY]

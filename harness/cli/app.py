@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from backends.registry import BackendError
-from harness.cli import list_cmd
+from harness.cli import list_cmd, run_cmd
 from harness.errors import BenchError
 from workloads.base import WorkloadError
 
@@ -19,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("run")(run_cmd.run_command)
 app.add_typer(list_cmd.app, name="list")
 
 USER_ERRORS = (BenchError, BackendError, WorkloadError)

@@ -1,0 +1,187 @@
+"""`bench run`: measure cases on one backend and write a results file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from harness.config import RunConfig
+from harness.errors import BenchError
+from harness.execute import CaseSpec
+from harness.runner import RunInterrupted, RunOutcome, run
+from harness.schema import CaseResult
+
+
+def split_list(value: str | None) -> list[str]:
+    """`a,b , c` -> ['a', 'b', 'c']; None or empty -> []."""
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def parse_batches(value: str | None) -> list[int]:
+    """Comma-separated positive integers; BenchError naming the bad entry."""
+    batches = []
+    for part in split_list(value):
+        try:
+            batch = int(part)
+        except ValueError:
+            raise BenchError(f"--batch expects positive integers like 1,8; got '{part}'.") from None
+        if batch <= 0:
+            raise BenchError(f"--batch sizes must be positive integers; got {batch}.")
+        batches.append(batch)
+    return batches
+
+
+def parse_params(values: list[str] | None) -> dict[str, str]:
+    """`key=value` pairs (optionally `workload.key=value`); BenchError for a malformed one."""
+    params: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BenchError(f"--param expects key=value (e.g. seq_len=128); got '{item}'.")
+        params[key.strip()] = value.strip()
+    return params
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration with a unit that keeps 3-4 significant digits."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def format_bytes(count: int | None) -> str:
+    if count is None:
+        return "-"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} B"
+
+
+def format_rate(value: float, unit: str) -> str:
+    for prefix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def summary_table(cases: list[CaseResult]) -> Table:
+    """One row per case: median with CI, throughput, MFU, peak memory, status."""
+    table = Table(title="results")
+    for column in ("case", "median (95% CI)", "throughput", "MFU", "peak mem", "status"):
+        table.add_column(column, overflow="fold")
+    for case in cases:
+        m = case.measurement
+        median = (
+            f"{format_seconds(m.median)} ({format_seconds(m.ci95[0])}-{format_seconds(m.ci95[1])})"
+            if m
+            else "-"
+        )
+        throughput = (
+            format_rate(case.throughput.value, case.throughput.unit) if case.throughput else "-"
+        )
+        mfu = f"{case.mfu:.1%}" if case.mfu is not None else "-"
+        if case.status == "ok":
+            status = "[green]ok[/]"
+            if m and m.stability != "ok":
+                status += f" [yellow]noisy ({m.stability})[/]"
+        else:
+            reason = case.error.message if case.error else ""
+            kind = case.error.kind if case.error else case.status
+            status = f"[red]{case.status}[/] {kind}: {escape(reason)}"
+        table.add_row(
+            escape(case.key.id),
+            median,
+            throughput,
+            mfu,
+            format_bytes(case.peak_memory_bytes),
+            status,
+        )
+    return table
+
+
+def run_command(
+    backend: Annotated[str, typer.Option(help="Backend name (see `bench list backends`).")] = "cpu",
+    workload: Annotated[
+        str | None, typer.Option(help="Comma-separated workloads (default: the suite).")
+    ] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="Comma-separated modes: infer,train,prefill,decode,...")
+    ] = None,
+    dtype: Annotated[str, typer.Option(help="Comma-separated dtypes: fp32,bf16,fp16.")] = "fp32",
+    batch: Annotated[
+        str | None, typer.Option(help="Comma-separated batch sizes (default: per preset).")
+    ] = None,
+    preset: Annotated[str, typer.Option(help="tiny | small | base.")] = "small",
+    param: Annotated[
+        list[str] | None, typer.Option(help="Workload parameter key=value (repeatable).")
+    ] = None,
+    compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
+    case_timeout: Annotated[
+        float | None, typer.Option(help="Seconds per case before it is killed.")
+    ] = None,
+    isolate: Annotated[
+        str, typer.Option(help="none | worker (default) | case: where cases run.")
+    ] = "worker",
+    label: Annotated[str, typer.Option(help="Free text stored with the run.")] = "",
+    seed: Annotated[int, typer.Option(help="Seed for weights and data.")] = 0,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("results"),
+) -> None:
+    """Measure workloads on one backend; write results/<time>-<backend>-<id>.json."""
+    if isolate not in ("none", "worker", "case"):
+        raise BenchError(f"unknown --isolate '{isolate}'; choose from: none, worker, case.")
+    config = RunConfig(
+        backend=backend,
+        workloads=split_list(workload),
+        modes=split_list(mode),
+        dtypes=split_list(dtype) or ["fp32"],
+        batches=parse_batches(batch),
+        preset=preset,
+        params=parse_params(param),
+        compile=compile,
+        case_timeout_s=case_timeout,
+        isolate=isolate,  # type: ignore[arg-type]
+        label=label,
+        seed=seed,
+        out=out,
+    )
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    try:
+        outcome = _run_with_progress(config, console)
+    except RunInterrupted as exc:
+        console.print(f"[yellow]interrupted by {exc}; partial results kept (status incomplete).")
+        raise typer.Exit(130 if exc.signum == 2 else 143) from None
+    console.print(summary_table(outcome.record.cases))
+    console.print(f"results: {escape(str(outcome.path))}")
+    if outcome.failed_cases:
+        console.print(f"[red]{len(outcome.failed_cases)} case(s) failed.")
+        raise typer.Exit(1)
+
+
+def _run_with_progress(config: RunConfig, console: Console) -> RunOutcome:
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not sys.stdout.isatty(),
+    )
+    task = progress.add_task("planning", total=None)
+
+    def on_case(index: int, total: int, spec: CaseSpec, result: CaseResult | None) -> None:
+        progress.update(task, total=total, completed=index + (result is not None))
+        progress.update(task, description=escape(spec.key.id))
+        if result is not None and not sys.stdout.isatty():
+            console.print(f"[{index + 1}/{total}] {escape(spec.key.id)}: {result.status}")
+
+    with progress:
+        return run(config, command=["bench", *sys.argv[1:]], progress=on_case)

@@ -1,0 +1,118 @@
+"""Run one case in the current process: build, time, derive figures, classify failures."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+from pydantic import BaseModel, Field
+
+from backends.base import DTYPES
+from backends.registry import get_backend
+from harness.config import MeasureSettings
+from harness.measure import measure
+from harness.schema import CaseError, CaseKey, CaseResult, Throughput
+from workloads.base import BuildContext
+from workloads.registry import get_workload
+
+
+class CaseSpec(BaseModel):
+    """Everything a worker needs to run one case; plain data, sent as JSON."""
+
+    backend: str
+    key: CaseKey
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+    measure: MeasureSettings = Field(default_factory=MeasureSettings)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    return "out of memory" in str(exc).lower()
+
+
+def failed(spec: CaseSpec, kind: str, message: str, **extra: Any) -> CaseResult:
+    """A CaseResult for a case that produced no measurement."""
+    status = "unsupported" if kind == "unsupported" else "failed"
+    return CaseResult(
+        key=spec.key,
+        status=status,
+        error=CaseError(kind=kind, message=message),  # type: ignore[arg-type]
+        **extra,
+    )
+
+
+def execute_case(spec: CaseSpec) -> CaseResult:
+    """Build and measure one case here. Never raises for a failure of the case itself:
+    exceptions, out-of-memory, NaN/Inf output and unsupported dtypes become failed results."""
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    try:
+        result = _measure_case(spec)
+    except Exception as exc:
+        kind = "oom" if _is_oom(exc) else "exception"
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        where = f" (at {frame.filename}:{frame.lineno})" if frame else ""
+        result = failed(spec, kind, f"{type(exc).__name__}: {exc}{where}")
+    result.started_at = started
+    result.duration_s = time.perf_counter() - t0
+    return result
+
+
+def _measure_case(spec: CaseSpec) -> CaseResult:
+    key = spec.key
+    backend = get_backend(spec.backend)
+    dtype = DTYPES[key.dtype]
+    if not backend.supports(dtype):
+        return failed(spec, "unsupported", f"backend '{backend.name}' does not support {key.dtype}")
+    workload = get_workload(key.workload)
+    backend.seed(spec.seed)
+    ctx = BuildContext(
+        backend=backend,
+        dtype_name=key.dtype,
+        batch_size=key.batch,
+        preset=key.preset,
+        params=spec.params,
+        seed=spec.seed,
+        compile=key.compile,
+    )
+    instance = workload.build(ctx)
+    step = instance.step(key.mode)
+    backend.synchronize()
+    backend.reset_peak_memory()
+    settings = spec.measure
+    measurement = measure(
+        step,
+        backend,
+        warmup_s=settings.warmup_s,
+        warmup_iterations=settings.warmup_iterations,
+        min_samples=settings.min_samples,
+        max_samples=settings.max_samples,
+        max_time_s=settings.max_time_s,
+        precision=settings.precision,
+        min_sample_s=settings.min_sample_s,
+    )
+    peak_memory = backend.peak_memory_bytes()
+    reason = instance.nonfinite_reason()
+    if reason is not None:
+        return failed(spec, "nonfinite", reason, measurement=measurement)
+    seconds = measurement.median
+    work = instance.work(key.mode)
+    flops = instance.flops(key.mode)
+    moved = instance.bytes_moved(key.mode)
+    return CaseResult(
+        key=key,
+        status="ok",
+        measurement=measurement,
+        throughput=Throughput(value=work.items / seconds, unit=f"{work.unit}/s"),
+        flops_per_step=flops,
+        achieved_flops=flops / seconds if flops else None,
+        bytes_per_step=moved,
+        achieved_bandwidth=moved / seconds if moved else None,
+        peak_memory_bytes=peak_memory,
+        extra=instance.extra_metrics(key.mode, seconds),
+    )

@@ -1,0 +1,136 @@
+"""`measure(fn, backend)`: device-accurate timing with adaptive sampling and a CI of the median.
+
+Like `torch.utils.benchmark.Timer.blocked_autorange`, but the block size is chosen so that
+timer overhead stays below 1e-4 of a sample, the first call is timed apart as cold start,
+and sampling stops when the 95% CI of the median is narrow enough or the time budget is spent.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+
+from backends.base import Backend, DeviceTimer
+from harness import stats
+from harness.schema import Measurement
+
+MAX_OVERHEAD_RATIO = 1e-4
+
+
+def _noop() -> None:
+    return None
+
+
+def timer_overhead_s(timer: DeviceTimer, repeats: int = 25) -> float:
+    """Median reading of the timer around a single empty call: its fixed cost per block."""
+    return statistics.median(timer.time_block(_noop, 1) for _ in range(repeats))
+
+
+def measure(
+    fn: Callable[[], object],
+    backend: Backend | None = None,
+    *,
+    warmup_s: float = 0.1,
+    warmup_iterations: int = 2,
+    min_samples: int = 10,
+    max_samples: int = 1000,
+    max_time_s: float = 2.0,
+    precision: float = 0.01,
+    min_sample_s: float = 1e-3,
+    time_cold_start: bool = True,
+) -> Measurement:
+    """Time `fn` on `backend` (the CPU when None) and return its samples and statistics.
+
+    Promises: the first call is reported apart as `cold_start_s`; each sample is one block of
+    `iterations_per_sample` calls lasting at least `min_sample_s` and at least 1e4 times the
+    timer's own overhead; at least `min_samples` samples are taken; sampling stops once the 95%
+    CI of the median is within `precision` x median (`stable=True`) or when `max_time_s` of
+    sampling has passed or `max_samples` were taken (`stable=False`). Samples are never dropped.
+    """
+    if backend is None:
+        from backends.cpu import CPUBackend
+
+        backend = CPUBackend()
+    timer = backend.timer()
+    start = time.perf_counter()
+    cold_start = timer.time_block(fn, 1) if time_cold_start else None
+
+    per_call, warmup_done = _warm_up(fn, timer, warmup_s, warmup_iterations)
+    floor_s = max(min_sample_s, timer_overhead_s(timer) / MAX_OVERHEAD_RATIO)
+    iterations = max(1, math.ceil(floor_s / max(per_call, 1e-9)))
+
+    samples: list[float] = []
+    stable = False
+    sampling_start = time.perf_counter()
+    while len(samples) < max_samples:
+        samples.append(timer.time_block(fn, iterations) / iterations)
+        if len(samples) < min_samples:
+            continue
+        median = statistics.median(samples)
+        ci = stats.order_statistic_median_ci(samples)
+        if stats.ci_half_width_ratio(ci, median) <= precision:
+            stable = True
+            break
+        if time.perf_counter() - sampling_start >= max_time_s:
+            break
+    return summarize(
+        samples,
+        iterations_per_sample=iterations,
+        warmup_iterations=warmup_done,
+        cold_start_s=cold_start,
+        total_time_s=time.perf_counter() - start,
+        stable=stable,
+    )
+
+
+def _warm_up(
+    fn: Callable[[], object], timer: DeviceTimer, warmup_s: float, warmup_iterations: int
+) -> tuple[float, int]:
+    """Run `fn` in growing blocks for at least `warmup_s` and `warmup_iterations` calls;
+    return the seconds per call of the last block and the calls made."""
+    done = 0
+    block = 1
+    spent = 0.0
+    per_call = 0.0
+    while True:
+        elapsed = timer.time_block(fn, block)
+        done += block
+        spent += elapsed
+        per_call = elapsed / block
+        if done >= warmup_iterations and spent >= warmup_s:
+            return per_call, done
+        remaining = max(warmup_s - spent, 0.0)
+        block = max(1, min(block * 2, math.ceil(remaining / max(per_call, 1e-9))))
+
+
+def summarize(
+    samples: list[float],
+    *,
+    iterations_per_sample: int,
+    warmup_iterations: int = 0,
+    cold_start_s: float | None = None,
+    total_time_s: float = 0.0,
+    stable: bool = False,
+) -> Measurement:
+    """The Measurement of raw per-iteration samples: quartiles, bootstrap CI, outlier labels."""
+    q1, median, q3 = stats.quartiles(samples)
+    iqr = q3 - q1
+    return Measurement(
+        samples_s=samples,
+        iterations_per_sample=iterations_per_sample,
+        warmup_iterations=warmup_iterations,
+        cold_start_s=cold_start_s,
+        total_time_s=total_time_s,
+        median=median,
+        mean=statistics.fmean(samples),
+        stdev=statistics.stdev(samples) if len(samples) > 1 else 0.0,
+        q1=q1,
+        q3=q3,
+        iqr=iqr,
+        ci95=stats.bootstrap_median_ci(samples),
+        stable=stable,
+        stability=stats.stability(iqr, median),
+        outliers=stats.tukey_labels(samples),
+    )

@@ -1,0 +1,122 @@
+"""Turn a RunConfig into the list of cases to run, rejecting bad input with clear messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backends.base import DTYPES
+from harness.config import RunConfig
+from harness.errors import BenchError
+from harness.execute import CaseSpec
+from harness.schema import CaseKey
+from workloads.base import MODES, PRESETS, Workload
+from workloads.registry import all_workloads, get_workload
+
+DEFAULT_SUITE: tuple[str, ...] = ("mlp", "convnet", "gpt", "dit", "matmul", "bandwidth")
+"""What `bench run` measures when no workload is named (those that are registered)."""
+
+RUN_DTYPES: tuple[str, ...] = ("fp32", "bf16", "fp16")
+
+
+def default_workloads() -> list[str]:
+    """The default suite, restricted to the workloads registered here."""
+    known = all_workloads()
+    return [name for name in DEFAULT_SUITE if name in known]
+
+
+def _check_choices(kind: str, given: list[str], valid: tuple[str, ...] | list[str]) -> None:
+    for value in given:
+        if value not in valid:
+            raise BenchError(f"unknown {kind} '{value}'; choose from: {', '.join(valid)}.")
+
+
+def _split_params(params: dict[str, str], workloads: list[Workload]) -> dict[str, dict[str, str]]:
+    """Route `key=value` to every selected workload that has `key`, and `name.key=value` to one.
+
+    Raises BenchError for a key no selected workload has."""
+    routed: dict[str, dict[str, str]] = {w.name: {} for w in workloads}
+    for raw_key, value in params.items():
+        target, _, key = raw_key.rpartition(".")
+        if target:
+            if target not in routed:
+                raise BenchError(
+                    f"--param {raw_key}: workload '{target}' is not selected; "
+                    f"selected: {', '.join(routed)}."
+                )
+            routed[target][key] = value
+            continue
+        owners = [w.name for w in workloads if any(key in p for p in w.presets.values())]
+        if not owners:
+            valid = sorted({k for w in workloads for p in w.presets.values() for k in p})
+            raise BenchError(
+                f"--param {key}: no selected workload has this parameter; valid: "
+                f"{', '.join(valid)}."
+            )
+        for owner in owners:
+            routed[owner][key] = value
+    return routed
+
+
+def plan_cases(config: RunConfig) -> list[CaseSpec]:
+    """Every case of the run: workload x supported mode x dtype x batch, in that order.
+
+    Raises BenchError (or WorkloadError) naming the valid choices for any bad input.
+    """
+    names = config.workloads or default_workloads()
+    workloads = [get_workload(name) for name in names]
+    _check_choices("mode", config.modes, MODES)
+    _check_choices("dtype", config.dtypes, RUN_DTYPES)
+    _check_choices("preset", [config.preset], PRESETS)
+    for batch in config.batches:
+        if batch <= 0:
+            raise BenchError(f"batch sizes must be positive integers, got {batch}.")
+    if config.modes and not any(m in w.modes for w in workloads for m in config.modes):
+        offered = sorted({m for w in workloads for m in w.modes})
+        raise BenchError(
+            f"no selected workload supports mode(s) {', '.join(config.modes)}; "
+            f"they offer: {', '.join(offered)}."
+        )
+    routed = _split_params(config.params, workloads)
+    measure = config.measure_settings()
+    specs: list[CaseSpec] = []
+    for workload in workloads:
+        params: dict[str, Any] = workload.resolve_params(config.preset, routed[workload.name])
+        modes = [m for m in (config.modes or workload.modes) if m in workload.modes]
+        for mode in modes:
+            for dtype in config.dtypes:
+                for batch in config.batches or [params["batch"]]:
+                    key = CaseKey(
+                        workload=workload.name,
+                        workload_version=workload.version,
+                        mode=mode,
+                        dtype=dtype,
+                        batch=batch,
+                        preset=config.preset,
+                        params={k: v for k, v in params.items() if k != "batch"},
+                        compile=config.compile,
+                        nproc=config.nproc,
+                    )
+                    specs.append(
+                        CaseSpec(
+                            backend=config.backend,
+                            key=key,
+                            params=params,
+                            seed=config.seed,
+                            measure=measure,
+                        )
+                    )
+    return specs
+
+
+def check_dtypes_supported(config: RunConfig, supported: list[str]) -> None:
+    """Refuse a run none of whose dtypes the backend can run (a mix gives 'unsupported' cases)."""
+    if not any(d in supported for d in config.dtypes):
+        raise BenchError(
+            f"backend '{config.backend}' cannot run {', '.join(config.dtypes)}; "
+            f"it supports: {', '.join(supported)}."
+        )
+
+
+def supported_dtype_names(backend: Any) -> list[str]:
+    """The dtype names (of RUN_DTYPES) that `backend.supports()` accepts."""
+    return [name for name in RUN_DTYPES if backend.supports(DTYPES[name])]

@@ -1,0 +1,156 @@
+"""`bench run` without the CLI: plan the cases, run each in isolation, flush each result.
+
+The results file is created before the first case and replaced atomically after every case,
+so an interrupted or crashed run still leaves a valid file (status `incomplete`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType
+
+from pydantic import BaseModel
+
+from backends.registry import get_backend
+from harness.config import RunConfig
+from harness.environment import capture_environment
+from harness.errors import BenchError
+from harness.execute import CaseSpec, failed
+from harness.plan import check_dtypes_supported, plan_cases, supported_dtype_names
+from harness.schema import CaseResult, PeakFigure, RunRecord
+from harness.store import claim_run_path, save_run
+from harness.worker import Executor, WorkerFailure
+
+ProgressFn = Callable[[int, int, CaseSpec, CaseResult | None], None]
+"""Called before (result None) and after each case: index, total, spec, result."""
+
+
+class RunInterrupted(Exception):
+    """SIGINT or SIGTERM arrived during a run; the partial results were kept."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class RunOutcome(BaseModel):
+    """The finished record and where it was written."""
+
+    record: RunRecord
+    path: Path
+
+    @property
+    def failed_cases(self) -> list[CaseResult]:
+        return [c for c in self.record.cases if c.status == "failed"]
+
+
+def prepare_out_dir(out: Path) -> Path:
+    """Create `out` if needed and check it is writable; BenchError before any work if not."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"cannot create the output folder {out}: {exc.strerror or exc}.") from None
+    if not out.is_dir() or not os.access(out, os.W_OK | os.X_OK):
+        raise BenchError(f"the output folder {out} is not a writable folder.")
+    return out
+
+
+def apply_peaks(record: RunRecord) -> None:
+    """Fill `record.peaks` (known spec, else this run's best matmul probe) and each case's MFU."""
+    peaks: dict[str, PeakFigure] = {}
+    for dtype, flops in record.device.peak_flops.items():
+        peaks[dtype] = PeakFigure(flops=flops, source=f"spec: {record.device.peak_source}")
+    for case in record.cases:
+        key = case.key
+        if key.workload != "matmul" or case.status != "ok" or not case.achieved_flops:
+            continue
+        if key.dtype in peaks and not peaks[key.dtype].source.startswith("measured"):
+            continue
+        best = peaks.get(key.dtype)
+        if best is None or case.achieved_flops > best.flops:
+            peaks[key.dtype] = PeakFigure(
+                flops=case.achieved_flops, source=f"measured: matmul probe ({key.id})"
+            )
+    record.peaks = peaks
+    for case in record.cases:
+        peak = peaks.get(case.key.dtype)
+        if peak and case.achieved_flops:
+            case.mfu = case.achieved_flops / peak.flops
+            case.peak_flops_source = peak.source
+
+
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Turn SIGINT/SIGTERM into RunInterrupted for the duration of the run."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise RunInterrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def run(
+    config: RunConfig, command: list[str] | None = None, progress: ProgressFn | None = None
+) -> RunOutcome:
+    """Run every case of `config` and write the results file; see module docstring.
+
+    Raises BenchError for bad input before any case runs, RunInterrupted after a signal (the
+    file is then saved with status `incomplete`).
+    """
+    specs = plan_cases(config)
+    backend = get_backend(config.backend)
+    check_dtypes_supported(config, supported_dtype_names(backend))
+    out = prepare_out_dir(config.out)
+
+    record = RunRecord(
+        run_id=uuid.uuid4().hex,
+        started_at=datetime.now(timezone.utc),
+        command=command or [],
+        label=config.label,
+        backend=config.backend,
+        config=config,
+        environment=capture_environment(),
+        device=backend.describe(),
+    )
+    path = claim_run_path(out, record)
+    save_run(record, path)
+    timeout = config.case_timeout()
+    try:
+        with _signals_raise(), Executor(config.isolate) as executor:
+            for index, spec in enumerate(specs):
+                if progress:
+                    progress(index, len(specs), spec, None)
+                result = _run_one(executor, spec, timeout)
+                record.cases.append(result)
+                apply_peaks(record)
+                save_run(record, path)
+                if progress:
+                    progress(index, len(specs), spec, result)
+    except RunInterrupted:
+        record.status = "incomplete"
+        record.finished_at = datetime.now(timezone.utc)
+        save_run(record, path)
+        raise
+    record.status = "complete"
+    record.finished_at = datetime.now(timezone.utc)
+    save_run(record, path)
+    return RunOutcome(record=record, path=path)
+
+
+def _run_one(executor: Executor, spec: CaseSpec, timeout: float) -> CaseResult:
+    try:
+        answer = executor.run("case", spec.model_dump_json(), timeout)
+    except WorkerFailure as exc:
+        return failed(spec, exc.kind, str(exc))
+    return CaseResult.model_validate_json(answer)

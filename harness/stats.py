@@ -1,0 +1,89 @@
+"""Statistics of timing samples: pure functions over sequences of floats (no torch, no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+from scipy import stats as sps
+
+WARN_IQR_RATIO = 0.10
+SEVERE_IQR_RATIO = 0.25
+
+OutlierLabel = Literal["", "mild", "severe"]
+
+
+def quartiles(samples: Sequence[float]) -> tuple[float, float, float]:
+    """First quartile, median and third quartile (linear interpolation)."""
+    q1, q2, q3 = np.percentile(np.asarray(samples, dtype=float), [25, 50, 75])
+    return float(q1), float(q2), float(q3)
+
+
+def bootstrap_median_ci(
+    samples: Sequence[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile-bootstrap confidence interval of the median (degenerate if n < 2)."""
+    data = np.asarray(samples, dtype=float)
+    if data.size < 2 or np.ptp(data) == 0.0:
+        value = float(np.median(data)) if data.size else float("nan")
+        return value, value
+    result = sps.bootstrap(
+        (data,),
+        np.median,
+        confidence_level=confidence,
+        n_resamples=resamples,
+        method="percentile",
+        vectorized=True,
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def order_statistic_median_ci(
+    samples: Sequence[float], confidence: float = 0.95
+) -> tuple[float, float]:
+    """Distribution-free confidence interval of the median from order statistics (binomial).
+
+    Cheap enough to evaluate after every sample; slightly conservative for small n.
+    """
+    data = np.sort(np.asarray(samples, dtype=float))
+    n = data.size
+    if n < 2:
+        value = float(data[0]) if n else float("nan")
+        return value, value
+    alpha = 1.0 - confidence
+    k = int(sps.binom.ppf(alpha / 2.0, n, 0.5))  # P(Binom(n, 1/2) < k) <= alpha / 2
+    low, high = max(k - 1, 0), min(n - k, n - 1)
+    return float(data[low]), float(data[high])
+
+
+def ci_half_width_ratio(ci: tuple[float, float], center: float) -> float:
+    """Half-width of a confidence interval relative to its center (inf when center is 0)."""
+    return (ci[1] - ci[0]) / 2.0 / center if center > 0 else float("inf")
+
+
+def tukey_labels(samples: Sequence[float]) -> list[OutlierLabel]:
+    """Label each sample by Tukey fences: beyond 1.5 IQR 'mild', beyond 3 IQR 'severe'."""
+    q1, _, q3 = quartiles(samples)
+    iqr = q3 - q1
+    labels: list[OutlierLabel] = []
+    for value in samples:
+        distance = max(q1 - value, value - q3)
+        if distance > 3.0 * iqr:
+            labels.append("severe")
+        elif distance > 1.5 * iqr:
+            labels.append("mild")
+        else:
+            labels.append("")
+    return labels
+
+
+def stability(iqr: float, median: float) -> Literal["ok", "warn", "severe"]:
+    """Noise class of a measurement from IQR/median: < 10% ok, < 25% warn, else severe."""
+    ratio = iqr / median if median > 0 else float("inf")
+    if ratio >= SEVERE_IQR_RATIO:
+        return "severe"
+    if ratio >= WARN_IQR_RATIO:
+        return "warn"
+    return "ok"

@@ -1,0 +1,154 @@
+"""Case isolation: jobs run in a worker process that is respawned after a crash or a hang.
+
+The parent sends a job (a kind and a JSON payload) over a pipe and waits at most the case
+timeout for the JSON answer. A worker that dies is reported with its signal; one that hangs
+is killed. Either way the next job gets a fresh worker.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Literal
+
+from harness.execute import CaseSpec, execute_case
+
+Isolation = Literal["none", "worker", "case"]
+
+_READY = "ready"
+
+
+class WorkerFailure(Exception):
+    """The worker died or hung; `kind` is 'crash' or 'timeout'."""
+
+    def __init__(self, kind: Literal["crash", "timeout"], message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _run_case(payload: str) -> str:
+    return execute_case(CaseSpec.model_validate_json(payload)).model_dump_json()
+
+
+HANDLERS: dict[str, Callable[[str], str]] = {"case": _run_case}
+
+
+def handle(kind: str, payload: str) -> str:
+    """Run one job in this process and return its JSON answer."""
+    return HANDLERS[kind](payload)
+
+
+def _worker_main(conn: Connection) -> None:
+    # Ctrl-C reaches the whole process group; the parent decides what to do with it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn.send(_READY)
+    while True:
+        try:
+            kind, payload = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        conn.send(handle(kind, payload))
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """Human words for a worker's exit code: the signal name for a negative code."""
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = " (possibly the out-of-memory killer)" if name == "SIGKILL" else ""
+        return f"killed by {name}{hint}"
+    return f"exited with code {exitcode}"
+
+
+class Worker:
+    """One spawned worker process and its pipe."""
+
+    START_TIMEOUT_S = 120.0
+
+    def __init__(self) -> None:
+        context = mp.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child,), daemon=True)
+        self.process.start()
+        child.close()
+        if not self._conn.poll(self.START_TIMEOUT_S):
+            self.stop()
+            raise WorkerFailure("timeout", "the worker process did not start")
+        try:
+            self._conn.recv()
+        except EOFError:
+            self.stop()
+            raise WorkerFailure(
+                "crash", f"the worker process {describe_exit(self.process.exitcode)} at start"
+            ) from None
+
+    def run(self, kind: str, payload: str, timeout_s: float) -> str:
+        """Send one job and return its answer; raises WorkerFailure on a crash or timeout
+        (the worker is then unusable)."""
+        try:
+            self._conn.send((kind, payload))
+            ready = self._conn.poll(timeout_s)
+            if ready:
+                return self._conn.recv()
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            self.process.join(5)
+            raise WorkerFailure(
+                "crash", f"the worker process {describe_exit(self.process.exitcode)}"
+            ) from None
+        self.stop()
+        raise WorkerFailure("timeout", f"no result within the case timeout of {timeout_s:g} s")
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def stop(self) -> None:
+        """End the worker: terminate, then kill if it does not go."""
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(3)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(3)
+        self._conn.close()
+
+
+class Executor:
+    """Runs jobs under an isolation policy: in this process, in one reused worker, or in a
+    fresh worker per job."""
+
+    def __init__(self, isolate: Isolation = "worker") -> None:
+        self.isolate = isolate
+        self._worker: Worker | None = None
+
+    def run(self, kind: str, payload: str, timeout_s: float) -> str:
+        """The job's JSON answer; raises WorkerFailure when the worker crashed or hung."""
+        if self.isolate == "none":
+            return handle(kind, payload)
+        if self._worker is None or not self._worker.alive():
+            self._worker = Worker()
+        try:
+            return self._worker.run(kind, payload, timeout_s)
+        except WorkerFailure:
+            self._worker = None
+            raise
+        finally:
+            if self.isolate == "case" and self._worker is not None:
+                self._worker.stop()
+                self._worker = None
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
