@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-from scipy import stats as sps
 
 WARN_IQR_RATIO = 0.10
 SEVERE_IQR_RATIO = 0.25
@@ -28,6 +27,8 @@ def bootstrap_median_ci(
     if data.size < 2 or np.ptp(data) == 0.0:
         value = float(np.median(data)) if data.size else float("nan")
         return value, value
+    from scipy import stats as sps  # imported on use: keeps `bench` start-up fast
+
     result = sps.bootstrap(
         (data,),
         np.median,
@@ -52,6 +53,8 @@ def order_statistic_median_ci(
     if n < 2:
         value = float(data[0]) if n else float("nan")
         return value, value
+    from scipy import stats as sps
+
     alpha = 1.0 - confidence
     k = int(sps.binom.ppf(alpha / 2.0, n, 0.5))  # P(Binom(n, 1/2) < k) <= alpha / 2
     low, high = max(k - 1, 0), min(n - k, n - 1)

@@ -1,0 +1,45 @@
+import pytest
+
+from harness.config import RunConfig
+from harness.errors import BenchError
+from harness.plan import plan_cases
+from workloads.base import WorkloadError
+
+
+def test_cases_cross_multiply_modes_dtypes_batches() -> None:
+    specs = plan_cases(
+        RunConfig(workloads=["mlp"], dtypes=["fp32", "bf16"], batches=[1, 4], preset="tiny")
+    )
+    ids = [s.key.id for s in specs]
+    assert len(ids) == 2 * 2 * 2
+    assert "mlp/train/bf16/b4/tiny" in ids
+
+
+def test_param_overrides_reach_the_workload() -> None:
+    (spec,) = plan_cases(
+        RunConfig(workloads=["mlp"], modes=["infer"], preset="tiny", params={"hidden": "48"})
+    )
+    assert spec.params["hidden"] == 48
+    assert spec.key.params["hidden"] == 48
+
+
+@pytest.mark.parametrize(
+    ("config", "error", "message"),
+    [
+        (RunConfig(workloads=["nope"]), WorkloadError, "unknown workload 'nope'; choose from: mlp"),
+        (RunConfig(workloads=["mlp"], modes=["fly"]), BenchError, "unknown mode 'fly'"),
+        (RunConfig(workloads=["mlp"], modes=["decode"]), BenchError, "offer: infer, train"),
+        (RunConfig(workloads=["mlp"], dtypes=["int3"]), BenchError, "fp32, bf16, fp16"),
+        (RunConfig(workloads=["mlp"], preset="huge"), BenchError, "tiny, small, base"),
+        (RunConfig(workloads=["mlp"], batches=[0]), BenchError, "positive"),
+        (RunConfig(workloads=["mlp"], params={"colour": "red"}), BenchError, "valid: batch"),
+        (RunConfig(workloads=["mlp"], params={"hidden": "wide"}), WorkloadError, "expects a int"),
+        (RunConfig(workloads=["mlp"], params={"hidden": "-3"}), WorkloadError, "must be > 0"),
+        (RunConfig(workloads=["mlp"], params={"gpt.x": "1"}), BenchError, "not selected"),
+    ],
+)
+def test_bad_input_names_the_valid_choices(
+    config: RunConfig, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        plan_cases(config)
