@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from importlib.metadata import EntryPoint, entry_points
 
 from pydantic import BaseModel
@@ -51,13 +52,33 @@ def _load_plugin(ep: EntryPoint) -> type[Backend]:
     return cls
 
 
+AVAILABILITY_TIMEOUT_S = 20.0
+
+
 def _safe_availability(cls: type[Backend]) -> Availability:
-    try:
-        return cls.availability()
-    except Exception as exc:  # the contract says never raise; a plugin may still do so
+    """cls.availability(), guarded: an exception or a hang (a daemon thread that does not
+    answer within AVAILABILITY_TIMEOUT_S) becomes ok=False with the reason."""
+    answer: list[Availability | BaseException] = []
+
+    def ask() -> None:
+        try:
+            answer.append(cls.availability())
+        except BaseException as exc:  # the contract says never raise; a plugin may still do so
+            answer.append(exc)
+
+    thread = threading.Thread(target=ask, name=f"availability-{cls.__name__}", daemon=True)
+    thread.start()
+    thread.join(AVAILABILITY_TIMEOUT_S)
+    if not answer:
         return Availability(
-            ok=False, reason=f"availability() raised {type(exc).__name__}: {exc}", hint=""
+            ok=False, reason=f"availability() did not answer within {AVAILABILITY_TIMEOUT_S:g} s."
         )
+    result = answer[0]
+    if isinstance(result, BaseException):
+        return Availability(
+            ok=False, reason=f"availability() raised {type(result).__name__}: {result}"
+        )
+    return result
 
 
 def list_backends() -> list[BackendEntry]:
