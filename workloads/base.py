@@ -72,6 +72,13 @@ class BuildContext(BaseModel):
         model = build().to(self.device)
         return self.backend.prepare(model)
 
+    def for_training(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module a training step must call: `model` itself in a single process; the
+        distributed harness replaces this hook with a data-parallel wrapper under --nproc > 1.
+
+        Inference steps call the plain model (replicas run independently)."""
+        return model
+
     def compiled(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """`fn` through torch.compile when the case asks for it, else unchanged."""
         return torch.compile(fn) if self.compile else fn

@@ -39,6 +39,7 @@ class MLPInstance(Instance):
         self.context = params["context"]
         self.model = ctx.materialize(lambda: MLP(self.context, params["hidden"], params["layers"]))
         self.forward = ctx.compiled(self.model)
+        self.train_forward = ctx.compiled(ctx.for_training(self.model))
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=params["lr"])
         self.trainer = Trainer(ctx, self.model, self.optimizer, self._loss)
         self.batch = self._batch(0)
@@ -50,7 +51,7 @@ class MLPInstance(Instance):
 
     def _loss(self, batch: object) -> torch.Tensor:
         inputs, targets = batch  # type: ignore[misc]
-        return nn.functional.cross_entropy(self.forward(inputs).float(), targets)
+        return nn.functional.cross_entropy(self.train_forward(inputs).float(), targets)
 
     def step(self, mode: str) -> Callable[[], None]:
         inputs, _ = self.batch
