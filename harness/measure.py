@@ -89,16 +89,17 @@ def _warm_up(
     fn: Callable[[], object], timer: DeviceTimer, warmup_s: float, warmup_iterations: int
 ) -> tuple[float, int]:
     """Run `fn` in growing blocks for at least `warmup_s` and `warmup_iterations` calls;
-    return the seconds per call of the last block and the calls made."""
+    return the fastest seconds per call seen in a block (preemption only ever slows a block,
+    so the fastest one sizes sampling blocks that reach their floor) and the calls made."""
     done = 0
     block = 1
     spent = 0.0
-    per_call = 0.0
+    per_call = math.inf
     while True:
         elapsed = timer.time_block(fn, block)
         done += block
         spent += elapsed
-        per_call = elapsed / block
+        per_call = min(per_call, elapsed / block)
         if done >= warmup_iterations and spent >= warmup_s:
             return per_call, done
         remaining = max(warmup_s - spent, 0.0)
