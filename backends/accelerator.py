@@ -121,7 +121,9 @@ class AcceleratorBackend(Backend):
         self.module.reset_peak_memory_stats(self.index)
 
     def peak_memory_bytes(self) -> int | None:
-        return int(self.module.max_memory_allocated(self.index))
+        """The device module's max_memory_allocated; None where the module cannot tell."""
+        peak = self.module.max_memory_allocated(self.index)
+        return None if peak is None else int(peak)
 
     def describe(self) -> DeviceInfo:
         name = str(self.module.get_device_name(self.index))
