@@ -117,6 +117,15 @@ class AcceleratorBackend(Backend):
     def timer(self) -> DeviceTimer:
         return EventTimer(self._make_event, self.synchronize)
 
+    def supports(self, dtype: torch.dtype) -> bool:
+        """The declared dtypes; for bf16 also the device module's is_bf16_supported() where it
+        has one (older GPUs and first-generation Ascend 910 lack bf16)."""
+        if dtype == torch.bfloat16:
+            is_bf16_supported = getattr(self.module, "is_bf16_supported", None)
+            if is_bf16_supported is not None and not is_bf16_supported():
+                return False
+        return super().supports(dtype)
+
     def reset_peak_memory(self) -> None:
         self.module.reset_peak_memory_stats(self.index)
 
