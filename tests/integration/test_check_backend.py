@@ -74,8 +74,10 @@ def test_example_plugin_conforms(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @needs_hostdev
-def test_tiny_run_on_example_plugin(tmp_path: Path) -> None:
-    proc = run_bench(
+def test_tiny_run_on_example_plugin(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # in-process for speed; the example's own tests run it through a worker process
+    proc = invoke_bench(
+        capsys,
         "run",
         "--backend",
         "hostdev",
@@ -83,6 +85,8 @@ def test_tiny_run_on_example_plugin(tmp_path: Path) -> None:
         "mlp",
         "--preset",
         "tiny",
+        "--isolate",
+        "none",
         "--out",
         str(tmp_path),
     )
