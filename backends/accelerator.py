@@ -117,11 +117,22 @@ class AcceleratorBackend(Backend):
     def timer(self) -> DeviceTimer:
         return EventTimer(self._make_event, self.synchronize)
 
+    def supports(self, dtype: torch.dtype) -> bool:
+        """The declared dtypes; for bf16 also the device module's is_bf16_supported() where it
+        has one (older GPUs and first-generation Ascend 910 lack bf16)."""
+        if dtype == torch.bfloat16:
+            is_bf16_supported = getattr(self.module, "is_bf16_supported", None)
+            if is_bf16_supported is not None and not is_bf16_supported():
+                return False
+        return super().supports(dtype)
+
     def reset_peak_memory(self) -> None:
         self.module.reset_peak_memory_stats(self.index)
 
     def peak_memory_bytes(self) -> int | None:
-        return int(self.module.max_memory_allocated(self.index))
+        """The device module's max_memory_allocated; None where the module cannot tell."""
+        peak = self.module.max_memory_allocated(self.index)
+        return None if peak is None else int(peak)
 
     def describe(self) -> DeviceInfo:
         name = str(self.module.get_device_name(self.index))

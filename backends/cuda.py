@@ -36,11 +36,6 @@ class CUDABackend(AcceleratorBackend):
             hint=cls.install_hint,
         )
 
-    def supports(self, dtype: torch.dtype) -> bool:
-        if dtype == torch.bfloat16:
-            return bool(self.module.is_bf16_supported())
-        return super().supports(dtype)
-
     def runtime_versions(self) -> dict[str, str]:
         versions = super().runtime_versions()
         versions["cuda"] = str(torch.version.cuda or torch.version.hip)

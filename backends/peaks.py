@@ -29,6 +29,20 @@ KNOWN_PEAKS: list[tuple[str, Peaks]] = [
     ("h100", _peaks(989, 495, 67, 3.35, "NVIDIA H100 SXM datasheet (dense)")),
     ("a100", _peaks(312, 156, 19.5, 2.04, "NVIDIA A100 SXM 80GB datasheet (dense)")),
     ("mi300x", _peaks(1307, 654, 163, 5.3, "AMD Instinct MI300X datasheet (dense)")),
+    # First-generation Ascend 910 (torch_npu device name "Ascend910A"): 256 TFLOPS FP16, from
+    # Huawei's launch press release of 2019-08-23 ("Huawei launches Ascend 910, the world's most
+    # powerful AI processor", huawei.com/en/news/2019/8). No bf16 on this chip; Huawei gave no
+    # fp32 or bandwidth figure there. Ascend 910B*/910_93* (Atlas A2/A3): we found no per-chip
+    # figure published by Huawei to cite, so they are left out and MFU uses the measured
+    # `matmul` peak instead.
+    (
+        "ascend910a",
+        Peaks(
+            flops={"fp16": 256 * TERA},
+            bandwidth=None,
+            source="Huawei Ascend 910 launch press release, 2019-08-23 (FP16)",
+        ),
+    ),
 ]
 
 

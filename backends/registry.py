@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -41,7 +44,9 @@ def _load_plugin(ep: EntryPoint) -> type[Backend]:
     """Import a plugin's class, checking that it is a Backend; raises with the cause."""
     try:
         cls = ep.load()
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit or worse from a plugin must not end `bench`
         raise BackendError(
             f"backend plugin '{ep.name}' ({ep.value}) failed to import: {type(exc).__name__}: {exc}"
         ) from exc
@@ -54,31 +59,56 @@ def _load_plugin(ep: EntryPoint) -> type[Backend]:
 
 AVAILABILITY_TIMEOUT_S = 20.0
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class GuardedCall(Generic[T]):
+    """How a call made through `call_with_timeout` ended."""
+
+    finished: bool
+    value: T | None = None
+    error: BaseException | None = None
+
+
+def call_with_timeout(fn: Callable[[], T], timeout_s: float, label: str = "call") -> GuardedCall[T]:
+    """Run `fn` in a daemon thread and wait at most `timeout_s`. Never raises: a hang gives
+    finished=False (the thread is abandoned), an exception of any kind is returned in `error`.
+    For plugin code that the contract says must not raise or hang, but might."""
+    answer: list[GuardedCall[T]] = []
+
+    def call() -> None:
+        try:
+            answer.append(GuardedCall(finished=True, value=fn()))
+        except BaseException as exc:
+            answer.append(GuardedCall(finished=True, error=exc))
+
+    thread = threading.Thread(target=call, name=label, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return answer[0] if answer else GuardedCall(finished=False)
+
 
 def _safe_availability(cls: type[Backend]) -> Availability:
-    """cls.availability(), guarded: an exception or a hang (a daemon thread that does not
-    answer within AVAILABILITY_TIMEOUT_S) becomes ok=False with the reason."""
-    answer: list[Availability | BaseException] = []
-
-    def ask() -> None:
-        try:
-            answer.append(cls.availability())
-        except BaseException as exc:  # the contract says never raise; a plugin may still do so
-            answer.append(exc)
-
-    thread = threading.Thread(target=ask, name=f"availability-{cls.__name__}", daemon=True)
-    thread.start()
-    thread.join(AVAILABILITY_TIMEOUT_S)
-    if not answer:
+    """cls.availability(), guarded: an exception or a hang (no answer within
+    AVAILABILITY_TIMEOUT_S) becomes ok=False with the reason."""
+    call = call_with_timeout(
+        cls.availability, AVAILABILITY_TIMEOUT_S, f"availability-{cls.__name__}"
+    )
+    if not call.finished:
         return Availability(
             ok=False, reason=f"availability() did not answer within {AVAILABILITY_TIMEOUT_S:g} s."
         )
-    result = answer[0]
-    if isinstance(result, BaseException):
+    if call.error is not None:
         return Availability(
-            ok=False, reason=f"availability() raised {type(result).__name__}: {result}"
+            ok=False, reason=f"availability() raised {type(call.error).__name__}: {call.error}"
         )
-    return result
+    if not isinstance(call.value, Availability):
+        return Availability(
+            ok=False,
+            reason=f"availability() returned {type(call.value).__name__}, not Availability.",
+        )
+    return call.value
 
 
 def list_backends() -> list[BackendEntry]:

@@ -110,6 +110,13 @@ class Instance(ABC):
         """Workload-specific figures derived from the step time (e.g. time per output token)."""
         return {}
 
+    def placement_tensors(self) -> dict[str, torch.Tensor] | None:
+        """Tensors that must live on the backend's device (weights, step inputs), checked by
+        `bench check-backend`. None (default): the kit inspects the instance's attributes
+        (modules, tensors, tuples/lists/dicts of tensors); override it when the instance
+        keeps host-side data on purpose."""
+        return None
+
     def fidelity_step(self, index: int) -> FidelityStep | None:
         """One training step on the index-th batch of real data; None if not supported."""
         return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 from workloads.base import Workload, WorkloadError
 from workloads.mlp import MLPWorkload
@@ -16,23 +16,30 @@ def _plugins() -> dict[str, type[Workload]]:
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         if ep.name in BUILTINS:
             continue
-        try:
-            cls = ep.load()
-        except Exception:  # a broken plugin must not break the built-ins; listed separately
-            continue
+        cls = _load(ep)
         if isinstance(cls, type) and issubclass(cls, Workload):
             found[ep.name] = cls
     return found
+
+
+def _load(ep: EntryPoint) -> object:
+    """The object an entry point names, or the exception its import raised. A plugin that
+    raises anything on import (SystemExit included) never ends `bench`; Ctrl-C still does."""
+    try:
+        return ep.load()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        return exc
 
 
 def plugin_errors() -> dict[str, str]:
     """Workload plugins that failed to import or are not Workloads, with the reason."""
     errors: dict[str, str] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            cls = ep.load()
-        except Exception as exc:
-            errors[ep.name] = f"failed to import {ep.value}: {type(exc).__name__}: {exc}"
+        cls = _load(ep)
+        if isinstance(cls, BaseException):
+            errors[ep.name] = f"failed to import {ep.value}: {type(cls).__name__}: {cls}"
             continue
         if not (isinstance(cls, type) and issubclass(cls, Workload)):
             errors[ep.name] = f"{ep.value} is not a subclass of workloads.base.Workload"

@@ -1,0 +1,66 @@
+"""`bench check-backend NAME`: the conformance kit against one backend."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from harness.conformance import CheckResult, KitReport, run_kit
+from harness.conformance.kit import DEFAULT_TIMEOUT_S
+from harness.errors import BenchError
+
+COLOURS = {"pass": "green", "fail": "red", "skip": "yellow"}
+
+
+def report_table(report: KitReport) -> Table:
+    """One row per check: status, time and the reason."""
+    table = Table(title=f"conformance of backend '{escape(report.backend)}'")
+    for column in ("check", "status", "time", "reason"):
+        table.add_column(column, overflow="fold")
+    for result in report.results:
+        colour = COLOURS[result.status]
+        status = f"[{colour}]{result.status}[/]" + ("" if result.required else " (optional)")
+        table.add_row(escape(result.name), status, f"{result.seconds:.2f} s", escape(result.reason))
+    return table
+
+
+def check_backend(
+    name: Annotated[str, typer.Argument(help="Backend name (see `bench list backends`).")],
+    timeout: Annotated[
+        float, typer.Option(help="Seconds one check may take before it fails as hung.")
+    ] = DEFAULT_TIMEOUT_S,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the report as JSON here.")
+    ] = None,
+) -> None:
+    """Run the conformance kit against a backend: exit 0 when every required check passes,
+    1 when one fails, 2 when the backend is unknown or unavailable here."""
+    if timeout <= 0:
+        raise BenchError(f"--timeout must be a positive number of seconds; got {timeout:g}.")
+    console = Console(width=None if sys.stdout.isatty() else 160)
+
+    def progress(result: CheckResult) -> None:
+        if not sys.stdout.isatty():
+            return
+        console.print(f"{escape(result.name)}: {result.status}")
+
+    report = run_kit(name, timeout_s=timeout, on_result=progress)
+    console.print(report_table(report))
+    if json_out is not None:
+        json_out.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    counts = ", ".join(f"{report.count(s)} {s}" for s in ("pass", "fail", "skip"))
+    if report.passed:
+        console.print(
+            f"[green]backend '{escape(name)}' conforms[/] ({counts}, {report.seconds:.1f} s)"
+        )
+        return
+    console.print(
+        f"[red]backend '{escape(name)}' does not conform[/] ({counts}, {report.seconds:.1f} s)"
+    )
+    raise typer.Exit(1)

@@ -1,0 +1,117 @@
+"""Run every conformance check against one backend, each under a timeout."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from backends.base import DTYPES
+from backends.registry import BackendError, call_with_timeout, get_backend
+from harness.conformance import checks
+from harness.conformance.checks import KitContext
+from harness.conformance.outcome import CheckFailed, CheckResult, CheckSkipped, KitReport
+from workloads.registry import all_workloads
+
+DEFAULT_TIMEOUT_S = 120.0
+"""Seconds one check may take before it fails as hung (the backend is then not trusted)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row of the kit: a name, what it runs, and whether it must pass."""
+
+    name: str
+    run: Callable[[KitContext], str]
+    required: bool = True
+
+
+def plan_checks() -> list[Check]:
+    """The checks, in order; dtype and placement checks are parametrized by the registered
+    dtypes and workloads (so a workload added later is checked too)."""
+    fixed = [
+        Check("availability contract", checks.check_availability),
+        Check("identity and device()", checks.check_identity),
+        Check("describe()", checks.check_describe),
+        Check("dist_backend", checks.check_dist_backend),
+        Check("synchronize waits for queued work", checks.check_synchronize),
+        Check("timer includes completion", checks.check_timer_completion),
+        Check("timer vs host clock", checks.check_timer_accuracy),
+        Check("peak memory and reset", checks.check_peak_memory),
+        Check("seed", checks.check_seed),
+        Check("prepare() keeps outputs", checks.check_prepare),
+    ]
+    dtypes = [
+        Check(f"dtype {name}", functools.partial(checks.check_dtype, name=name)) for name in DTYPES
+    ]
+    placement = [
+        Check(f"placement: {name}", functools.partial(checks.check_placement, workload_name=name))
+        for name in all_workloads()
+    ]
+    return fixed + dtypes + placement
+
+
+def run_check(check: Check, ctx: KitContext, timeout_s: float) -> CheckResult:
+    """One check under a timeout; any exception is a failure with its type and message."""
+    start = time.perf_counter()
+    call = call_with_timeout(lambda: check.run(ctx), timeout_s, f"check-{check.name}")
+    seconds = time.perf_counter() - start
+    row = {"name": check.name, "required": check.required, "seconds": seconds}
+    if not call.finished:
+        reason = f"did not finish within {timeout_s:g} s (hung)"
+        return CheckResult(status="fail", reason=reason, timed_out=True, **row)
+    error = call.error
+    if error is None:
+        return CheckResult(status="pass", reason=str(call.value or ""), **row)
+    if isinstance(error, CheckSkipped):
+        return CheckResult(status="skip", reason=str(error), **row)
+    if isinstance(error, CheckFailed):
+        return CheckResult(status="fail", reason=str(error), **row)
+    return CheckResult(status="fail", reason=f"{type(error).__name__}: {error}", **row)
+
+
+def start_backend(name: str, timeout_s: float) -> KitContext:
+    """The named backend, created under a timeout; BackendError when it is unknown,
+    unavailable, fails to start or hangs while starting."""
+    call = call_with_timeout(lambda: get_backend(name), timeout_s, f"start-{name}")
+    if not call.finished:
+        raise BackendError(f"backend '{name}' did not start within {timeout_s:g} s.")
+    if call.error is not None:
+        if isinstance(call.error, BackendError):
+            raise call.error
+        raise BackendError(
+            f"backend '{name}' failed to start: {type(call.error).__name__}: {call.error}"
+        )
+    assert call.value is not None
+    return KitContext(name, call.value)
+
+
+def run_kit(
+    name: str,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    on_result: Callable[[CheckResult], None] | None = None,
+) -> KitReport:
+    """Every check against backend `name`. Raises BackendError (before any check) when the
+    backend cannot be had. After a check hangs the rest are skipped: the device may be wedged."""
+    start = time.perf_counter()
+    ctx = start_backend(name, timeout_s)
+    results: list[CheckResult] = []
+    hung: str | None = None
+    for check in plan_checks():
+        if hung is not None:
+            result = CheckResult(
+                name=check.name,
+                status="skip",
+                required=check.required,
+                reason=f"not run: '{hung}' hung",
+            )
+        else:
+            result = run_check(check, ctx, timeout_s)
+            if result.timed_out:
+                hung = check.name
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return KitReport(backend=name, results=results, seconds=time.perf_counter() - start)

@@ -1,0 +1,218 @@
+"""AscendBackend on a stand-in `torch_npu` (test-only, injected in sys.modules) that mirrors
+the real module's API, so the backend's own code path runs without an NPU; the real-device
+test is skipped unless torch_npu and an NPU are present.
+
+Like the real torch_npu, the stand-in renames torch's PrivateUse1 device to "npu". That
+rename is process-wide and cannot be undone; it only makes the name "npu" parse.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from backends.accelerator import EventTimer
+from backends.ascend import AscendBackend
+from backends.peaks import TERA
+
+REAL_NPU = importlib.util.find_spec("torch_npu") is not None
+
+
+class FakeNPU(types.ModuleType):
+    """The parts of torch.npu that AscendBackend uses, recording what was called."""
+
+    def __init__(self, *, devices: int = 2, bf16: bool = True, name: str = "Ascend910A") -> None:
+        super().__init__("torch.npu")
+        self.devices, self.bf16, self.name = devices, bf16, name
+        self.calls: list[tuple[str, Any]] = []
+        self.clock = 0.0
+        fake = self
+
+        class Event:
+            def __init__(self, enable_timing: bool = False) -> None:
+                self.at = 0.0
+
+            def record(self, stream: object = None) -> None:
+                fake.clock += 0.004  # each recorded interval: 4 ms of "device" time
+                self.at = fake.clock
+
+            def elapsed_time(self, end: Event) -> float:
+                return (end.at - self.at) * 1e3
+
+        self.Event = Event
+        self.utils = types.SimpleNamespace(get_cann_version=self.get_cann_version)
+
+    def is_available(self) -> bool:
+        return self.devices > 0
+
+    def device_count(self) -> int:
+        return self.devices
+
+    def set_device(self, index: int) -> None:
+        self.calls.append(("set_device", index))
+
+    def synchronize(self, device: int | None = None) -> None:
+        self.calls.append(("synchronize", device))
+
+    def reset_peak_memory_stats(self, device: int | None = None) -> None:
+        self.calls.append(("reset_peak_memory_stats", device))
+
+    def max_memory_allocated(self, device: int | None = None) -> int:
+        return 123 * 2**20
+
+    def get_device_name(self, device: int | None = None) -> str:
+        return self.name
+
+    def get_device_properties(self, device: int | None = None) -> Any:
+        return types.SimpleNamespace(name=self.name, total_memory=32 * 2**30)
+
+    def is_bf16_supported(self) -> bool:
+        return self.bf16
+
+    def get_amp_supported_dtype(self) -> list[torch.dtype]:
+        return [torch.float16, torch.bfloat16]
+
+    def _is_in_bad_fork(self) -> bool:
+        return False
+
+    def manual_seed_all(self, seed: int) -> None:
+        self.calls.append(("manual_seed_all", seed))
+
+    @staticmethod
+    def get_cann_version(module: str = "CANN") -> str:
+        return {"CANN": "8.0.RC3", "DRIVER": "24.1.rc3"}[module]
+
+
+def install_stand_in(monkeypatch: pytest.MonkeyPatch, npu: FakeNPU, version: str = "") -> None:
+    """What `import torch_npu` does, for this test: register torch.npu and the 'npu' name."""
+    if torch._C._get_privateuse1_backend_name() != "npu":
+        torch.utils.rename_privateuse1_backend("npu")
+    torch_npu = types.ModuleType("torch_npu")
+    torch_npu.__version__ = version or f"{torch.__version__.split('+')[0]}.post1"  # type: ignore[attr-defined]
+    torch_npu.npu = npu  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch_npu", torch_npu)
+    monkeypatch.setattr(torch, "npu", npu, raising=False)
+
+
+@pytest.fixture
+def npu(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeNPU]:
+    fake = FakeNPU()
+    install_stand_in(monkeypatch, fake)
+    yield fake
+
+
+@pytest.mark.skipif(REAL_NPU, reason="torch_npu is installed here")
+def test_missing_torch_npu_says_so_with_the_install_hint() -> None:
+    availability = AscendBackend.availability()
+    assert not availability.ok
+    assert availability.reason == "torch_npu is not installed."
+    assert f"torch-npu=={torch.__version__.split('+')[0]}" in availability.hint
+
+
+def test_missing_cann_libraries_give_the_exact_error_and_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "torch_npu"
+    package.mkdir()
+    error = "libhccl.so: cannot open shared object file: No such file or directory"
+    (package / "__init__.py").write_text(f"raise ImportError({error!r})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "torch_npu", raising=False)
+    availability = AscendBackend.availability()
+    assert not availability.ok
+    assert availability.reason == f"torch_npu failed to import: ImportError: {error}"
+    assert "source /usr/local/Ascend/ascend-toolkit/set_env.sh" in availability.hint
+    assert "TORCH_DEVICE_BACKEND_AUTOLOAD=0" in availability.hint
+
+
+def test_torch_npu_for_another_torch_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    install_stand_in(monkeypatch, FakeNPU(), version="1.11.0.post4")
+    availability = AscendBackend.availability()
+    assert not availability.ok
+    assert f"torch_npu 1.11.0.post4 does not match torch {torch.__version__}" in availability.reason
+
+
+def test_no_visible_npu_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    install_stand_in(monkeypatch, FakeNPU(devices=0))
+    availability = AscendBackend.availability()
+    assert not availability.ok
+    assert "torch_npu loaded but sees no NPU" in availability.reason
+
+
+def test_generic_path_drives_torch_npu(npu: FakeNPU) -> None:
+    assert AscendBackend.availability().ok
+    backend = AscendBackend(1)
+    assert backend.device() == torch.device("npu", 1)
+    assert backend.dist_backend == "hccl"
+
+    backend.synchronize()
+    backend.reset_peak_memory()
+    assert backend.peak_memory_bytes() == 123 * 2**20
+    backend.seed(7)
+    assert npu.calls == [
+        ("set_device", 1),
+        ("synchronize", 1),
+        ("reset_peak_memory_stats", 1),
+        ("manual_seed_all", 7),  # from torch.manual_seed, as for any PrivateUse1 device
+        ("manual_seed_all", 7),  # from AcceleratorBackend.seed
+    ]
+    timer = backend.timer()
+    assert isinstance(timer, EventTimer)
+    assert timer.time_block(lambda: None, 3) == pytest.approx(0.012)
+
+
+def test_autocast_runs_on_the_npu_device_type(npu: FakeNPU) -> None:
+    backend = AscendBackend()
+    for dtype in (torch.bfloat16, torch.float16):
+        with backend.autocast(dtype):
+            assert torch.is_autocast_enabled("npu")
+            assert torch.get_autocast_dtype("npu") == dtype
+    assert not torch.is_autocast_enabled("npu")
+
+
+def test_bf16_follows_the_chip(monkeypatch: pytest.MonkeyPatch) -> None:
+    install_stand_in(monkeypatch, FakeNPU(bf16=False))
+    backend = AscendBackend()
+    assert not backend.supports(torch.bfloat16)
+    assert backend.supports(torch.float16)
+
+
+def test_describe_reports_name_memory_versions_and_known_peaks(npu: FakeNPU) -> None:
+    info = AscendBackend().describe()
+    assert (info.backend, info.device_type, info.name, info.count) == (
+        "npu",
+        "npu",
+        "Ascend910A",
+        2,
+    )
+    assert info.memory_bytes == 32 * 2**30
+    assert info.runtime["cann"] == "8.0.RC3"
+    assert info.runtime["driver"] == "24.1.rc3"
+    assert info.runtime["torch_npu"].endswith(".post1")
+    assert info.peak_flops == {"fp16": 256 * TERA}
+    assert "Huawei" in info.peak_source
+
+
+def test_910b_has_no_made_up_peak(monkeypatch: pytest.MonkeyPatch) -> None:
+    install_stand_in(monkeypatch, FakeNPU(name="Ascend910B3"))
+    info = AscendBackend().describe()
+    assert info.peak_flops == {}
+    assert info.peak_source == ""
+
+
+@pytest.mark.npu
+@pytest.mark.skipif(not REAL_NPU, reason="needs a real Ascend NPU with torch_npu and CANN")
+def test_real_npu_conforms() -> None:
+    from harness.conformance import run_kit
+
+    if not AscendBackend.availability().ok:
+        pytest.skip(f"npu unavailable: {AscendBackend.availability().explain()}")
+    report = run_kit("npu")
+    assert report.passed, [r for r in report.results if r.status == "fail"]
