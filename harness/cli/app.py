@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from backends.registry import BackendError
-from harness.cli import doctor_cmd, list_cmd, run_cmd
+from harness.cli import compare_cmd, doctor_cmd, export_cmd, list_cmd, plot_cmd, run_cmd
 from harness.errors import BenchError
 from workloads.base import WorkloadError
 
@@ -22,6 +22,9 @@ app = typer.Typer(
 app.command("run")(run_cmd.run_command)
 app.add_typer(list_cmd.app, name="list")
 app.command("doctor")(doctor_cmd.doctor)
+app.command("compare")(compare_cmd.compare_command)
+app.command("plot")(plot_cmd.plot_command)
+app.command("export")(export_cmd.export_command)
 
 USER_ERRORS = (BenchError, BackendError, WorkloadError)
 
