@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from harness.errors import BenchError
 from harness.schema import CaseKey, CaseResult, RunRecord
@@ -57,6 +57,10 @@ def parse_threshold(value: str | float) -> float:
     return number
 
 
+ThresholdValue = Annotated[float, BeforeValidator(parse_threshold)]
+"""A relative threshold written `5%` or `0.05`."""
+
+
 class Thresholds(BaseModel):
     """Relative change below which a case counts as unchanged: a default and per workload.
 
@@ -65,20 +69,8 @@ class Thresholds(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    default: float = DEFAULT_THRESHOLD
-    workloads: dict[str, float] = Field(default_factory=dict)
-
-    @field_validator("default", mode="before")
-    @classmethod
-    def _parse_default(cls, value: Any) -> float:
-        return parse_threshold(value)
-
-    @field_validator("workloads", mode="before")
-    @classmethod
-    def _parse_workloads(cls, value: Any) -> dict[str, float]:
-        if not isinstance(value, dict):
-            raise ValueError("workloads must be a table of workload = threshold")
-        return {str(name): parse_threshold(limit) for name, limit in value.items()}
+    default: ThresholdValue = DEFAULT_THRESHOLD
+    workloads: dict[str, ThresholdValue] = Field(default_factory=dict)
 
     def for_workload(self, workload: str) -> float:
         return self.workloads.get(workload, self.default)
