@@ -56,4 +56,7 @@ def test_noise_estimate_ignores_a_step_and_partition_respects_min_size() -> None
     rng = np.random.default_rng(4)
     series = np.concatenate([noisy(1.0, 100, rng, 0.01), noisy(2.0, 100, rng, 0.005)])
     assert noise_sigma(series) == pytest.approx(0.01, rel=0.25)
-    assert optimal_partition([0.0, 10.0, 0.0, 0.0], penalty=0.1, min_size=2) == []
+    starts = optimal_partition([0.0, 0.0, 0.0, 10.0, 0.0, 0.0, 0.0], penalty=0.1, min_size=2)
+    bounds = [0, *starts, 7]
+    assert starts and all(b - a >= 2 for a, b in zip(bounds, bounds[1:]))
+    assert optimal_partition([0.0, 10.0, 0.0], penalty=0.1, min_size=2) == []
