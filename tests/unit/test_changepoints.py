@@ -1,5 +1,7 @@
 """Change-point detection on synthetic series: a step is found, noise and flat give none."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -58,5 +60,5 @@ def test_noise_estimate_ignores_a_step_and_partition_respects_min_size() -> None
     assert noise_sigma(series) == pytest.approx(0.01, rel=0.25)
     starts = optimal_partition([0.0, 0.0, 0.0, 10.0, 0.0, 0.0, 0.0], penalty=0.1, min_size=2)
     bounds = [0, *starts, 7]
-    assert starts and all(b - a >= 2 for a, b in zip(bounds, bounds[1:]))
+    assert starts and all(b - a >= 2 for a, b in itertools.pairwise(bounds))
     assert optimal_partition([0.0, 10.0, 0.0], penalty=0.1, min_size=2) == []
