@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from backends.registry import BackendError
 from harness.cli import compare_cmd, doctor_cmd, export_cmd, list_cmd, plot_cmd, run_cmd
@@ -34,5 +35,5 @@ def main() -> None:
     try:
         app()
     except USER_ERRORS as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
