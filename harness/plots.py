@@ -3,7 +3,6 @@ infer throughput bars. matplotlib with the Agg backend; every figure saved as PN
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 HistoryAxis = Literal["time", "commit"]
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 @dataclass
@@ -194,8 +192,3 @@ def plot_throughput(records: Sequence[RunRecord], out_dir: Path) -> list[Path]:
         axes.grid(axis="y", alpha=0.3)
         axes.legend(title="mode", fontsize=8)
     return _save(figure, out_dir, "throughput")
-
-
-def safe_stem(text: str) -> str:
-    """A file-name-safe version of text."""
-    return _UNSAFE.sub("_", text)[:80] or "plot"
