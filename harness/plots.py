@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from harness.changepoints import ChangePoint, detect_change_points
+from harness.errors import BenchError
 from harness.schema import RunRecord
 
 if TYPE_CHECKING:
@@ -139,8 +140,11 @@ def plot_history(
     records: Sequence[RunRecord], out_dir: Path, by: HistoryAxis = "time"
 ) -> tuple[list[Path], list[CaseHistory]]:
     """One panel per case: median over runs, its CI band, change points marked.
-    Writes history.png and history.svg; returns the paths and the histories drawn."""
+    Writes history.png and history.svg; returns the paths and the histories drawn.
+    Raises BenchError when no run has a successful case."""
     histories = case_histories(records)
+    if not histories:
+        raise BenchError("no successful case in the runs given: no history to plot.")
     figure = _new_figure(len(histories))
     figure.suptitle(f"accelbench history: {len(records)} runs", fontsize=12)
     grid = figure.subplots(len(histories), 1, squeeze=False)

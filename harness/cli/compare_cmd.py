@@ -89,7 +89,9 @@ def compare_command(
     ] = None,
     thresholds: Annotated[
         Path | None,
-        typer.Option(help='TOML/JSON file: default = "5%" and a [workloads] table.'),
+        typer.Option(
+            help="TOML/JSON thresholds file: a default and per workload (docs/analysis.md)."
+        ),
     ] = None,
     fail_on_regression: Annotated[
         bool,

@@ -31,8 +31,6 @@ def plot_command(
     console = Console()
     if history:
         paths, histories = plot_history(records, out, by=by)  # type: ignore[arg-type]
-        if not histories:
-            raise BenchError("no successful case in the runs given: nothing to plot.")
         for case in histories:
             for point in case.change_points:
                 when = case.points[point.index].started_at

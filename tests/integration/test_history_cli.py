@@ -191,6 +191,14 @@ def test_history_plot_of_several_runs_marks_a_step(
     assert bad.returncode == 2 and "choose from: time, commit" in bad.stderr
 
 
+def test_history_of_only_failed_cases_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(run([case(None)]), tmp_path / "failed.json")
+    result = invoke_bench(capsys, "plot", str(path), "--history", "--out", str(tmp_path))
+    assert result.returncode == 2 and "no successful case" in result.stderr
+
+
 def test_throughput_bars_of_several_runs(
     real_runs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
