@@ -5,6 +5,9 @@ Library use, like `torch.utils.benchmark`:
     from harness import measure
     m = measure(lambda: a @ b)
     print(m.median, m.ci95, m.stable)
+
+    from harness import load_runs
+    df = load_runs("results/")  # pandas DataFrame, one row per case per run
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_LAZY: dict[str, tuple[str, str]] = {}
+_LAZY: dict[str, tuple[str, str]] = {
+    "load_runs": ("harness.frame", "load_runs"),
+    "compare_runs": ("harness.compare", "compare_runs"),
+}
 
 
 def __getattr__(name: str) -> Any:

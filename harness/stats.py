@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -90,3 +90,55 @@ def stability(iqr: float, median: float) -> Literal["ok", "warn", "severe"]:
     if ratio >= WARN_IQR_RATIO:
         return "warn"
     return "ok"
+
+
+class SampleComparison(NamedTuple):
+    """How a new set of timing samples relates to a base set.
+
+    `ratio` is median(new) / median(base) (above 1: new is slower); `ci95` is its bootstrap
+    95% confidence interval; `p_value` is the two-sided Mann-Whitney U p-value of the raw
+    samples (nan when either side has fewer than 2 samples).
+    """
+
+    ratio: float
+    ci95: tuple[float, float]
+    p_value: float
+
+
+def compare_samples(
+    base: Sequence[float],
+    new: Sequence[float],
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> SampleComparison:
+    """Ratio of medians new/base with its percentile-bootstrap CI (each side resampled on its
+    own) and the Mann-Whitney U p-value. Deterministic for a given seed."""
+    a = np.asarray(base, dtype=float)
+    b = np.asarray(new, dtype=float)
+    if a.size == 0 or b.size == 0:
+        raise ValueError("compare_samples needs at least one sample on each side")
+    ratio = float(np.median(b) / np.median(a))
+    if a.size < 2 or b.size < 2:
+        return SampleComparison(ratio, (ratio, ratio), float("nan"))
+    from scipy import stats as sps
+
+    p_value = float(sps.mannwhitneyu(b, a, alternative="two-sided").pvalue)
+    if np.ptp(a) == 0.0 and np.ptp(b) == 0.0:
+        return SampleComparison(ratio, (ratio, ratio), p_value)
+
+    def ratio_of_medians(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.median(y, axis=axis) / np.median(x, axis=axis)
+
+    result = sps.bootstrap(
+        (a, b),
+        ratio_of_medians,
+        confidence_level=confidence,
+        n_resamples=resamples,
+        method="percentile",
+        vectorized=True,
+        paired=False,
+        rng=np.random.default_rng(seed),
+    )
+    interval = result.confidence_interval
+    return SampleComparison(ratio, (float(interval.low), float(interval.high)), p_value)

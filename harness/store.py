@@ -105,20 +105,28 @@ def expand_paths(paths: Iterable[Path | str]) -> list[tuple[Path, bool]]:
     return found
 
 
+def load_runs_with_paths(
+    paths: Iterable[Path | str],
+) -> tuple[list[tuple[Path, RunRecord]], list[str]]:
+    """Like load_runs, keeping the file each run came from."""
+    loaded: list[tuple[Path, RunRecord]] = []
+    warnings: list[str] = []
+    for path, explicit in expand_paths(paths):
+        try:
+            loaded.append((path, load_run(path)))
+        except BenchError as exc:
+            if explicit:
+                raise
+            warnings.append(f"skipped {exc}")
+    loaded.sort(key=lambda entry: entry[1].started_at)
+    return loaded, warnings
+
+
 def load_runs(paths: Iterable[Path | str]) -> tuple[list[RunRecord], list[str]]:
     """Every run in the given files and folders, oldest first, and a warning per skipped file.
 
     Unusable files found inside a folder are skipped with a warning; an unusable file named
     explicitly raises BenchError.
     """
-    records: list[RunRecord] = []
-    warnings: list[str] = []
-    for path, explicit in expand_paths(paths):
-        try:
-            records.append(load_run(path))
-        except BenchError as exc:
-            if explicit:
-                raise
-            warnings.append(f"skipped {exc}")
-    records.sort(key=lambda r: r.started_at)
-    return records, warnings
+    loaded, warnings = load_runs_with_paths(paths)
+    return [record for _, record in loaded], warnings

@@ -6,9 +6,18 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from backends.registry import BackendError
-from harness.cli import check_cmd, doctor_cmd, list_cmd, run_cmd
+from harness.cli import (
+    check_cmd,
+    compare_cmd,
+    doctor_cmd,
+    export_cmd,
+    list_cmd,
+    plot_cmd,
+    run_cmd,
+)
 from harness.errors import BenchError
 from workloads.base import WorkloadError
 
@@ -23,6 +32,9 @@ app.command("run")(run_cmd.run_command)
 app.add_typer(list_cmd.app, name="list")
 app.command("doctor")(doctor_cmd.doctor)
 app.command("check-backend")(check_cmd.check_backend)
+app.command("compare")(compare_cmd.compare_command)
+app.command("plot")(plot_cmd.plot_command)
+app.command("export")(export_cmd.export_command)
 
 USER_ERRORS = (BenchError, BackendError, WorkloadError)
 
@@ -32,5 +44,5 @@ def main() -> None:
     try:
         app()
     except USER_ERRORS as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)

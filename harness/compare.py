@@ -1,0 +1,332 @@
+"""Comparing two runs case by case: a change is reported only when it is both significant
+(Mann-Whitney U on the raw samples) and larger than the threshold (bootstrap CI of the ratio
+of medians wholly beyond it). Pure over RunRecords; the CLI renders the result."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from harness.errors import BenchError
+from harness.schema import CaseKey, CaseResult, RunRecord
+from harness.stats import SampleComparison, compare_samples
+
+Verdict = Literal[
+    "improved", "regressed", "noisy", "unchanged", "not comparable", "failed", "missing", "new"
+]
+VERDICTS: tuple[Verdict, ...] = (
+    "regressed",
+    "failed",
+    "improved",
+    "noisy",
+    "unchanged",
+    "not comparable",
+    "missing",
+    "new",
+)
+GATE_VERDICTS: frozenset[Verdict] = frozenset({"regressed", "failed"})
+"""Verdicts that make `--fail-on-regression` exit 1: slower, or broken where it worked."""
+
+DEFAULT_THRESHOLD = 0.05
+ALPHA = 0.05
+
+_MUST_MATCH = ("workload_version", "dtype", "preset", "batch")
+"""Key fields that make two otherwise matching cases not comparable when they differ."""
+
+
+def parse_threshold(value: str | float) -> float:
+    """`5%` -> 0.05, `0.05` -> 0.05. Raises ValueError with a hint for anything else."""
+    if isinstance(value, bool):
+        raise ValueError(f"threshold must be like 5% or 0.05, got {value!r}")
+    if isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            number = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
+        except ValueError:
+            raise ValueError(f"threshold must be like 5% or 0.05, got {value!r}") from None
+    if not 0.0 < number < 1.0:
+        raise ValueError(
+            f"threshold must be above 0% and below 100% (write 5% or 0.05), got {value!r}"
+        )
+    return number
+
+
+ThresholdValue = Annotated[float, BeforeValidator(parse_threshold)]
+"""A relative threshold written `5%` or `0.05`."""
+
+
+class Thresholds(BaseModel):
+    """Relative change below which a case counts as unchanged: a default and per workload.
+
+    Stored as TOML or JSON, e.g. `default = "5%"` and a `[workloads]` table `gpt = "10%"`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    default: ThresholdValue = DEFAULT_THRESHOLD
+    workloads: dict[str, ThresholdValue] = Field(default_factory=dict)
+
+    def for_workload(self, workload: str) -> float:
+        return self.workloads.get(workload, self.default)
+
+
+def load_thresholds(path: Path, default: float | None = None) -> Thresholds:
+    """Read a thresholds file (.toml or .json); `default` (from --threshold) overrides the
+    file's default. Raises BenchError naming the file and the problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BenchError(f"cannot read thresholds file {path}: {exc}") from None
+    data: Any
+    if path.suffix.lower() == ".toml":
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            raise BenchError(
+                f"reading TOML ({path}) needs Python 3.11 or later; write the thresholds as JSON."
+            ) from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise BenchError(f"thresholds file {path} is not valid TOML: {exc}") from None
+    elif path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BenchError(f"thresholds file {path} is not valid JSON: {exc}") from None
+    else:
+        raise BenchError(f"thresholds file {path} must end in .toml or .json.")
+    if not isinstance(data, dict):
+        raise BenchError(f"thresholds file {path} must hold a table with `default`/`workloads`.")
+    try:
+        thresholds = Thresholds.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'file'}: "
+            f"{err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
+        )
+        raise BenchError(
+            f'thresholds file {path} is invalid ({problems}). Expected e.g. default = "5%" '
+            f'and a [workloads] table like gpt = "10%".'
+        ) from None
+    if default is not None:
+        thresholds = thresholds.model_copy(update={"default": default})
+    return thresholds
+
+
+class CaseComparison(BaseModel):
+    """The verdict on one case; `base`/`new` are None when the case is missing from a run."""
+
+    case_id: str
+    verdict: Verdict
+    reason: str = ""
+    threshold: float | None = None
+    base: CaseResult | None = None
+    new: CaseResult | None = None
+    ratio: float | None = None
+    """median(new) / median(base) of the time per iteration: above 1 is slower."""
+    ratio_ci95: tuple[float, float] | None = None
+    p_value: float | None = None
+
+
+class RunComparison(BaseModel):
+    """Every case of two runs, with the machine and library differences between them."""
+
+    base_run: str
+    new_run: str
+    differences: list[str]
+    cases: list[CaseComparison]
+
+    def counts(self) -> dict[str, int]:
+        """Number of cases per verdict, in VERDICTS order, zero counts left out."""
+        found = Counter(case.verdict for case in self.cases)
+        return {verdict: found[verdict] for verdict in VERDICTS if found[verdict]}
+
+    def gate_failures(self) -> list[CaseComparison]:
+        return [case for case in self.cases if case.verdict in GATE_VERDICTS]
+
+
+def classify(result: SampleComparison, threshold: float, alpha: float = ALPHA) -> Verdict:
+    """improved/regressed only when p < alpha and the ratio's CI lies wholly beyond
+    1 -/+ threshold; noisy when the ratio itself is beyond it but that is not established."""
+    significant = result.p_value == result.p_value and result.p_value < alpha
+    low, high = result.ci95
+    if significant and low > 1.0 + threshold:
+        return "regressed"
+    if significant and high < 1.0 - threshold:
+        return "improved"
+    if result.ratio > 1.0 + threshold or result.ratio < 1.0 - threshold:
+        return "noisy"
+    return "unchanged"
+
+
+_ENV_FIELDS = (
+    ("hostname", "host"),
+    ("cpu_model", "CPU"),
+    ("logical_cores", "logical cores"),
+    ("affinity_cores", "usable cores (affinity)"),
+    ("platform", "OS"),
+    ("python", "Python"),
+    ("torch_version", "torch version"),
+    ("torch_build", "torch build"),
+    ("torch_threads", "torch threads"),
+    ("torch_interop_threads", "torch inter-op threads"),
+    ("accelbench_version", "accelbench version"),
+    ("git_commit", "accelbench commit"),
+    ("cpu_governor", "CPU governor"),
+    ("cpu_turbo", "CPU turbo"),
+)
+
+
+def environment_differences(base: RunRecord, new: RunRecord) -> list[str]:
+    """One line per machine, device or library fact that differs between the two runs."""
+    lines: list[str] = []
+
+    def note(what: str, old: object, now: object) -> None:
+        if old != now:
+            lines.append(
+                f"{what}: {old if old is not None else '-'} -> {now if now is not None else '-'}"
+            )
+
+    note("backend", base.backend, new.backend)
+    note("device", base.device.name, new.device.name)
+    note("device count", base.device.count, new.device.count)
+    for name in sorted(set(base.device.runtime) | set(new.device.runtime)):
+        note(f"runtime {name}", base.device.runtime.get(name), new.device.runtime.get(name))
+    for attr, what in _ENV_FIELDS:
+        note(what, getattr(base.environment, attr), getattr(new.environment, attr))
+    old_vars, new_vars = base.environment.env_vars, new.environment.env_vars
+    for name in sorted(set(old_vars) | set(new_vars)):
+        note(f"${name}", old_vars.get(name), new_vars.get(name))
+    return lines
+
+
+def _identity(key: CaseKey) -> str:
+    """What a case is, leaving out the fields that only make it not comparable."""
+    return json.dumps(key.model_dump(exclude=set(_MUST_MATCH)), sort_keys=True, default=str)
+
+
+def _exact(key: CaseKey) -> str:
+    return json.dumps(key.model_dump(), sort_keys=True, default=str)
+
+
+def _key_differences(base: CaseKey, new: CaseKey) -> list[str]:
+    return [
+        f"{name} differs ({getattr(base, name)} vs {getattr(new, name)})"
+        for name in _MUST_MATCH
+        if getattr(base, name) != getattr(new, name)
+    ]
+
+
+def _compare_case(
+    base: CaseResult,
+    new: CaseResult,
+    reasons: list[str],
+    thresholds: Thresholds,
+    resamples: int,
+) -> CaseComparison:
+    case_id = new.key.id if new.key.id == base.key.id else f"{base.key.id} vs {new.key.id}"
+    threshold = thresholds.for_workload(new.key.workload)
+    entry = CaseComparison(
+        case_id=case_id, verdict="unchanged", base=base, new=new, threshold=threshold
+    )
+    if reasons:
+        return entry.model_copy(update={"verdict": "not comparable", "reason": "; ".join(reasons)})
+    if new.status != "ok" or new.measurement is None:
+        if base.status != "ok" or base.measurement is None:
+            return entry.model_copy(
+                update={"verdict": "not comparable", "reason": "failed in both runs"}
+            )
+        why = f"{new.error.kind}: {new.error.message}" if new.error else new.status
+        return entry.model_copy(update={"verdict": "failed", "reason": f"new run {why}"})
+    if base.status != "ok" or base.measurement is None:
+        why = base.error.kind if base.error else base.status
+        return entry.model_copy(
+            update={"verdict": "not comparable", "reason": f"base run failed ({why})"}
+        )
+    result = compare_samples(
+        base.measurement.samples_s, new.measurement.samples_s, resamples=resamples
+    )
+    return entry.model_copy(
+        update={
+            "verdict": classify(result, threshold),
+            "ratio": result.ratio,
+            "ratio_ci95": result.ci95,
+            "p_value": result.p_value,
+        }
+    )
+
+
+def compare_runs(
+    base: RunRecord,
+    new: RunRecord,
+    thresholds: Thresholds | None = None,
+    resamples: int = 2000,
+) -> RunComparison:
+    """Match the cases of two runs by key and give each a verdict.
+
+    Cases with the same key are compared; cases that match except for workload version,
+    dtype, preset or batch are paired as not comparable with the reason; any case is not
+    comparable when the backend or device differs. The rest are missing (only in base) or
+    new (only in new).
+    """
+    thresholds = thresholds or Thresholds()
+    device_reasons: list[str] = []
+    if base.backend != new.backend:
+        device_reasons.append(f"backend differs ({base.backend} vs {new.backend})")
+    if base.device.name != new.device.name or base.device.count != new.device.count:
+        device_reasons.append(
+            f"device differs ({base.device.count}x {base.device.name} vs "
+            f"{new.device.count}x {new.device.name})"
+        )
+    base_exact = {_exact(case.key): case for case in base.cases}
+    paired: list[tuple[CaseResult, CaseResult]] = []
+    new_left: list[CaseResult] = []
+    for case in new.cases:
+        match = base_exact.pop(_exact(case.key), None)
+        if match is None:
+            new_left.append(case)
+        else:
+            paired.append((match, case))
+    base_by_identity: dict[str, list[CaseResult]] = defaultdict(list)
+    for case in base_exact.values():
+        base_by_identity[_identity(case.key)].append(case)
+    only_new: list[CaseResult] = []
+    loose: list[tuple[CaseResult, CaseResult]] = []
+    for case in new_left:
+        candidates = base_by_identity.get(_identity(case.key))
+        if candidates:
+            loose.append((candidates.pop(0), case))
+        else:
+            only_new.append(case)
+    results: list[CaseComparison] = []
+    for old, now in paired:
+        results.append(_compare_case(old, now, device_reasons, thresholds, resamples))
+    for old, now in loose:
+        reasons = device_reasons + _key_differences(old.key, now.key)
+        results.append(_compare_case(old, now, reasons, thresholds, resamples))
+    for remaining in base_by_identity.values():
+        for old in remaining:
+            results.append(
+                CaseComparison(
+                    case_id=old.key.id, verdict="missing", base=old, reason="not in the new run"
+                )
+            )
+    for now in only_new:
+        results.append(
+            CaseComparison(case_id=now.key.id, verdict="new", new=now, reason="not in the base run")
+        )
+    results.sort(key=lambda c: (VERDICTS.index(c.verdict), c.case_id))
+    return RunComparison(
+        base_run=base.run_id,
+        new_run=new.run_id,
+        differences=environment_differences(base, new),
+        cases=results,
+    )
