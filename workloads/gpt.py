@@ -251,11 +251,13 @@ class GPTWorkload(Workload):
             )
         if params["vocab"] < BYTE_VOCAB:
             raise WorkloadError(
-                f"gpt: vocab must be >= {BYTE_VOCAB} (the data is byte-level), got {params['vocab']}."
+                f"gpt: vocab must be >= {BYTE_VOCAB} (the data is byte-level), "
+                f"got {params['vocab']}."
             )
         if params["prompt_len"] > params["seq_len"]:
             raise WorkloadError(
-                f"gpt: prompt_len ({params['prompt_len']}) must be <= seq_len ({params['seq_len']})."
+                f"gpt: prompt_len ({params['prompt_len']}) must be <= seq_len "
+                f"({params['seq_len']})."
             )
         if params["cache_len"] >= params["seq_len"]:
             raise WorkloadError(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-from workloads.base import Workload, WorkloadError
 from workloads.bandwidth import BandwidthWorkload
+from workloads.base import Workload, WorkloadError
 from workloads.convnet import ConvNetWorkload
 from workloads.dit import DiTWorkload
 from workloads.gpt import GPTWorkload
