@@ -12,7 +12,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from workloads import flops
-from workloads.base import BuildContext, Instance, Work, Workload, WorkloadError, mode_error
+from workloads.base import (
+    BuildContext,
+    FidelityStep,
+    Instance,
+    Work,
+    Workload,
+    WorkloadError,
+    mode_error,
+)
 from workloads.images import labelled_images
 from workloads.training import Trainer
 from workloads.transformer import Block
@@ -183,6 +191,10 @@ class DiTInstance(Instance):
 
     def work(self, mode: str) -> Work:
         return Work(items=self.ctx.batch_size, unit="images")
+
+    def fidelity_step(self, index: int) -> FidelityStep:
+        loss, norm = self.trainer.step(self._batch(index), grad_norm=True)
+        return FidelityStep(loss=float(loss), grad_norm=float(norm or 0.0))
 
     def extra_metrics(self, mode: str, seconds_per_step: float) -> dict[str, float]:
         if mode == "sample":

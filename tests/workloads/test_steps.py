@@ -45,7 +45,7 @@ def test_a_few_train_steps_on_a_fixed_batch_lower_the_loss(name: str) -> None:
     assert losses[-1] < losses[0], losses
 
 
-@pytest.mark.parametrize("name", ["mlp", "gpt", "convnet"])
+@pytest.mark.parametrize("name", ["mlp", "gpt", "convnet", "dit"])
 def test_fidelity_step_uses_identical_weights_and_batches(name: str) -> None:
     first, _ = build(name)
     second, _ = build(name)
