@@ -68,11 +68,19 @@ class GPT(nn.Module):
         return KVCache(self.n_layer, batch, self.n_head, max_len, head_dim, device, dtype)
 
 
+def serving_lengths(params: dict[str, Any]) -> tuple[int, int]:
+    """(prompt length of prefill, cache length of decode): `prompt_len` and `cache_len`, where
+    0 means the longest that fits (seq_len, and seq_len - 1 for decode's one new token)."""
+    seq_len = params["seq_len"]
+    return params["prompt_len"] or seq_len, params["cache_len"] or seq_len - 1
+
+
 class GPTInstance(Instance):
     def __init__(self, ctx: BuildContext, params: dict[str, Any]) -> None:
         self.ctx = ctx
         self.p = params
         self.seq_len = params["seq_len"]
+        self.prompt_len, self.cache_len = serving_lengths(params)
         self.model = ctx.materialize(
             lambda: GPT(
                 params["vocab"],
@@ -125,7 +133,7 @@ class GPTInstance(Instance):
 
             return train
         if mode == "prefill":
-            prompt = inputs[:, : self.p["prompt_len"]]
+            prompt = inputs[:, : self.prompt_len]
             cache = self.cache()
 
             def prefill() -> None:
@@ -136,7 +144,7 @@ class GPTInstance(Instance):
 
             return prefill
         if mode == "decode":
-            length = self.p["cache_len"]
+            length = self.cache_len
             cache = self.cache()
             self.model.eval()
             with torch.inference_mode(), self.ctx.autocast():
@@ -172,13 +180,13 @@ class GPTInstance(Instance):
         if mode == "train":
             return flops.training(self._forward_flops(self.seq_len, self.seq_len))
         if mode == "prefill":
-            prompt = self.p["prompt_len"]
+            prompt = self.prompt_len
             return self._forward_flops(prompt, prompt, head_rows=batch)
-        length = self.p["cache_len"]
+        length = self.cache_len
         return self._forward_flops(1, length + 1)
 
     def work(self, mode: str) -> Work:
-        tokens = {"prefill": self.p["prompt_len"], "decode": 1}.get(mode, self.seq_len)
+        tokens = {"prefill": self.prompt_len, "decode": 1}.get(mode, self.seq_len)
         return Work(items=self.ctx.batch_size * tokens, unit="tokens")
 
     def extra_metrics(self, mode: str, seconds_per_step: float) -> dict[str, float]:
@@ -190,7 +198,7 @@ class GPTInstance(Instance):
         if mode == "prefill":
             return {
                 "time_to_first_token_s": seconds_per_step,
-                "tokens_per_s": self.ctx.batch_size * self.p["prompt_len"] / seconds_per_step,
+                "tokens_per_s": self.ctx.batch_size * self.prompt_len / seconds_per_step,
             }
         return {}
 
@@ -212,8 +220,8 @@ class GPTWorkload(Workload):
             "n_head": 2,
             "vocab": 256,
             "tied": True,
-            "prompt_len": 32,
-            "cache_len": 31,
+            "prompt_len": 0,
+            "cache_len": 0,
             "lr": 1e-3,
         },
         "small": {
@@ -224,8 +232,8 @@ class GPTWorkload(Workload):
             "n_head": 4,
             "vocab": 256,
             "tied": True,
-            "prompt_len": 128,
-            "cache_len": 127,
+            "prompt_len": 0,
+            "cache_len": 0,
             "lr": 1e-3,
         },
         "base": {  # GPT-2 124M shape (vocabulary padded to 50304 as in nanoGPT)
@@ -236,14 +244,21 @@ class GPTWorkload(Workload):
             "n_head": 12,
             "vocab": 50304,
             "tied": True,
-            "prompt_len": 1024,
-            "cache_len": 1023,
+            "prompt_len": 0,
+            "cache_len": 0,
             "lr": 6e-4,
         },
     }
 
     def validate_params(self, params: dict[str, Any]) -> None:
-        super().validate_params(params)
+        """prompt_len and cache_len may be 0 (derived from seq_len); the rest must be > 0."""
+        lengths = ("prompt_len", "cache_len")
+        for key in lengths:
+            if params[key] < 0:
+                raise WorkloadError(
+                    f"gpt: {key} must be >= 0 (0: from seq_len), got {params[key]}."
+                )
+        super().validate_params({k: v for k, v in params.items() if k not in lengths})
         if params["d_model"] % params["n_head"]:
             raise WorkloadError(
                 f"gpt: d_model ({params['d_model']}) must be divisible by n_head "
@@ -254,14 +269,13 @@ class GPTWorkload(Workload):
                 f"gpt: vocab must be >= {BYTE_VOCAB} (the data is byte-level), "
                 f"got {params['vocab']}."
             )
-        if params["prompt_len"] > params["seq_len"]:
+        seq_len = params["seq_len"]
+        prompt_len, cache_len = serving_lengths(params)
+        if prompt_len > seq_len:
+            raise WorkloadError(f"gpt: prompt_len ({prompt_len}) must be <= seq_len ({seq_len}).")
+        if cache_len >= seq_len or cache_len < 1:
             raise WorkloadError(
-                f"gpt: prompt_len ({params['prompt_len']}) must be <= seq_len "
-                f"({params['seq_len']})."
-            )
-        if params["cache_len"] >= params["seq_len"]:
-            raise WorkloadError(
-                f"gpt: cache_len ({params['cache_len']}) must be < seq_len ({params['seq_len']}): "
+                f"gpt: cache_len ({cache_len}) must be in 1..seq_len - 1 ({seq_len - 1}): "
                 "decode adds one token after the cached ones."
             )
 
