@@ -81,3 +81,25 @@ def test_bad_workload_input_exits_2_with_a_message(
     result = invoke_bench(capsys, "run", "--preset", "tiny", *args)
     assert result.returncode == 2
     assert message in " ".join((result.stdout + result.stderr).split())
+
+
+def test_a_dtype_the_backend_lacks_gives_unsupported_cases_for_new_workloads(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, test_plugins: dict[str, str]
+) -> None:
+    out = tmp_path / "results"
+    result = invoke_bench(
+        capsys, "run", "--backend", "nofp16", "--workload", "gpt,matmul", "--mode",
+        "decode,probe", "--dtype", "fp32,fp16", "--preset", "tiny", "--isolate", "none",
+        "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout
+    (path,) = out.glob("*.json")
+    statuses = {(c.key.workload, c.key.dtype): c for c in load_run(path).cases}
+    assert {k: c.status for k, c in statuses.items()} == {
+        ("gpt", "fp32"): "ok",
+        ("gpt", "fp16"): "unsupported",
+        ("matmul", "fp32"): "ok",
+        ("matmul", "fp16"): "unsupported",
+    }
+    error = statuses[("gpt", "fp16")].error
+    assert error and "backend 'nofp16' does not support fp16" in error.message
