@@ -93,3 +93,17 @@ def test_the_spec_peak_wins_over_measured_probes() -> None:
     assert run.peaks["bf16"].source == "spec: datasheet"
     assert model.mfu == 0.25
     assert other.mfu is None and other.mfu_note and "no known fp32 peak" in other.mfu_note
+
+
+def test_the_summary_table_says_when_mfu_was_dropped() -> None:
+    from rich.console import Console
+
+    from harness.cli.run_cmd import summary_table
+
+    probe = case("matmul", 50e9)
+    model = case("gpt", 60e9)
+    apply_peaks(record([probe, model]))
+    console = Console(record=True, width=200)
+    console.print(summary_table([probe, model]))
+    text = console.export_text()
+    assert "dropped (> 100%)" in text and "100.0%" in text
