@@ -83,6 +83,23 @@ class DiT(nn.Module):
         return patches.permute(0, 3, 1, 4, 2, 5).reshape(x.shape)
 
 
+def forward_flops(p: dict[str, Any], batch: int) -> tuple[float, float]:
+    """Forward FLOPs of a batch, and those of its layers fed by data (the patch embedding
+    and the first timestep-MLP layer, whose input gradients training does not compute)."""
+    d, n_layer, patch, channels = p["d_model"], p["n_layer"], p["patch"], p["channels"]
+    grid = p["image_size"] // patch
+    tokens = grid * grid
+    embed = flops.conv2d(channels, d, patch, grid, grid, batch)
+    t_first = flops.linear(batch, FREQ_DIM, d)
+    conditioning = t_first + flops.linear(batch, d, d)
+    layer = flops.transformer_layer(batch, tokens, tokens, d, 4 * d)
+    blocks = n_layer * (layer + flops.linear(batch, d, 6 * d))
+    final = flops.linear(batch, d, 2 * d) + flops.linear(
+        batch * tokens, d, patch * patch * channels
+    )
+    return embed + conditioning + blocks + final, embed + t_first
+
+
 class DiTInstance(Instance):
     def __init__(self, ctx: BuildContext, params: dict[str, Any]) -> None:
         self.ctx = ctx
@@ -162,27 +179,8 @@ class DiTInstance(Instance):
             return sample
         raise mode_error("dit", mode, DiTWorkload.modes)
 
-    def _flops_parts(self) -> tuple[float, float]:
-        """Forward FLOPs of one batch and of its layers fed by data (patch embedding and
-        the first timestep-MLP layer)."""
-        p, batch = self.p, self.ctx.batch_size
-        d, n_layer, patch, channels = p["d_model"], p["n_layer"], p["patch"], p["channels"]
-        tokens = (p["image_size"] // patch) ** 2
-        embed = flops.conv2d(
-            channels, d, patch, p["image_size"] // patch, p["image_size"] // patch, batch
-        )
-        t_first = flops.linear(batch, FREQ_DIM, d)
-        conditioning = t_first + flops.linear(batch, d, d)
-        blocks = n_layer * (
-            flops.transformer_layer(batch, tokens, tokens, d, 4 * d) + flops.linear(batch, d, 6 * d)
-        )
-        final = flops.linear(batch, d, 2 * d) + flops.linear(
-            batch * tokens, d, patch * patch * channels
-        )
-        return embed + conditioning + blocks + final, embed + t_first
-
     def flops(self, mode: str) -> float:
-        forward, data_fed = self._flops_parts()
+        forward, data_fed = forward_flops(self.p, self.ctx.batch_size)
         if mode == "train":
             return flops.training(forward, data_fed)
         if mode == "sample":

@@ -84,3 +84,28 @@ def test_base_gpt_forward_flops_match_the_counter_on_the_meta_device() -> None:
     assert flops.decoder_forward(1, 1024, 1024, 12, 768, 3072, 50304) == pytest.approx(
         measured, rel=TOLERANCE
     )
+
+
+def test_base_convnet_is_the_resnet50_shape_with_its_known_flops() -> None:
+    from workloads.convnet import ResNet
+
+    with torch.device("meta"):
+        model = ResNet("bottleneck", [3, 4, 6, 3], 64, 224, 1000)
+        images = torch.zeros(1, 3, 224, 224)
+        measured = counted(lambda: model(images))
+    assert sum(p.numel() for p in model.parameters()) == 25_557_032  # torchvision resnet50
+    assert model.flops_forward == pytest.approx(8.18e9, rel=0.01)  # 4.09 GMACs per image
+    assert model.flops_forward == pytest.approx(measured, rel=TOLERANCE)
+
+
+def test_base_dit_forward_flops_match_the_counter_on_the_meta_device() -> None:
+    from workloads.dit import DiT, DiTWorkload, forward_flops
+
+    params = DiTWorkload().resolve_params("base", {})
+    with torch.device("meta"):
+        model = DiT(32, 4, 2, 768, 12, 12)
+        x, t = torch.zeros(1, 4, 32, 32), torch.zeros(1)
+        measured = counted(lambda: model(x, t))
+    analytic, _ = forward_flops(params, batch=1)
+    assert analytic == pytest.approx(measured, rel=TOLERANCE)
+    assert analytic == pytest.approx(2 * 23e9, rel=0.05)  # DiT-B/2: ~23 GMACs per image
