@@ -18,12 +18,13 @@ MATMUL = "matmul"
 
 
 def _qualifies(case: CaseResult) -> bool:
-    return (
-        case.key.workload == MATMUL
-        and case.status == "ok"
-        and bool(case.achieved_flops)
-        and (case.flops_per_step or 0.0) >= MIN_PROBE_FLOPS
-    )
+    """An ok matmul probe of at least MIN_PROBE_FLOPS per step, or a sweep that tried such
+    shapes (its best shape may be smaller: the sweep found it fastest)."""
+    if case.key.workload != MATMUL or case.status != "ok" or not case.achieved_flops:
+        return False
+    if case.extra.get("sweep", 0.0) > 0:
+        return case.extra.get("sweep_largest_step_flops", 0.0) >= MIN_PROBE_FLOPS
+    return (case.flops_per_step or 0.0) >= MIN_PROBE_FLOPS
 
 
 def measured_peaks(cases: list[CaseResult]) -> dict[str, PeakFigure]:

@@ -112,6 +112,7 @@ class MatmulInstance(Instance):
         if self.tried:
             extra["shapes_tried"] = float(len(self.tried))
             extra["sweep_best_flops"] = max(rate for _, rate in self.tried)
+            extra["sweep_largest_step_flops"] = max(2.0 * m * k * n for (m, k, n), _ in self.tried)
         return extra
 
 

@@ -18,6 +18,7 @@ def case(
     flops: float = 1e10,
     dtype: str = "bf16",
     sweep: bool = False,
+    largest: float = 1e10,
 ) -> CaseResult:
     key = CaseKey(
         workload=workload,
@@ -33,7 +34,9 @@ def case(
         status="ok",
         flops_per_step=flops,
         achieved_flops=achieved,
-        extra={"sweep": float(sweep)} if workload == "matmul" else {},
+        extra={"sweep": float(sweep), "sweep_largest_step_flops": largest}
+        if workload == "matmul"
+        else {},
     )
 
 
@@ -71,6 +74,15 @@ def test_a_sweep_is_preferred_to_a_faster_single_probe() -> None:
     assert run.peaks["bf16"].flops == 80e9
     assert run.peaks["bf16"].source.startswith("measured: matmul sweep")
     assert model.mfu == 0.5 and model.mfu_note is None
+
+
+def test_a_sweep_counts_when_it_tried_big_shapes_even_if_a_smaller_one_won() -> None:
+    small_winner = case("matmul", 80e9, flops=1e8, sweep=True)
+    tiny_sweep = case("matmul", 90e9, flops=1e8, sweep=True, largest=1e8, dtype="fp32")
+    run = record([small_winner, tiny_sweep])
+    apply_peaks(run)
+    assert run.peaks["bf16"].flops == 80e9
+    assert "fp32" not in run.peaks
 
 
 def test_mfu_above_one_is_dropped_with_the_reason() -> None:
