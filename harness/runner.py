@@ -22,8 +22,9 @@ from harness.config import RunConfig
 from harness.environment import capture_environment
 from harness.errors import BenchError
 from harness.execute import CaseSpec, failed
+from harness.mfu import apply_peaks
 from harness.plan import check_dtypes_supported, plan_cases, supported_dtype_names
-from harness.schema import CaseResult, PeakFigure, RunRecord
+from harness.schema import CaseResult, RunRecord
 from harness.store import claim_run_path, save_run
 from harness.worker import Executor, WorkerFailure
 
@@ -59,30 +60,6 @@ def prepare_out_dir(out: Path) -> Path:
     if not out.is_dir() or not os.access(out, os.W_OK | os.X_OK):
         raise BenchError(f"the output folder {out} is not a writable folder.")
     return out
-
-
-def apply_peaks(record: RunRecord) -> None:
-    """Fill `record.peaks` (known spec, else this run's best matmul probe) and each case's MFU."""
-    peaks: dict[str, PeakFigure] = {}
-    for dtype, flops in record.device.peak_flops.items():
-        peaks[dtype] = PeakFigure(flops=flops, source=f"spec: {record.device.peak_source}")
-    for case in record.cases:
-        key = case.key
-        if key.workload != "matmul" or case.status != "ok" or not case.achieved_flops:
-            continue
-        if key.dtype in peaks and not peaks[key.dtype].source.startswith("measured"):
-            continue
-        best = peaks.get(key.dtype)
-        if best is None or case.achieved_flops > best.flops:
-            peaks[key.dtype] = PeakFigure(
-                flops=case.achieved_flops, source=f"measured: matmul probe ({key.id})"
-            )
-    record.peaks = peaks
-    for case in record.cases:
-        peak = peaks.get(case.key.dtype)
-        if peak and case.achieved_flops:
-            case.mfu = case.achieved_flops / peak.flops
-            case.peak_flops_source = peak.source
 
 
 @contextmanager

@@ -101,6 +101,8 @@ class CaseResult(BaseModel):
     achieved_bandwidth: float | None = None
     mfu: float | None = None
     peak_flops_source: str | None = None
+    mfu_note: str | None = None
+    """Why `mfu` is missing (no usable peak, or it would exceed 100%)."""
     peak_memory_bytes: int | None = None
     extra: dict[str, float] = Field(default_factory=dict)
     started_at: datetime | None = None

@@ -16,12 +16,17 @@ from pydantic import BaseModel, ConfigDict
 
 from backends.base import DTYPES, Backend
 
-MODES: tuple[str, ...] = ("infer", "train", "prefill", "decode")
+MODES: tuple[str, ...] = ("infer", "train", "prefill", "decode", "sample", "probe", "copy", "triad")
 PRESETS: tuple[str, ...] = ("tiny", "small", "base")
 
 
 class WorkloadError(Exception):
     """Bad workload input (name, mode, preset, parameter); the message names valid choices."""
+
+
+def mode_error(workload: str, mode: str, modes: tuple[str, ...]) -> WorkloadError:
+    """The error for a mode that `workload` does not have, naming the modes it has."""
+    return WorkloadError(f"workload '{workload}' has no mode '{mode}'; it has: {', '.join(modes)}.")
 
 
 class Work(BaseModel):

@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from importlib.metadata import EntryPoint, entry_points
 
+from workloads.bandwidth import BandwidthWorkload
 from workloads.base import Workload, WorkloadError
+from workloads.convnet import ConvNetWorkload
+from workloads.dit import DiTWorkload
+from workloads.gpt import GPTWorkload
+from workloads.matmul import MatmulWorkload
 from workloads.mlp import MLPWorkload
 
 ENTRY_POINT_GROUP = "bench.workloads"
-BUILTINS: dict[str, type[Workload]] = {cls.name: cls for cls in (MLPWorkload,)}
+BUILTINS: dict[str, type[Workload]] = {
+    cls.name: cls
+    for cls in (
+        MLPWorkload,
+        ConvNetWorkload,
+        GPTWorkload,
+        DiTWorkload,
+        MatmulWorkload,
+        BandwidthWorkload,
+    )
+}
 
 
 def _plugins() -> dict[str, type[Workload]]:

@@ -1,0 +1,73 @@
+"""Peaks and MFU of a run: the backend's known spec peak per dtype, else this run's measured
+matmul peak, chosen so that the figure is honest.
+
+A measured peak only counts when it comes from a matmul probe large enough to approach the
+device's maximum (a tiny probe measures overheads, and made other cases look faster than
+"peak"); sweep probes are preferred to single shapes. An MFU above 100% means the peak is not
+the device's maximum: it is dropped, with the reason in `mfu_note`, never reported silently.
+"""
+
+from __future__ import annotations
+
+from harness.schema import CaseResult, PeakFigure, RunRecord
+
+MIN_PROBE_FLOPS = 2.0 * 1024**3
+"""FLOPs per step of the smallest matmul probe that may define a measured peak (n = 1024)."""
+
+MATMUL = "matmul"
+
+
+def _qualifies(case: CaseResult) -> bool:
+    """An ok matmul probe of at least MIN_PROBE_FLOPS per step, or a sweep that tried such
+    shapes (its best shape may be smaller: the sweep found it fastest)."""
+    if case.key.workload != MATMUL or case.status != "ok" or not case.achieved_flops:
+        return False
+    if case.extra.get("sweep", 0.0) > 0:
+        return case.extra.get("sweep_largest_step_flops", 0.0) >= MIN_PROBE_FLOPS
+    return (case.flops_per_step or 0.0) >= MIN_PROBE_FLOPS
+
+
+def measured_peaks(cases: list[CaseResult]) -> dict[str, PeakFigure]:
+    """Per dtype, the best qualifying matmul probe: sweeps first, then the fastest."""
+    best: dict[str, tuple[tuple[bool, float], CaseResult]] = {}
+    for case in cases:
+        if not _qualifies(case):
+            continue
+        rank = (case.extra.get("sweep", 0.0) > 0, case.achieved_flops or 0.0)
+        dtype = case.key.dtype
+        if dtype not in best or rank > best[dtype][0]:
+            best[dtype] = (rank, case)
+    peaks: dict[str, PeakFigure] = {}
+    for dtype, ((is_sweep, flops), case) in best.items():
+        kind = "matmul sweep" if is_sweep else "matmul probe"
+        peaks[dtype] = PeakFigure(flops=flops, source=f"measured: {kind} ({case.key.id})")
+    return peaks
+
+
+def apply_peaks(record: RunRecord) -> None:
+    """Fill `record.peaks` (known spec, else the measured matmul peak) and each case's MFU,
+    or its `mfu_note` saying why there is none."""
+    peaks = measured_peaks(record.cases)
+    for dtype, flops in record.device.peak_flops.items():
+        peaks[dtype] = PeakFigure(flops=flops, source=f"spec: {record.device.peak_source}")
+    record.peaks = peaks
+    for case in record.cases:
+        case.mfu, case.peak_flops_source, case.mfu_note = None, None, None
+        if not case.achieved_flops:
+            continue
+        peak = peaks.get(case.key.dtype)
+        if peak is None:
+            case.mfu_note = (
+                f"no known {case.key.dtype} peak for this device and no matmul probe of at "
+                f"least {MIN_PROBE_FLOPS:.3g} FLOP per step in this run"
+            )
+            continue
+        mfu = case.achieved_flops / peak.flops
+        case.peak_flops_source = peak.source
+        if mfu > 1.0:
+            case.mfu_note = (
+                f"MFU would be {mfu:.0%} against {peak.source}, above 100%: that peak is not "
+                "this device's maximum, so MFU is not reported"
+            )
+            continue
+        case.mfu = mfu

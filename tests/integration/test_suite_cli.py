@@ -1,0 +1,105 @@
+"""The whole workload suite through the real `bench` entry point, as a user types it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.store import load_run
+from tests.conftest import invoke_bench
+
+SUITE = {
+    "mlp": ("infer", "train"),
+    "convnet": ("infer", "train"),
+    "gpt": ("infer", "train", "prefill", "decode"),
+    "dit": ("infer", "train", "sample"),
+    "matmul": ("probe",),
+    "bandwidth": ("copy", "triad"),
+}
+
+
+def test_list_workloads_shows_the_six_with_modes_and_presets(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = invoke_bench(capsys, "list", "workloads")
+    assert result.returncode == 0
+    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if "│" in line}
+    for name, modes in SUITE.items():
+        assert ", ".join(modes) in rows[name]
+        assert "tiny, small, base" in rows[name]
+
+
+def test_tiny_run_of_the_whole_suite_is_all_ok(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "results"
+    result = invoke_bench(
+        capsys,
+        "run",
+        "--backend",
+        "cpu",
+        "--preset",
+        "tiny",
+        "--isolate",
+        "none",
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stdout
+    (path,) = out.glob("*.json")
+    record = load_run(path)
+    ran = {(c.key.workload, c.key.mode) for c in record.cases}
+    assert ran == {(name, mode) for name, modes in SUITE.items() for mode in modes}
+    assert all(c.status == "ok" for c in record.cases)
+    units = {(c.key.workload, c.key.mode): c.throughput.unit for c in record.cases if c.throughput}
+    assert units[("gpt", "decode")] == "tokens/s"
+    assert units[("dit", "sample")] == "images/s"
+    assert units[("matmul", "probe")] == "FLOP/s"
+    assert units[("bandwidth", "triad")] == "bytes/s"
+    by_key = {(c.key.workload, c.key.mode): c for c in record.cases}
+    assert by_key[("bandwidth", "copy")].achieved_bandwidth
+    assert by_key[("matmul", "probe")].achieved_flops
+    assert "time_per_output_token_s" in by_key[("gpt", "decode")].extra
+    # the tiny matmul probe is too small to define a peak: MFU is absent, with the reason
+    assert "fp32" not in record.peaks
+    assert by_key[("gpt", "train")].mfu is None
+    assert "no matmul probe" in (by_key[("gpt", "train")].mfu_note or "")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workload", "gpt", "--param", "n_head=3"], "must be divisible by n_head (3)"),
+        (["--workload", "dit", "--param", "patch=5"], "must be divisible by patch (5)"),
+        (["--workload", "gpt", "--mode", "sample"], "offer: decode, infer, prefill, train"),
+    ],
+)
+def test_bad_workload_input_exits_2_with_a_message(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    result = invoke_bench(capsys, "run", "--preset", "tiny", *args)
+    assert result.returncode == 2
+    assert message in " ".join((result.stdout + result.stderr).split())
+
+
+def test_a_dtype_the_backend_lacks_gives_unsupported_cases_for_new_workloads(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, test_plugins: dict[str, str]
+) -> None:
+    out = tmp_path / "results"
+    result = invoke_bench(
+        capsys, "run", "--backend", "nofp16", "--workload", "gpt,matmul", "--mode",
+        "decode,probe", "--dtype", "fp32,fp16", "--preset", "tiny", "--isolate", "none",
+        "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout
+    (path,) = out.glob("*.json")
+    statuses = {(c.key.workload, c.key.dtype): c for c in load_run(path).cases}
+    assert {k: c.status for k, c in statuses.items()} == {
+        ("gpt", "fp32"): "ok",
+        ("gpt", "fp16"): "unsupported",
+        ("matmul", "fp32"): "ok",
+        ("matmul", "fp16"): "unsupported",
+    }
+    error = statuses[("gpt", "fp16")].error
+    assert error and "backend 'nofp16' does not support fp16" in error.message

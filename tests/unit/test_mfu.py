@@ -1,0 +1,121 @@
+"""Peaks and MFU: spec peaks first, measured peaks only from big enough matmul probes
+(sweeps preferred), and never an MFU above 100%."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from backends.registry import get_backend
+from harness.config import RunConfig
+from harness.environment import capture_environment
+from harness.mfu import MIN_PROBE_FLOPS, apply_peaks
+from harness.schema import CaseKey, CaseResult, RunRecord
+
+
+def case(
+    workload: str,
+    achieved: float,
+    flops: float = 1e10,
+    dtype: str = "bf16",
+    sweep: bool = False,
+    largest: float = 1e10,
+) -> CaseResult:
+    key = CaseKey(
+        workload=workload,
+        workload_version="1",
+        mode="probe" if workload == "matmul" else "train",
+        dtype=dtype,
+        batch=1,
+        preset="small",
+        params={"sweep": sweep},
+    )
+    return CaseResult(
+        key=key,
+        status="ok",
+        flops_per_step=flops,
+        achieved_flops=achieved,
+        extra={"sweep": float(sweep), "sweep_largest_step_flops": largest}
+        if workload == "matmul"
+        else {},
+    )
+
+
+def record(cases: list[CaseResult], spec: dict[str, float] | None = None) -> RunRecord:
+    device = get_backend("cpu").describe()
+    if spec:
+        device = device.model_copy(update={"peak_flops": spec, "peak_source": "datasheet"})
+    return RunRecord(
+        run_id="x",
+        started_at=datetime.now(timezone.utc),
+        backend="cpu",
+        config=RunConfig(),
+        environment=capture_environment(),
+        device=device,
+        cases=cases,
+    )
+
+
+def test_a_tiny_probe_never_becomes_the_peak() -> None:
+    tiny_probe = case("matmul", 5e9, flops=2.0 * 128**3)
+    model = case("gpt", 40e9)
+    run = record([tiny_probe, model])
+    apply_peaks(run)
+    assert run.peaks == {}
+    assert model.mfu is None
+    assert model.mfu_note and "no matmul probe of at least" in model.mfu_note
+
+
+def test_a_sweep_is_preferred_to_a_faster_single_probe() -> None:
+    single = case("matmul", 90e9, flops=MIN_PROBE_FLOPS)
+    sweep = case("matmul", 80e9, sweep=True)
+    model = case("gpt", 40e9)
+    run = record([single, sweep, model])
+    apply_peaks(run)
+    assert run.peaks["bf16"].flops == 80e9
+    assert run.peaks["bf16"].source.startswith("measured: matmul sweep")
+    assert model.mfu == 0.5 and model.mfu_note is None
+
+
+def test_a_sweep_counts_when_it_tried_big_shapes_even_if_a_smaller_one_won() -> None:
+    small_winner = case("matmul", 80e9, flops=1e8, sweep=True)
+    tiny_sweep = case("matmul", 90e9, flops=1e8, sweep=True, largest=1e8, dtype="fp32")
+    run = record([small_winner, tiny_sweep])
+    apply_peaks(run)
+    assert run.peaks["bf16"].flops == 80e9
+    assert "fp32" not in run.peaks
+
+
+def test_mfu_above_one_is_dropped_with_the_reason() -> None:
+    probe = case("matmul", 50e9)
+    model = case("gpt", 60e9)
+    run = record([probe, model])
+    apply_peaks(run)
+    assert model.mfu is None
+    assert model.peak_flops_source and model.peak_flops_source.startswith("measured")
+    assert model.mfu_note and "120%" in model.mfu_note and "above 100%" in model.mfu_note
+    assert probe.mfu == 1.0
+
+
+def test_the_spec_peak_wins_over_measured_probes() -> None:
+    probe = case("matmul", 50e9)
+    model = case("gpt", 25e9, dtype="bf16")
+    other = case("gpt", 25e9, dtype="fp32")
+    run = record([probe, model, other], spec={"bf16": 100e9})
+    apply_peaks(run)
+    assert run.peaks["bf16"].source == "spec: datasheet"
+    assert model.mfu == 0.25
+    assert other.mfu is None and other.mfu_note and "no known fp32 peak" in other.mfu_note
+
+
+def test_the_summary_table_says_when_mfu_was_dropped() -> None:
+    from rich.console import Console
+
+    from harness.cli.run_cmd import summary_table
+
+    probe = case("matmul", 50e9)
+    model = case("gpt", 60e9)
+    apply_peaks(record([probe, model]))
+    console = Console(record=True, width=200)
+    console.print(summary_table([probe, model]))
+    text = console.export_text()
+    assert "dropped (> 100%)" in text and "100.0%" in text

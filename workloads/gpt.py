@@ -1,0 +1,283 @@
+"""A GPT-style decoder-only transformer on byte-level text: full forward, training, and
+serving (prefill into a KV cache, then decode one token at a time)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workloads import flops
+from workloads.base import (
+    BuildContext,
+    FidelityStep,
+    Instance,
+    Work,
+    Workload,
+    WorkloadError,
+    mode_error,
+)
+from workloads.data import byte_windows
+from workloads.training import Trainer
+from workloads.transformer import Block, KVCache
+
+BYTE_VOCAB = 256
+
+
+class GPT(nn.Module):
+    """Token + learned position embeddings, `n_layer` causal pre-norm blocks, final norm and
+    a vocabulary head (tied to the token embedding when `tied`)."""
+
+    def __init__(
+        self, vocab: int, seq_len: int, d_model: int, n_layer: int, n_head: int, tied: bool
+    ) -> None:
+        super().__init__()
+        self.n_layer, self.n_head, self.d_model = n_layer, n_head, d_model
+        self.tok = nn.Embedding(vocab, d_model)
+        self.pos = nn.Embedding(seq_len, d_model)
+        self.blocks = nn.ModuleList(
+            Block(d_model, n_head, 4 * d_model, causal=True) for _ in range(n_layer)
+        )
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab, bias=False)
+        if tied:
+            self.head.weight = self.tok.weight
+
+    def forward(
+        self, tokens: torch.Tensor, cache: KVCache | None = None, last_only: bool = False
+    ) -> torch.Tensor:
+        """Logits for `tokens` [batch, T]; with a cache the tokens continue the cached ones
+        (and are added to it); `last_only` computes logits of the last position only."""
+        start = cache.length if cache is not None else 0
+        positions = torch.arange(start, start + tokens.shape[1], device=tokens.device)
+        x = self.tok(tokens) + self.pos(positions)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cache, layer)
+        if cache is not None:
+            cache.length += tokens.shape[1]
+        if last_only:
+            x = x[:, -1:]
+        return self.head(self.norm(x))
+
+    def new_cache(self, batch: int, max_len: int, dtype: torch.dtype) -> KVCache:
+        device = self.tok.weight.device
+        head_dim = self.d_model // self.n_head
+        return KVCache(self.n_layer, batch, self.n_head, max_len, head_dim, device, dtype)
+
+
+def serving_lengths(params: dict[str, Any]) -> tuple[int, int]:
+    """(prompt length of prefill, cache length of decode): `prompt_len` and `cache_len`, where
+    0 means the longest that fits (seq_len, and seq_len - 1 for decode's one new token)."""
+    seq_len = params["seq_len"]
+    return params["prompt_len"] or seq_len, params["cache_len"] or seq_len - 1
+
+
+class GPTInstance(Instance):
+    def __init__(self, ctx: BuildContext, params: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.p = params
+        self.seq_len = params["seq_len"]
+        self.prompt_len, self.cache_len = serving_lengths(params)
+        self.model = ctx.materialize(
+            lambda: GPT(
+                params["vocab"],
+                params["seq_len"],
+                params["d_model"],
+                params["n_layer"],
+                params["n_head"],
+                params["tied"],
+            )
+        )
+        self.forward = ctx.compiled(self.model)
+        self.train_forward = ctx.compiled(ctx.for_training(self.model))
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=params["lr"])
+        self.trainer = Trainer(ctx, self.model, self.optimizer, self._loss)
+        self.batch = self._batch(0)
+        self._cache: KVCache | None = None
+
+    def _batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        windows = byte_windows(index, self.ctx.batch_size, self.seq_len + 1).to(self.ctx.device)
+        return windows[:, :-1], windows[:, 1:]
+
+    def _loss(self, batch: object) -> torch.Tensor:
+        inputs, targets = batch  # type: ignore[misc]
+        logits = self.train_forward(inputs).float()
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+    def cache(self) -> KVCache:
+        """The KV cache of this instance (allocated on first use, in the case's dtype)."""
+        if self._cache is None:
+            with torch.inference_mode():
+                self._cache = self.model.new_cache(
+                    self.ctx.batch_size, self.seq_len, self.ctx.dtype
+                )
+        return self._cache
+
+    def step(self, mode: str) -> Callable[[], None]:
+        inputs, _ = self.batch
+        if mode == "infer":
+
+            def infer() -> None:
+                self.model.eval()
+                with torch.inference_mode(), self.ctx.autocast():
+                    self.last = self.forward(inputs)
+
+            return infer
+        if mode == "train":
+
+            def train() -> None:
+                self.last, _ = self.trainer.step(self.batch)
+
+            return train
+        if mode == "prefill":
+            prompt = inputs[:, : self.prompt_len]
+            cache = self.cache()
+
+            def prefill() -> None:
+                self.model.eval()
+                with torch.inference_mode(), self.ctx.autocast():
+                    cache.length = 0
+                    self.last = self.forward(prompt, cache, last_only=True)
+
+            return prefill
+        if mode == "decode":
+            length = self.cache_len
+            cache = self.cache()
+            self.model.eval()
+            with torch.inference_mode(), self.ctx.autocast():
+                cache.length = 0
+                self.model(inputs[:, :length], cache)
+            token = inputs[:, length : length + 1]
+
+            def decode() -> None:
+                with torch.inference_mode(), self.ctx.autocast():
+                    cache.length = length
+                    self.last = self.forward(token, cache)
+
+            return decode
+        raise mode_error("gpt", mode, GPTWorkload.modes)
+
+    def _forward_flops(self, queries: int, keys: int, head_rows: int | None = None) -> float:
+        p = self.p
+        return flops.decoder_forward(
+            self.ctx.batch_size,
+            queries,
+            keys,
+            p["n_layer"],
+            p["d_model"],
+            4 * p["d_model"],
+            p["vocab"],
+            head_rows,
+        )
+
+    def flops(self, mode: str) -> float:
+        batch = self.ctx.batch_size
+        if mode == "infer":
+            return self._forward_flops(self.seq_len, self.seq_len)
+        if mode == "train":
+            return flops.training(self._forward_flops(self.seq_len, self.seq_len))
+        if mode == "prefill":
+            prompt = self.prompt_len
+            return self._forward_flops(prompt, prompt, head_rows=batch)
+        length = self.cache_len
+        return self._forward_flops(1, length + 1)
+
+    def work(self, mode: str) -> Work:
+        tokens = {"prefill": self.prompt_len, "decode": 1}.get(mode, self.seq_len)
+        return Work(items=self.ctx.batch_size * tokens, unit="tokens")
+
+    def extra_metrics(self, mode: str, seconds_per_step: float) -> dict[str, float]:
+        if mode == "decode":
+            return {
+                "time_per_output_token_s": seconds_per_step,
+                "tokens_per_s": self.ctx.batch_size / seconds_per_step,
+            }
+        if mode == "prefill":
+            return {
+                "time_to_first_token_s": seconds_per_step,
+                "tokens_per_s": self.ctx.batch_size * self.prompt_len / seconds_per_step,
+            }
+        return {}
+
+    def fidelity_step(self, index: int) -> FidelityStep:
+        loss, norm = self.trainer.step(self._batch(index), grad_norm=True)
+        return FidelityStep(loss=float(loss), grad_norm=float(norm or 0.0))
+
+
+class GPTWorkload(Workload):
+    name = "gpt"
+    description = "GPT decoder (pre-norm, causal SDPA, KV cache) on byte text, AdamW"
+    modes = ("infer", "train", "prefill", "decode")
+    presets = {
+        "tiny": {
+            "batch": 2,
+            "seq_len": 32,
+            "d_model": 32,
+            "n_layer": 2,
+            "n_head": 2,
+            "vocab": 256,
+            "tied": True,
+            "prompt_len": 0,
+            "cache_len": 0,
+            "lr": 1e-3,
+        },
+        "small": {
+            "batch": 4,
+            "seq_len": 128,
+            "d_model": 128,
+            "n_layer": 4,
+            "n_head": 4,
+            "vocab": 256,
+            "tied": True,
+            "prompt_len": 0,
+            "cache_len": 0,
+            "lr": 1e-3,
+        },
+        "base": {  # GPT-2 124M shape (vocabulary padded to 50304 as in nanoGPT)
+            "batch": 8,
+            "seq_len": 1024,
+            "d_model": 768,
+            "n_layer": 12,
+            "n_head": 12,
+            "vocab": 50304,
+            "tied": True,
+            "prompt_len": 0,
+            "cache_len": 0,
+            "lr": 6e-4,
+        },
+    }
+
+    def validate_params(self, params: dict[str, Any]) -> None:
+        """prompt_len and cache_len may be 0 (derived from seq_len); the rest must be > 0."""
+        lengths = ("prompt_len", "cache_len")
+        for key in lengths:
+            if params[key] < 0:
+                raise WorkloadError(
+                    f"gpt: {key} must be >= 0 (0: from seq_len), got {params[key]}."
+                )
+        super().validate_params({k: v for k, v in params.items() if k not in lengths})
+        if params["d_model"] % params["n_head"]:
+            raise WorkloadError(
+                f"gpt: d_model ({params['d_model']}) must be divisible by n_head "
+                f"({params['n_head']})."
+            )
+        if params["vocab"] < BYTE_VOCAB:
+            raise WorkloadError(
+                f"gpt: vocab must be >= {BYTE_VOCAB} (the data is byte-level), "
+                f"got {params['vocab']}."
+            )
+        seq_len = params["seq_len"]
+        prompt_len, cache_len = serving_lengths(params)
+        if prompt_len > seq_len:
+            raise WorkloadError(f"gpt: prompt_len ({prompt_len}) must be <= seq_len ({seq_len}).")
+        if cache_len >= seq_len or cache_len < 1:
+            raise WorkloadError(
+                f"gpt: cache_len ({cache_len}) must be in 1..seq_len - 1 ({seq_len - 1}): "
+                "decode adds one token after the cached ones."
+            )
+
+    def build(self, ctx: BuildContext) -> Instance:
+        return GPTInstance(ctx, ctx.params)
