@@ -16,12 +16,19 @@ from pydantic import BaseModel, ConfigDict
 
 from backends.base import DTYPES, Backend
 
-MODES: tuple[str, ...] = ("infer", "train", "prefill", "decode")
+COLLECTIVE_MODES: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")
+"""Modes of the collectives probe (workloads/allreduce.py)."""
+MODES: tuple[str, ...] = ("infer", "train", "prefill", "decode", *COLLECTIVE_MODES)
 PRESETS: tuple[str, ...] = ("tiny", "small", "base")
 
 
 class WorkloadError(Exception):
     """Bad workload input (name, mode, preset, parameter); the message names valid choices."""
+
+
+class CaseUnsupported(Exception):
+    """Raised by `Workload.build` when the case cannot run in this setting (e.g. a collective
+    in a single process); the case is recorded as `unsupported` with this message."""
 
 
 class Work(BaseModel):

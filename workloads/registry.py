@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
+from workloads.allreduce import AllReduceWorkload
 from workloads.base import Workload, WorkloadError
 from workloads.mlp import MLPWorkload
 
 ENTRY_POINT_GROUP = "bench.workloads"
-BUILTINS: dict[str, type[Workload]] = {cls.name: cls for cls in (MLPWorkload,)}
+BUILTINS: dict[str, type[Workload]] = {cls.name: cls for cls in (MLPWorkload, AllReduceWorkload)}
 
 
 def _plugins() -> dict[str, type[Workload]]:
