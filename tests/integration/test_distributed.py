@@ -1,0 +1,175 @@
+"""`bench run --nproc 2` through torchrun on gloo (CPU): results, scaling, failures, cleanup.
+
+The fault test uses ACCELBENCH_TEST_FAULT (harness.dist.job.FAULT_ENV), a TEST-ONLY hook
+read by the distributed worker that makes a rank exit or hang at a given case.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from harness.schema import RunRecord
+from harness.store import load_run
+from tests.conftest import invoke_bench, run_bench
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Pids of live processes whose environment carries `marker` (ours: torchrun, ranks)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+            state = (proc / "stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in environ and state != "Z":
+            found.append(int(proc.name))
+    return found
+
+
+def _run(out: Path, *args: str, fault: str | None = None) -> tuple[RunRecord, str, int]:
+    marker = f"ACCELBENCH_TEST_MARKER={uuid.uuid4().hex}"
+    env = {"OMP_NUM_THREADS": "1", marker.split("=")[0]: marker.split("=")[1]}
+    if fault:
+        env["ACCELBENCH_TEST_FAULT"] = fault
+    proc = run_bench("run", "--preset", "tiny", "--out", str(out), *args, env=env, timeout=240)
+    assert _processes_with(marker) == [], "a process of the distributed run was left behind"
+    (path,) = out.glob("*.json")
+    return load_run(path), proc.stdout + proc.stderr, proc.returncode
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_two_process_gloo_allreduce_and_ddp_train_with_scaling(tmp_path: Path) -> None:
+    record, output, code = _run(
+        tmp_path,
+        "--workload",
+        "allreduce,mlp",
+        "--mode",
+        "all_reduce,train",
+        "--nproc",
+        "2",
+        "--scaling",
+    )
+    assert code == 0, output
+    info = record.distributed
+    assert info and info.dist_backend == "gloo" and info.world_size == 2
+    assert info.world_sizes == [1, 2] and info.threads_per_rank == 1
+    cases = {case.key.id: case for case in record.cases}
+    assert set(cases) == {
+        "allreduce/all_reduce/fp32/b1/tiny",
+        "mlp/train/fp32/b16/tiny",
+        "allreduce/all_reduce/fp32/b1/tiny/np2",
+        "mlp/train/fp32/b16/tiny/np2",
+    }
+    # one process: the collectives probe is skipped with a clear reason, not a crash
+    alone = cases["allreduce/all_reduce/fp32/b1/tiny"]
+    assert alone.status == "unsupported" and alone.error
+    assert "needs --nproc >= 2" in alone.error.message
+
+    probe = cases["allreduce/all_reduce/fp32/b1/tiny/np2"]
+    assert probe.status == "ok" and probe.collectives
+    assert [p.size_bytes for p in probe.collectives] == [1024, 4096, 16384, 65536]
+    for point in probe.collectives:
+        assert point.algbw == pytest.approx(point.size_bytes / point.median_s)
+        assert point.busbw == pytest.approx(point.algbw * 2 * (2 - 1) / 2)
+    assert probe.extra["latency_us"] > 0
+    assert [t.rank for t in probe.per_rank or []] == [0, 1]
+
+    train = cases["mlp/train/fp32/b16/tiny/np2"]
+    assert train.status == "ok" and train.measurement and train.per_rank
+    assert [t.rank for t in train.per_rank] == [0, 1]
+    steps = train.measurement.samples_s
+    assert all(len(t.samples_s) == len(steps) for t in train.per_rank)
+    for i, step in enumerate(steps):  # step time = max over ranks, sample by sample
+        assert step == max(t.samples_s[i] for t in train.per_rank)
+    assert train.throughput and train.throughput.value == pytest.approx(
+        2 * 16 / train.measurement.median
+    )
+    base = cases["mlp/train/fp32/b16/tiny"]
+    assert base.per_rank and len(base.per_rank) == 1
+    assert base.scaling_efficiency == pytest.approx(1.0)
+    assert train.scaling_efficiency == pytest.approx(
+        (train.throughput.value / 2) / base.throughput.value  # type: ignore[union-attr]
+    )
+    assert "busbw" in output and "scaling efficiency" in output
+    assert "world size 1, 2" in output
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_a_dead_or_hung_rank_fails_its_case_and_the_run_goes_on(tmp_path: Path) -> None:
+    record, output, code = _run(
+        tmp_path,
+        "--workload",
+        "mlp",
+        "--mode",
+        "train",
+        "--batch",
+        "4,8,12",
+        "--nproc",
+        "2",
+        "--case-timeout",
+        "5",
+        fault="1:0:exit,1:1:hang",
+    )
+    assert code == 1, output
+    assert record.status == "complete"
+    died, hung, fine = record.cases
+    assert died.status == "failed" and died.error and died.error.kind == "crash"
+    assert "rank 1 exited with code 17" in died.error.message
+    assert hung.status == "failed" and hung.error and hung.error.kind == "timeout"
+    assert "case timeout of 5 s" in hung.error.message
+    assert fine.status == "ok" and fine.per_rank and len(fine.per_rank) == 2
+    assert "2 case(s) failed" in output
+
+
+BAD_OPTIONS = [
+    (["--nproc", "0"], "--nproc must be a positive number of processes per node, got 0"),
+    (["--nproc", "2", "--nnodes", "2"], "--nnodes 2 needs --rdzv-endpoint HOST:PORT"),
+    (
+        ["--nnodes", "2", "--node-rank", "2", "--rdzv-endpoint", "node0:29500"],
+        "--node-rank 2 is out of range for --nnodes 2 (valid: 0..1)",
+    ),
+    (["--nproc", "2", "--rdzv-endpoint", "no port"], "--rdzv-endpoint expects HOST:PORT"),
+    (["--scaling"], "--scaling measures 1..N processes per node and needs --nproc N with N >= 2"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_OPTIONS)
+def test_bad_distributed_options_exit_2_with_a_clear_message(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = invoke_bench(capsys, "run", "--workload", "mlp", "--out", str(tmp_path), *args)
+    assert result.returncode == 2
+    assert message in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_allreduce_in_one_process_is_unsupported_not_a_crash(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    result = invoke_bench(
+        capsys,
+        "run",
+        "--workload",
+        "allreduce",
+        "--mode",
+        "broadcast",
+        "--preset",
+        "tiny",
+        "--isolate",
+        "none",
+        "--out",
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stdout
+    (path,) = tmp_path.glob("*.json")
+    (case,) = load_run(path).cases
+    assert case.status == "unsupported" and case.error
+    assert "needs --nproc >= 2" in case.error.message
+    assert "unsupported" in result.stdout
