@@ -50,7 +50,7 @@ class RunConfig(BaseModel):
     fidelity: bool = False
     reference: str = "cpu:fp32"
     nproc: int = Field(1, ge=1)
-    """Processes per node; > 1 runs through torchrun (harness.dist)."""
+    """Processes per node; > 1 runs through torchrun (harness.distributed)."""
     nnodes: int = Field(1, ge=1)
     node_rank: int = Field(0, ge=0)
     rdzv_endpoint: str | None = None

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from backends.registry import get_backend
 from harness.config import RunConfig
-from harness.dist.launch import is_distributed
+from harness.distributed.launch import is_distributed
 from harness.environment import capture_environment
 from harness.errors import BenchError
 from harness.execute import CaseSpec, failed
@@ -109,10 +109,10 @@ def run(
 
     Raises BenchError for bad input before any case runs, RunInterrupted after a signal (the
     file is then saved with status `incomplete`). `--nproc > 1`, `--nnodes > 1` and
-    `--scaling` run through torchrun (harness.dist.supervisor).
+    `--scaling` run through torchrun (harness.distributed.supervisor).
     """
     if is_distributed(config.nproc, config.nnodes, config.scaling):
-        from harness.dist.supervisor import run_distributed
+        from harness.distributed.supervisor import run_distributed
 
         return run_distributed(config, command, progress)
     specs = plan_cases(config)

@@ -2,7 +2,7 @@
 message sizes, reported as algbw and busbw with the nccl-tests conventions.
 
 Needs a process group of at least two ranks (`bench run --nproc 2 ...`); in a single process
-every case is `unsupported`. The distributed harness (harness.dist) times each message size
+every case is `unsupported`. The distributed harness (harness.distributed) times each message size
 with the same synchronized schedule it uses for training steps (barrier, warm-up, per-sample
 max over ranks) and records one CollectivePoint per size.
 

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from harness.config import RunConfig
-from harness.dist.launch import check_options
+from harness.distributed.launch import check_options
 from harness.errors import BenchError
 from harness.execute import CaseSpec
 from harness.runner import RunInterrupted, RunOutcome, run

@@ -1,6 +1,6 @@
 """`bench run --nproc 2` through torchrun on gloo (CPU): results, scaling, failures, cleanup.
 
-The fault test uses ACCELBENCH_TEST_FAULT (harness.dist.job.FAULT_ENV), a TEST-ONLY hook
+The fault test uses ACCELBENCH_TEST_FAULT (harness.distributed.job.FAULT_ENV), a TEST-ONLY hook
 read by the distributed worker that makes a rank exit or hang at a given case.
 """
 
@@ -113,16 +113,16 @@ def test_a_dead_or_hung_rank_fails_its_case_and_the_run_goes_on(tmp_path: Path) 
         "--nproc",
         "2",
         "--case-timeout",
-        "5",
-        fault="1:0:exit,1:1:hang",
+        "12",
+        fault="0:0:kill,1:1:hang",
     )
     assert code == 1, output
     assert record.status == "complete"
-    died, hung, fine = record.cases
-    assert died.status == "failed" and died.error and died.error.kind == "crash"
-    assert "rank 1 exited with code 17" in died.error.message
+    killed, hung, fine = record.cases
+    assert killed.status == "failed" and killed.error and killed.error.kind == "crash"
+    assert "rank 0 killed by SIGKILL" in killed.error.message
     assert hung.status == "failed" and hung.error and hung.error.kind == "timeout"
-    assert "case timeout of 5 s" in hung.error.message
+    assert "case timeout of 12 s" in hung.error.message
     assert fine.status == "ok" and fine.per_rank and len(fine.per_rank) == 2
     assert "2 case(s) failed" in output
 
