@@ -30,3 +30,7 @@ class DistributedBuildContext(BuildContext):
             device_ids = [device.index] if on_accelerator else None
             self._wrapped[key] = DistributedDataParallel(model, device_ids=device_ids)
         return self._wrapped[key]
+
+    def wrapped_modules(self) -> list[torch.nn.Module]:
+        """The DDP wrappers `for_training` handed out so far."""
+        return list(self._wrapped.values())

@@ -139,6 +139,12 @@ def _measure(
     backend.reset_peak_memory()
     samples = measure_synchronized(instance.step(key.mode), backend, control, spec.measure)
     report = RankReport(timing=_timing(me, samples, backend), nonfinite=instance.nonfinite_reason())
+    if key.mode == "train" and not ctx.wrapped_modules():
+        reason = (
+            f"workload '{key.workload}' trains without calling ctx.for_training(model), so its "
+            "steps cannot run data-parallel (no gradient all-reduce); not measured as DDP"
+        )
+        return failed(spec, "unsupported", reason), report
     return _result(spec, instance, samples, me.world), report
 
 

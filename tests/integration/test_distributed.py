@@ -50,7 +50,7 @@ def test_two_process_gloo_allreduce_and_ddp_train_with_scaling(tmp_path: Path) -
         "--workload",
         "allreduce,mlp",
         "--mode",
-        "all_reduce,train",
+        "all_reduce,train,infer",
         "--nproc",
         "2",
         "--scaling",
@@ -65,6 +65,8 @@ def test_two_process_gloo_allreduce_and_ddp_train_with_scaling(tmp_path: Path) -
         "mlp/train/fp32/b16/tiny",
         "allreduce/all_reduce/fp32/b1/tiny/np2",
         "mlp/train/fp32/b16/tiny/np2",
+        "mlp/infer/fp32/b16/tiny",
+        "mlp/infer/fp32/b16/tiny/np2",
     }
     # one process: the collectives probe is skipped with a clear reason, not a crash
     alone = cases["allreduce/all_reduce/fp32/b1/tiny"]
@@ -90,6 +92,10 @@ def test_two_process_gloo_allreduce_and_ddp_train_with_scaling(tmp_path: Path) -
     assert train.throughput and train.throughput.value == pytest.approx(
         2 * 16 / train.measurement.median
     )
+    replicas = cases["mlp/infer/fp32/b16/tiny/np2"]  # independent replicas, aggregated
+    assert replicas.status == "ok" and replicas.measurement and replicas.throughput
+    assert replicas.throughput.value == pytest.approx(2 * 16 / replicas.measurement.median)
+    assert replicas.scaling_efficiency is not None
     base = cases["mlp/train/fp32/b16/tiny"]
     assert base.per_rank and len(base.per_rank) == 1
     assert base.scaling_efficiency == pytest.approx(1.0)
