@@ -84,17 +84,26 @@ def append_event(
         handle.flush()
 
 
-def read_events(folder: Path) -> list[tuple[int, Event]]:
-    """(rank, event) of every complete line of every rank's events file."""
-    found: list[tuple[int, Event]] = []
-    for path in sorted(folder.glob("events-rank*.jsonl")):
-        rank = int(path.stem.removeprefix("events-rank"))
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
+class EventReader:
+    """Reads the events every rank appends, returning only lines not returned before."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._offsets: dict[Path, int] = {}
+
+    def new_events(self) -> list[tuple[int, Event]]:
+        """(rank, event) of every complete line written since the last call."""
+        found: list[tuple[int, Event]] = []
+        for path in sorted(self.folder.glob("events-rank*.jsonl")):
+            rank = int(path.stem.removeprefix("events-rank"))
+            with path.open("rb") as handle:
+                handle.seek(self._offsets.get(path, 0))
+                data = handle.read()
+            complete = data[: data.rfind(b"\n") + 1]  # a line being written waits
+            self._offsets[path] = self._offsets.get(path, 0) + len(complete)
+            for line in complete.decode("utf-8").splitlines():
                 found.append((rank, Event.model_validate_json(line)))
-            except ValueError:  # a line being written
-                continue
-    return found
+        return found
 
 
 def write_error(folder: Path, rank: int, error: RankError) -> None:

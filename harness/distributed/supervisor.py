@@ -31,7 +31,7 @@ from pathlib import Path
 
 from backends.registry import get_backend
 from harness.config import RunConfig
-from harness.distributed.job import DistJob, job_file, read_errors, read_events, read_pids
+from harness.distributed.job import DistJob, EventReader, job_file, read_errors, read_pids
 from harness.distributed.launch import (
     check_devices,
     check_options,
@@ -162,12 +162,14 @@ class Supervisor:
         started: dict[int, float] = {}
         measured: dict[int, set[int]] = {}
         done: set[int] = set()
-        launched = time.monotonic()
+        reader = EventReader(folder)
+        last_progress = time.monotonic()
         while True:
             returncode = proc.poll()
-            for rank, event in read_events(folder):
+            for rank, event in reader.new_events():
                 if event.index not in by_index:
                     continue
+                last_progress = time.monotonic()
                 planned = cases[by_index[event.index]]
                 if event.event == "start" and event.index not in started:
                     started[event.index] = time.monotonic()
@@ -183,10 +185,14 @@ class Supervisor:
                 break
             running = [i for i in started if i not in done]
             now = time.monotonic()
-            if not started and now - launched > START_TIMEOUT_S:
+            if not started and now - last_progress > START_TIMEOUT_S:
                 _stop(proc, folder)
                 message = f"{NOT_STARTED} within {START_TIMEOUT_S:g} s{_log_tail(folder)}"
                 return 0, failed(cases[0].spec, "crash", message)
+            if started and not running and now - last_progress > self.timeout:
+                _stop(proc, folder)  # stuck between cases or at the end
+                returncode = proc.returncode
+                break
             if running and now - started[max(running)] > self.timeout:
                 index = max(running)
                 ranks = sorted(measured.get(index, set()))
