@@ -48,7 +48,14 @@ from harness.distributed.measure import SyncedSamples, measure_synchronized
 from harness.execute import CaseSpec, _is_oom, failed
 from harness.measure import summarize
 from harness.runner import apply_peaks
-from harness.schema import CaseError, CaseResult, CollectivePoint, RankTiming, Throughput
+from harness.schema import (
+    CaseError,
+    CaseResult,
+    CollectivePoint,
+    Measurement,
+    RankTiming,
+    Throughput,
+)
 from harness.store import load_run, save_run
 from workloads.allreduce import CollectiveInstance
 from workloads.base import CaseUnsupported, Instance
@@ -148,7 +155,8 @@ def _measure(
     return _result(spec, instance, samples, me.world), report
 
 
-def _summary(samples: SyncedSamples):  # type: ignore[no-untyped-def]
+def _summary(samples: SyncedSamples) -> Measurement:
+    """The stored Measurement of the step times (per-sample max over ranks)."""
     return summarize(
         samples.step_samples_s,
         iterations_per_sample=samples.iterations_per_sample,
