@@ -177,13 +177,15 @@ def run_command(
     except RunInterrupted as exc:
         console.print(f"[yellow]interrupted by {exc}; partial results kept (status incomplete).")
         raise typer.Exit(130 if exc.signum == 2 else 143) from None
-    console.print(summary_table(outcome.record.cases))
     from harness.cli.dist_tables import print_distributed  # imports this module
 
-    print_distributed(console, outcome.record)
-    if outcome.path is None:
-        console.print("results: written by global rank 0 on node 0")
+    if outcome.path is None:  # a node other than 0: it only knows the failures it saw
+        if outcome.record.cases:
+            console.print(summary_table(outcome.record.cases))
+        console.print(f"node {node_rank} done; results: written by global rank 0 on node 0")
     else:
+        console.print(summary_table(outcome.record.cases))
+        print_distributed(console, outcome.record)
         console.print(f"results: {escape(str(outcome.path))}")
     if outcome.failed_cases:
         console.print(f"[red]{len(outcome.failed_cases)} case(s) failed.")

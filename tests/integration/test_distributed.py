@@ -6,6 +6,10 @@ read by the distributed worker that makes a rank exit or hang at a given case.
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -13,7 +17,7 @@ import pytest
 
 from harness.schema import RunRecord
 from harness.store import load_run
-from tests.conftest import invoke_bench, run_bench
+from tests.conftest import _pythonpath, invoke_bench, run_bench
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -131,6 +135,43 @@ def test_a_dead_or_hung_rank_fails_its_case_and_the_run_goes_on(tmp_path: Path) 
     assert "case timeout of 12 s" in hung.error.message
     assert fine.status == "ok" and fine.per_rank and len(fine.per_rank) == 2
     assert "2 case(s) failed" in output
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_two_nodes_pass_through_to_torchrun_and_node_0_writes(tmp_path: Path) -> None:
+    """Two `bench` processes on this machine play two nodes of one process each."""
+    args = ["--workload", "mlp", "--mode", "train", "--nproc", "1", "--nnodes", "2"]
+    args += ["--rdzv-endpoint", f"127.0.0.1:{_free_port()}"]
+    env = {"OMP_NUM_THREADS": "1", "PYTHONPATH": _pythonpath()}
+    other = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--preset", "tiny", *args, "--node-rank", "1"],
+        env={**os.environ, **env, "COLUMNS": "200"},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        record, output, code = _run(tmp_path / "node0", *args, "--node-rank", "0")
+        node1 = other.communicate(timeout=120)[0]
+    finally:
+        other.kill()
+    assert code == 0, output
+    assert other.returncode == 0, node1
+    assert "node 1 done; results: written by global rank 0 on node 0" in node1
+    assert list(tmp_path.glob("**/*.json")) == list((tmp_path / "node0").glob("*.json"))
+    info = record.distributed
+    assert info and info.nnodes == 2 and info.world_size == 2
+    assert info.rdzv_endpoint and info.rdzv_endpoint.startswith("127.0.0.1:")
+    (case,) = record.cases
+    assert case.status == "ok" and case.key.nproc == 2 and case.per_rank
+    assert [t.rank for t in case.per_rank] == [0, 1]
 
 
 BAD_OPTIONS = [
