@@ -62,6 +62,7 @@ from workloads.base import CaseUnsupported, Instance
 from workloads.registry import get_workload
 
 PARENT_POLL_S = 0.5
+WARMUP_CALLS_PER_SIZE = 3
 
 
 class RankReport(BaseModel):
@@ -210,6 +211,9 @@ def _measure_collective(
     factor = instance.bus_factor(mode)
     points: list[CollectivePoint] = []
     samples: SyncedSamples | None = None
+    for _, closure in sweep:  # connections and buffers of every size, before any timing
+        for _ in range(WARMUP_CALLS_PER_SIZE):
+            closure()
     backend.synchronize()
     backend.reset_peak_memory()
     for size, closure in sweep:
@@ -304,6 +308,11 @@ def run_job(folder: Path) -> None:
             append_event(folder, me.rank, "done", index, result)
     dist.barrier(group=control)
     dist.destroy_process_group()
+    # Skip interpreter teardown: destructors of communication threads racing the end of
+    # other nodes' stores can abort (SIGABRT) a rank whose work is already done.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _save(job: DistJob, result: CaseResult) -> None:
