@@ -20,6 +20,16 @@ WORKER_MODULE = "harness.distributed.worker"
 _ENDPOINT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
 
+DISTRIBUTED_EXTRA_SUITE: tuple[str, ...] = ("allreduce",)
+"""Added to the default suite when a run is distributed (they need >= 2 processes)."""
+
+
+def distributed_workloads(workloads: list[str], default: list[str]) -> list[str]:
+    """The workloads of a distributed run: those named, else the default suite plus the
+    collectives probe."""
+    return workloads or [*default, *DISTRIBUTED_EXTRA_SUITE]
+
+
 def is_distributed(nproc: int, nnodes: int, scaling: bool) -> bool:
     """Whether a run goes through torchrun."""
     return nproc > 1 or nnodes > 1 or scaling

@@ -35,13 +35,19 @@ from harness.distributed.job import DistJob, EventReader, job_file, read_errors,
 from harness.distributed.launch import (
     check_devices,
     check_options,
+    distributed_workloads,
     threads_per_rank,
     torchrun_command,
 )
 from harness.distributed.scaling import apply_scaling_efficiency, scaling_ladder
 from harness.environment import capture_environment
 from harness.execute import CaseSpec, failed
-from harness.plan import check_dtypes_supported, plan_cases, supported_dtype_names
+from harness.plan import (
+    check_dtypes_supported,
+    default_workloads,
+    plan_cases,
+    supported_dtype_names,
+)
 from harness.runner import (
     ProgressFn,
     RunInterrupted,
@@ -327,7 +333,8 @@ def run_distributed(
     check_options(
         config.nproc, config.nnodes, config.node_rank, config.rdzv_endpoint, config.scaling
     )
-    specs = plan_cases(config)
+    names = distributed_workloads(config.workloads, default_workloads())
+    specs = plan_cases(config.model_copy(update={"workloads": names}))
     backend = get_backend(config.backend)
     check_dtypes_supported(config, supported_dtype_names(backend))
     check_devices(backend, config.nproc)

@@ -16,7 +16,7 @@ from backends.cpu import CPUBackend
 from harness.config import MeasureSettings, RunConfig
 from harness.distributed.context import DistributedBuildContext
 from harness.distributed.job import parse_faults
-from harness.distributed.launch import torchrun_command
+from harness.distributed.launch import distributed_workloads, torchrun_command
 from harness.distributed.measure import measure_synchronized
 from harness.distributed.scaling import apply_scaling_efficiency, scaling_ladder
 from harness.plan import plan_cases
@@ -89,9 +89,11 @@ def test_fault_spec_parses_and_rejects_bad_text() -> None:
         parse_faults("1:0:explode")
 
 
-def test_allreduce_stays_out_of_the_default_suite() -> None:
+def test_allreduce_stays_out_of_the_default_suite_but_joins_distributed_runs() -> None:
     names = {spec.key.workload for spec in plan_cases(RunConfig(preset="tiny"))}
     assert "allreduce" not in names and "mlp" in names
+    assert distributed_workloads([], ["mlp"]) == ["mlp", "allreduce"]
+    assert distributed_workloads(["mlp"], ["mlp", "gpt"]) == ["mlp"]
 
 
 @pytest.fixture
