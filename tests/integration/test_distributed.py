@@ -7,9 +7,11 @@ read by the distributed worker that makes a rank exit or hang at a given case.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -135,6 +137,38 @@ def test_a_dead_or_hung_rank_fails_its_case_and_the_run_goes_on(tmp_path: Path) 
     assert "case timeout of 12 s" in hung.error.message
     assert fine.status == "ok" and fine.per_rank and len(fine.per_rank) == 2
     assert "2 case(s) failed" in output
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_ctrl_c_stops_every_rank_and_keeps_an_incomplete_file(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    env = {"OMP_NUM_THREADS": "1", "ACCELBENCH_TEST_MARKER": marker, "PYTHONPATH": _pythonpath()}
+    batches = ",".join(str(b) for b in range(1, 41))
+    args = ["run", "--preset", "tiny", "--workload", "mlp", "--mode", "train", "--batch", batches]
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "harness", *args, "--nproc", "2", "--out", str(tmp_path)],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until a case is written
+            files = list(tmp_path.glob("*.json"))
+            if files and load_run(files[0]).cases:
+                break
+            time.sleep(0.2)
+        bench.send_signal(signal.SIGINT)
+        output = bench.communicate(timeout=60)[0]
+    finally:
+        bench.kill()
+    assert bench.returncode == 130, output
+    assert "partial results kept" in output
+    assert _processes_with(f"ACCELBENCH_TEST_MARKER={marker}") == []
+    (path,) = tmp_path.glob("*.json")
+    record = load_run(path)
+    assert record.status == "incomplete" and 1 <= len(record.cases) < 40
 
 
 def _free_port() -> int:
