@@ -50,6 +50,13 @@ class RunConfig(BaseModel):
     fidelity: bool = False
     reference: str = "cpu:fp32"
     nproc: int = Field(1, ge=1)
+    """Processes per node; > 1 runs through torchrun (harness.distributed)."""
+    nnodes: int = Field(1, ge=1)
+    node_rank: int = Field(0, ge=0)
+    rdzv_endpoint: str | None = None
+    """HOST:PORT of node 0 for multi-node runs (torchrun --rdzv-endpoint)."""
+    scaling: bool = False
+    """Measure 1..nproc processes per node and report scaling efficiency."""
     case_timeout_s: float | None = Field(None, gt=0)
     isolate: Isolation = "worker"
     label: str = ""

@@ -15,7 +15,7 @@ from backends.registry import get_backend
 from harness.config import MeasureSettings
 from harness.measure import measure
 from harness.schema import CaseError, CaseKey, CaseResult, Throughput
-from workloads.base import BuildContext
+from workloads.base import BuildContext, CaseUnsupported
 from workloads.registry import get_workload
 
 
@@ -53,6 +53,8 @@ def execute_case(spec: CaseSpec) -> CaseResult:
     t0 = time.perf_counter()
     try:
         result = _measure_case(spec)
+    except CaseUnsupported as exc:
+        result = failed(spec, "unsupported", str(exc))
     except Exception as exc:
         kind = "oom" if _is_oom(exc) else "exception"
         frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None

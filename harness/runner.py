@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from backends.registry import get_backend
 from harness.config import RunConfig
+from harness.distributed.launch import is_distributed
 from harness.environment import capture_environment
 from harness.errors import BenchError
 from harness.execute import CaseSpec, failed
@@ -44,7 +45,8 @@ class RunOutcome(BaseModel):
     """The finished record and where it was written."""
 
     record: RunRecord
-    path: Path
+    path: Path | None
+    """None on the nodes other than 0 of a multi-node run (node 0 writes the file)."""
 
     @property
     def failed_cases(self) -> list[CaseResult]:
@@ -83,8 +85,13 @@ def run(
     """Run every case of `config` and write the results file; see module docstring.
 
     Raises BenchError for bad input before any case runs, RunInterrupted after a signal (the
-    file is then saved with status `incomplete`).
+    file is then saved with status `incomplete`). `--nproc > 1`, `--nnodes > 1` and
+    `--scaling` run through torchrun (harness.distributed.supervisor).
     """
+    if is_distributed(config.nproc, config.nnodes, config.scaling):
+        from harness.distributed.supervisor import run_distributed
+
+        return run_distributed(config, command, progress)
     specs = plan_cases(config)
     backend = get_backend(config.backend)
     check_dtypes_supported(config, supported_dtype_names(backend))

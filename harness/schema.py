@@ -87,6 +87,32 @@ class Throughput(BaseModel):
     unit: str
 
 
+class RankTiming(BaseModel):
+    """One rank's own timing of a distributed case (seconds per iteration, per sample)."""
+
+    rank: int
+    local_rank: int = 0
+    host: str = ""
+    samples_s: list[float]
+    median: float
+    peak_memory_bytes: int | None = None
+
+
+class CollectivePoint(BaseModel):
+    """One message size of a collectives sweep (nccl-tests conventions).
+
+    `size_bytes` is S: the buffer of all_reduce/broadcast, the gathered output of all_gather,
+    the input of reduce_scatter. algbw = S / time; busbw = algbw x the operation's factor."""
+
+    size_bytes: int
+    median_s: float
+    algbw: float
+    """Bytes per second."""
+    busbw: float
+    """Bytes per second."""
+    samples: int
+
+
 class CaseResult(BaseModel):
     """The outcome of one case: its measurement and derived figures, or why it failed."""
 
@@ -107,6 +133,12 @@ class CaseResult(BaseModel):
     extra: dict[str, float] = Field(default_factory=dict)
     started_at: datetime | None = None
     duration_s: float | None = None
+    per_rank: list[RankTiming] | None = None
+    """Distributed cases: every rank's own samples; `measurement` holds the per-sample max."""
+    collectives: list[CollectivePoint] | None = None
+    """Collectives probes: one point per message size."""
+    scaling_efficiency: float | None = None
+    """--scaling: (throughput / world) / (throughput_base / world_base), base = smallest world."""
 
 
 class EnvironmentInfo(BaseModel):
@@ -137,6 +169,22 @@ class PeakFigure(BaseModel):
     source: str
 
 
+class DistInfo(BaseModel):
+    """How a distributed run (`--nproc > 1` or `--scaling`) was launched."""
+
+    dist_backend: str
+    world_size: int
+    """The largest world size of the run (processes over all nodes)."""
+    world_sizes: list[int]
+    """Every world size measured (more than one with --scaling)."""
+    nnodes: int = 1
+    node_rank: int = 0
+    rdzv_endpoint: str | None = None
+    launcher: str = "torch.distributed.run"
+    threads_per_rank: int | None = None
+    step_time: str = "max over ranks of each sample"
+
+
 class RunRecord(BaseModel):
     """One `bench run`: configuration, environment, device and every case's result."""
 
@@ -154,3 +202,5 @@ class RunRecord(BaseModel):
     peaks: dict[str, PeakFigure] = Field(default_factory=dict)
     """dtype name -> peak FLOP/s used for MFU (known spec, else measured matmul)."""
     cases: list[CaseResult] = Field(default_factory=list)
+    distributed: DistInfo | None = None
+    """Set for distributed runs; None for single-process runs."""

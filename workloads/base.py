@@ -16,7 +16,19 @@ from pydantic import BaseModel, ConfigDict
 
 from backends.base import DTYPES, Backend
 
-MODES: tuple[str, ...] = ("infer", "train", "prefill", "decode", "sample", "probe", "copy", "triad")
+COLLECTIVE_MODES: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")
+"""Modes of the collectives probe (workloads/allreduce.py)."""
+MODES: tuple[str, ...] = (
+    "infer",
+    "train",
+    "prefill",
+    "decode",
+    "sample",
+    "probe",
+    "copy",
+    "triad",
+    *COLLECTIVE_MODES,
+)
 PRESETS: tuple[str, ...] = ("tiny", "small", "base")
 
 
@@ -27,6 +39,11 @@ class WorkloadError(Exception):
 def mode_error(workload: str, mode: str, modes: tuple[str, ...]) -> WorkloadError:
     """The error for a mode that `workload` does not have, naming the modes it has."""
     return WorkloadError(f"workload '{workload}' has no mode '{mode}'; it has: {', '.join(modes)}.")
+
+
+class CaseUnsupported(Exception):
+    """Raised by `Workload.build` when the case cannot run in this setting (e.g. a collective
+    in a single process); the case is recorded as `unsupported` with this message."""
 
 
 class Work(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import EntryPoint, entry_points
 
+from workloads.allreduce import AllReduceWorkload
 from workloads.bandwidth import BandwidthWorkload
 from workloads.base import Workload, WorkloadError
 from workloads.convnet import ConvNetWorkload
@@ -22,6 +23,7 @@ BUILTINS: dict[str, type[Workload]] = {
         DiTWorkload,
         MatmulWorkload,
         BandwidthWorkload,
+        AllReduceWorkload,
     )
 }
 

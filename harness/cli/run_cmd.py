@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from harness.config import RunConfig
+from harness.distributed.launch import check_options
 from harness.errors import BenchError
 from harness.execute import CaseSpec
 from harness.runner import RunInterrupted, RunOutcome, run
@@ -136,10 +137,22 @@ def run_command(
     label: Annotated[str, typer.Option(help="Free text stored with the run.")] = "",
     seed: Annotated[int, typer.Option(help="Seed for weights and data.")] = 0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("results"),
+    nproc: Annotated[
+        int, typer.Option(help="Processes per node; > 1 runs through torchrun (DDP, collectives).")
+    ] = 1,
+    nnodes: Annotated[int, typer.Option(help="Nodes (torchrun --nnodes).")] = 1,
+    node_rank: Annotated[int, typer.Option(help="This node's rank (torchrun --node-rank).")] = 0,
+    rdzv_endpoint: Annotated[
+        str | None, typer.Option(help="HOST:PORT of node 0 (torchrun --rdzv-endpoint).")
+    ] = None,
+    scaling: Annotated[
+        bool, typer.Option("--scaling", help="Measure 1..--nproc processes; scaling efficiency.")
+    ] = False,
 ) -> None:
     """Measure workloads on one backend; write results/<time>-<backend>-<id>.json."""
     if isolate not in ("none", "worker", "case"):
         raise BenchError(f"unknown --isolate '{isolate}'; choose from: none, worker, case.")
+    check_options(nproc, nnodes, node_rank, rdzv_endpoint, scaling)
     config = RunConfig(
         backend=backend,
         workloads=split_list(workload),
@@ -154,6 +167,11 @@ def run_command(
         label=label,
         seed=seed,
         out=out,
+        nproc=nproc,
+        nnodes=nnodes,
+        node_rank=node_rank,
+        rdzv_endpoint=rdzv_endpoint,
+        scaling=scaling,
     )
     console = Console(width=None if sys.stdout.isatty() else 160)
     try:
@@ -161,8 +179,16 @@ def run_command(
     except RunInterrupted as exc:
         console.print(f"[yellow]interrupted by {exc}; partial results kept (status incomplete).")
         raise typer.Exit(130 if exc.signum == 2 else 143) from None
-    console.print(summary_table(outcome.record.cases))
-    console.print(f"results: {escape(str(outcome.path))}")
+    from harness.cli.dist_tables import print_distributed  # imports this module
+
+    if outcome.path is None:  # a node other than 0: it only knows the failures it saw
+        if outcome.record.cases:
+            console.print(summary_table(outcome.record.cases))
+        console.print(f"node {node_rank} done; results: written by global rank 0 on node 0")
+    else:
+        console.print(summary_table(outcome.record.cases))
+        print_distributed(console, outcome.record)
+        console.print(f"results: {escape(str(outcome.path))}")
     if outcome.failed_cases:
         console.print(f"[red]{len(outcome.failed_cases)} case(s) failed.")
         raise typer.Exit(1)

@@ -1,0 +1,115 @@
+"""Checking the distributed options and building the torchrun command line.
+
+The launcher is torch's own (`python -m torch.distributed.run`, i.e. torchrun): a single
+node uses `--standalone` (a local rendezvous on a free port, so concurrent runs never
+collide); multi-node passes `--nnodes`, `--node-rank` and `--rdzv-endpoint` through with
+torchrun's static rendezvous, which makes node 0 hold global rank 0 (the rank that writes).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+from backends.base import Backend
+from harness.errors import BenchError
+
+WORKER_MODULE = "harness.distributed.worker"
+_ENDPOINT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+
+
+DISTRIBUTED_EXTRA_SUITE: tuple[str, ...] = ("allreduce",)
+"""Added to the default suite when a run is distributed (they need >= 2 processes)."""
+
+
+def distributed_workloads(workloads: list[str], default: list[str]) -> list[str]:
+    """The workloads of a distributed run: those named, else the default suite plus the
+    collectives probe."""
+    return workloads or [*default, *DISTRIBUTED_EXTRA_SUITE]
+
+
+def is_distributed(nproc: int, nnodes: int, scaling: bool) -> bool:
+    """Whether a run goes through torchrun."""
+    return nproc > 1 or nnodes > 1 or scaling
+
+
+def check_options(
+    nproc: int, nnodes: int, node_rank: int, rdzv_endpoint: str | None, scaling: bool
+) -> None:
+    """Raise BenchError with a clear message for inconsistent distributed options."""
+    if nproc < 1:
+        raise BenchError(f"--nproc must be a positive number of processes per node, got {nproc}.")
+    if nnodes < 1:
+        raise BenchError(f"--nnodes must be a positive number of nodes, got {nnodes}.")
+    if not 0 <= node_rank < nnodes:
+        raise BenchError(
+            f"--node-rank {node_rank} is out of range for --nnodes {nnodes} "
+            f"(valid: 0..{nnodes - 1})."
+        )
+    if rdzv_endpoint is not None and not _ENDPOINT.match(rdzv_endpoint):
+        raise BenchError(
+            f"--rdzv-endpoint expects HOST:PORT of node 0 (e.g. 10.0.0.1:29500); "
+            f"got '{rdzv_endpoint}'."
+        )
+    if nnodes > 1 and rdzv_endpoint is None:
+        raise BenchError(
+            f"--nnodes {nnodes} needs --rdzv-endpoint HOST:PORT (node 0's address, the same "
+            "on every node)."
+        )
+    if scaling and nproc < 2:
+        raise BenchError(
+            "--scaling measures 1..N processes per node and needs --nproc N with N >= 2."
+        )
+
+
+def check_devices(backend: Backend, nproc: int) -> None:
+    """Refuse more processes per node than the backend has devices (accelerators only: CPU
+    ranks share the host)."""
+    if backend.device_type == "cpu":
+        return
+    count = backend.describe().count
+    if nproc > count:
+        raise BenchError(
+            f"--nproc {nproc} needs {nproc} {backend.name} devices per node; this node has {count}."
+        )
+
+
+def threads_per_rank(max_local_nproc: int) -> int:
+    """OMP_NUM_THREADS for every rank: the user's if set, else the cores shared evenly by
+    the most processes this node runs (the same at every --scaling step, for a fair ratio)."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max_local_nproc)
+
+
+def torchrun_command(
+    folder: Path, nproc: int, nnodes: int, node_rank: int, rdzv_endpoint: str | None
+) -> list[str]:
+    """`python -m torch.distributed.run ... -m harness.distributed.worker FOLDER`."""
+    command = [sys.executable, "-m", "torch.distributed.run"]
+    if rdzv_endpoint is None:
+        command += ["--standalone"]
+    else:
+        command += [
+            "--nnodes",
+            str(nnodes),
+            "--node-rank",
+            str(node_rank),
+            "--rdzv-endpoint",
+            rdzv_endpoint,
+        ]
+    command += [
+        "--nproc-per-node",
+        str(nproc),
+        "--max-restarts",
+        "0",
+        "--monitor-interval",
+        "0.1",
+        "-m",
+        WORKER_MODULE,
+        str(folder),
+    ]
+    return command
