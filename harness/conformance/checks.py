@@ -15,7 +15,7 @@ from harness.conformance.probes import LongOp, reachable_tensors, same_device
 from harness.execute import CaseSpec, execute_case
 from harness.plan import RUN_DTYPES
 from harness.schema import CaseKey
-from workloads.base import BuildContext, WorkloadError
+from workloads.base import BuildContext, CaseUnsupported, WorkloadError
 from workloads.registry import get_workload
 
 LONG_OP_S = 0.25
@@ -347,7 +347,7 @@ def check_placement(ctx: KitContext, workload_name: str) -> str:
         )
         ctx.backend.seed(0)
         instance = workload.build(build_ctx)
-    except WorkloadError as exc:
+    except (WorkloadError, CaseUnsupported) as exc:
         raise CheckSkipped(f"the workload refuses this case: {exc}") from exc
     tensors = instance.placement_tensors()
     if tensors is None:
