@@ -22,6 +22,7 @@ from harness.config import RunConfig
 from harness.environment import capture_environment
 from harness.errors import BenchError
 from harness.execute import CaseSpec, failed
+from harness.fidelity_run import FidelityProgressFn, plan_fidelity, run_fidelity_checks
 from harness.plan import check_dtypes_supported, plan_cases, supported_dtype_names
 from harness.schema import CaseResult, PeakFigure, RunRecord
 from harness.store import claim_run_path, save_run
@@ -101,7 +102,10 @@ def _signals_raise() -> Iterator[None]:
 
 
 def run(
-    config: RunConfig, command: list[str] | None = None, progress: ProgressFn | None = None
+    config: RunConfig,
+    command: list[str] | None = None,
+    progress: ProgressFn | None = None,
+    fidelity_progress: FidelityProgressFn | None = None,
 ) -> RunOutcome:
     """Run every case of `config` and write the results file; see module docstring.
 
@@ -109,6 +113,7 @@ def run(
     file is then saved with status `incomplete`).
     """
     specs = plan_cases(config)
+    fidelity_specs = plan_fidelity(config)
     backend = get_backend(config.backend)
     check_dtypes_supported(config, supported_dtype_names(backend))
     out = prepare_out_dir(config.out)
@@ -137,6 +142,7 @@ def run(
                 save_run(record, path)
                 if progress:
                     progress(index, len(specs), spec, result)
+            run_fidelity_checks(executor, fidelity_specs, record, path, timeout, fidelity_progress)
     except RunInterrupted:
         record.status = "incomplete"
         record.finished_at = datetime.now(timezone.utc)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backends.base import DeviceInfo
 from harness.config import RunConfig
+from harness.fidelity_result import FidelityResult
 
 SCHEMA_VERSION = 1
 """Bumped on any change that an older reader could misread; readers refuse newer files."""
@@ -152,3 +153,5 @@ class RunRecord(BaseModel):
     peaks: dict[str, PeakFigure] = Field(default_factory=dict)
     """dtype name -> peak FLOP/s used for MFU (known spec, else measured matmul)."""
     cases: list[CaseResult] = Field(default_factory=list)
+    fidelity: list[FidelityResult] = Field(default_factory=list)
+    """Training-fidelity checks against the reference (`bench run --fidelity`)."""

@@ -1,0 +1,69 @@
+"""What a fidelity check stores: both training trajectories, their comparison and a verdict.
+
+Kept apart from harness/fidelity.py (which runs torch) so that the results schema and the
+analysis can read fidelity results without building anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+FidelityVerdict = Literal["pass", "warn", "fail", "skipped"]
+
+
+class FidelityTolerance(BaseModel):
+    """Largest relative deviation from the reference that still passes (`pass_*`) or only
+    warns (`warn_*`); beyond `warn_*` the check fails. Derived in docs/fidelity.md."""
+
+    loss_pass: float
+    loss_warn: float
+    grad_norm_pass: float
+    grad_norm_warn: float
+
+
+class FidelityResult(BaseModel):
+    """N training steps of one workload on the target and on a reference, compared."""
+
+    workload: str
+    workload_version: str = ""
+    backend: str
+    dtype: str
+    preset: str
+    batch: int | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    steps: int
+    reference: str
+    seed: int = 0
+    note: str = ""
+    """Why the check ran as it did (e.g. a smaller preset than the run's)."""
+
+    target_loss: list[float | None] = Field(default_factory=list)
+    reference_loss: list[float | None] = Field(default_factory=list)
+    target_grad_norm: list[float | None] = Field(default_factory=list)
+    reference_grad_norm: list[float | None] = Field(default_factory=list)
+    """Per-step values; None marks a NaN/Inf (JSON has no NaN); a run stops at the first."""
+    first_nonfinite_step: int | None = None
+    """First step (0-based) whose loss or gradient norm on the target was NaN/Inf."""
+    reference_first_nonfinite_step: int | None = None
+
+    deterministic: bool | None = None
+    """Two target runs gave bitwise-equal losses and gradient norms (None: not checked)."""
+    determinism_max_abs_diff: float | None = None
+
+    max_rel_loss_deviation: float | None = None
+    max_rel_grad_norm_deviation: float | None = None
+    final_loss_ratio: float | None = None
+    """Target's last loss over the reference's last loss."""
+
+    tolerance: FidelityTolerance | None = None
+    verdict: FidelityVerdict
+    reasons: list[str] = Field(default_factory=list)
+    error: str | None = None
+    """Why the check could not complete (exception, crash, timeout)."""
+    duration_s: float | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.workload}/{self.dtype}/{self.preset} vs {self.reference}"
