@@ -90,3 +90,37 @@ def stability(iqr: float, median: float) -> Literal["ok", "warn", "severe"]:
     if ratio >= WARN_IQR_RATIO:
         return "warn"
     return "ok"
+
+
+def bootstrap_median_ratio_ci(
+    numerator: Sequence[float],
+    denominator: Sequence[float],
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile-bootstrap CI of median(numerator) / median(denominator), resampling the
+    two independent sample sets separately (degenerate when either has < 2 samples)."""
+    num = np.asarray(numerator, dtype=float)
+    den = np.asarray(denominator, dtype=float)
+    if num.size == 0 or den.size == 0:
+        return float("nan"), float("nan")
+    point = float(np.median(num) / np.median(den))
+    if num.size < 2 or den.size < 2 or (np.ptp(num) == 0.0 and np.ptp(den) == 0.0):
+        return point, point
+    from scipy import stats as sps
+
+    def ratio(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.median(a, axis=axis) / np.median(b, axis=axis)
+
+    result = sps.bootstrap(
+        (num, den),
+        ratio,
+        confidence_level=confidence,
+        n_resamples=resamples,
+        method="percentile",
+        vectorized=True,
+        paired=False,
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
