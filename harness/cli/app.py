@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from backends.registry import BackendError
-from harness.cli import doctor_cmd, list_cmd, run_cmd
+from harness.cli import doctor_cmd, list_cmd, report_cmd, run_cmd
 from harness.errors import BenchError
 from workloads.base import WorkloadError
 
@@ -22,6 +22,7 @@ app = typer.Typer(
 app.command("run")(run_cmd.run_command)
 app.add_typer(list_cmd.app, name="list")
 app.command("doctor")(doctor_cmd.doctor)
+app.command("report")(report_cmd.report_command)
 
 USER_ERRORS = (BenchError, BackendError, WorkloadError)
 
