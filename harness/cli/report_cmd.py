@@ -28,7 +28,7 @@ def report_command(
     console = Console(stderr=True)
     records, warnings = load_runs(results)
     for warning in warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     if not records:
         raise BenchError(
             f"no usable results in {', '.join(str(p) for p in results)}; "
@@ -39,6 +39,5 @@ def report_command(
     except OSError as exc:
         raise BenchError(f"cannot create the output folder {out}: {exc.strerror or exc}.") from None
     paths = write_report(records, out, warnings)
-    Console().print(
-        f"report of {len(records)} run(s): {escape(str(paths.html))}, {escape(str(paths.markdown))}"
-    )
+    where = f"{escape(str(paths.html))}, {escape(str(paths.markdown))}"
+    Console().print(f"report of {len(records)} run(s): {where}", soft_wrap=True)
