@@ -47,15 +47,21 @@ class FidelityResult(BaseModel):
     first_nonfinite_step: int | None = None
     """First step (0-based) whose loss or gradient norm on the target was NaN/Inf."""
     reference_first_nonfinite_step: int | None = None
+    skipped_steps: list[int] = Field(default_factory=list)
+    """fp16 steps the loss scaler skipped because gradients overflowed (by design)."""
 
     deterministic: bool | None = None
     """Two target runs gave bitwise-equal losses and gradient norms (None: not checked)."""
     determinism_max_abs_diff: float | None = None
+    determinism_steps: int | None = None
+    """How many leading steps the second target run repeated."""
 
+    compared_steps: int | None = None
+    """Leading steps compared one to one (up to the first fp16 step the loss scaler skipped)."""
     max_rel_loss_deviation: float | None = None
     max_rel_grad_norm_deviation: float | None = None
     final_loss_ratio: float | None = None
-    """Target's last loss over the reference's last loss."""
+    """Mean target loss over mean reference loss on the last tenth of the steps."""
 
     tolerance: FidelityTolerance | None = None
     verdict: FidelityVerdict
