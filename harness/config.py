@@ -49,6 +49,8 @@ class RunConfig(BaseModel):
     compile: bool = False
     fidelity: bool = False
     reference: str = "cpu:fp32"
+    fidelity_steps: int | None = Field(None, ge=1)
+    """Training steps of each fidelity check; None means by preset (tiny 20, small 100)."""
     nproc: int = Field(1, ge=1)
     case_timeout_s: float | None = Field(None, gt=0)
     isolate: Isolation = "worker"

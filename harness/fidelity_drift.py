@@ -27,23 +27,32 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny,small")
     parser.add_argument("--workload", default=",".join(FIDELITY_WORKLOADS))
+    parser.add_argument("--steps", type=int, default=None, help="default: by preset")
     args = parser.parse_args(argv)
     known = all_workloads()
     print(
         "| workload | preset | steps | target | reference | max rel loss dev | "
-        "max rel grad-norm dev | final loss ratio | verdict | seconds |"
+        "max rel grad-norm dev | compared steps | fp16 skipped | final loss ratio | verdict "
+        "| seconds |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in [w for w in args.workload.split(",") if w in known]:
         for preset in args.preset.split(","):
             for dtype, reference in PAIRS:
                 start = time.perf_counter()
                 r = check_fidelity(
-                    "cpu", name, dtype, preset, reference=reference, determinism=False
+                    "cpu",
+                    name,
+                    dtype,
+                    preset,
+                    reference=reference,
+                    steps=args.steps,
+                    determinism=False,
                 )
                 print(
                     f"| {name} | {preset} | {r.steps} | cpu {dtype} | {reference} | "
                     f"{r.max_rel_loss_deviation:.3g} | {r.max_rel_grad_norm_deviation:.3g} | "
+                    f"{r.compared_steps} | {len(r.skipped_steps)} | "
                     f"{r.final_loss_ratio:.6f} | {r.verdict} | {time.perf_counter() - start:.1f} |",
                     flush=True,
                 )

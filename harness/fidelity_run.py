@@ -55,7 +55,7 @@ def plan_fidelity(config: RunConfig) -> list[FidelitySpec]:
                     workload=name,
                     dtype=dtype,
                     preset=preset,
-                    steps=fidelity_steps(preset),
+                    steps=fidelity_steps(preset, config.fidelity_steps),
                     reference=config.reference,
                     seed=config.seed,
                     params=params,

@@ -139,6 +139,12 @@ def run_command(
     reference: Annotated[
         str, typer.Option(help="Fidelity reference: cpu:fp32 (default) or cpu:fp64.")
     ] = "cpu:fp32",
+    fidelity_steps: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Training steps per fidelity check (default: tiny 20, small 100)."
+        ),
+    ] = None,
     case_timeout: Annotated[
         float | None, typer.Option(help="Seconds per case before it is killed.")
     ] = None,
@@ -163,6 +169,7 @@ def run_command(
         compile=compile,
         fidelity=fidelity if fidelity is not None else not split_list(workload),
         reference=reference,
+        fidelity_steps=fidelity_steps,
         case_timeout_s=case_timeout,
         isolate=isolate,  # type: ignore[arg-type]
         label=label,

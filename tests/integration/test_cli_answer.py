@@ -111,3 +111,25 @@ def test_report_of_an_empty_folder_exits_2(
     result = invoke_bench(capsys, "report", str(tmp_path), "--out", str(tmp_path / "r"))
     assert result.returncode == 2
     assert _flat("no usable results in") in _flat(result.stderr)
+
+
+def test_the_default_suite_checks_fidelity_and_writes_the_report_beside_the_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "results"
+    result = invoke_bench(capsys, "run", "--preset", "tiny", "--isolate", "none", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    (path,) = out.glob("*.json")
+    run = load_run(path)
+    assert run.config.fidelity is True and run.fidelity
+    assert {f.workload for f in run.fidelity} <= {"gpt", "mlp", "convnet"}
+    folder = out / f"{path.stem}-report"
+    assert (folder / "report.html").is_file() and (folder / "report.md").is_file()
+    assert "Verdict" in (folder / "report.md").read_text()
+    assert _flat(f"report: {folder / 'report.html'}") in _flat(result.stdout)
+
+
+def test_fidelity_steps_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    result = invoke_bench(capsys, "run", "--workload", "mlp", "--fidelity-steps", "0")
+    assert result.returncode == 2
+    assert _flat("Invalid value for '--fidelity-steps'") in _flat(result.stderr)
