@@ -126,3 +126,23 @@ def test_relative_deviation_ignores_nonfinite_markers() -> None:
     assert max_relative_deviation([1.0, 2.2, None], [1.0, 2.0, 3.0]) == pytest.approx(0.1)
     assert max_relative_deviation([], []) == 0.0
     assert not math.isnan(max_relative_deviation([None], [None]))
+
+
+def test_a_base_run_plans_fidelity_at_small_and_says_so() -> None:
+    from harness.config import RunConfig
+    from harness.fidelity_run import plan_fidelity
+
+    config = RunConfig(
+        workloads=["mlp"], preset="base", dtypes=["fp32", "bf16"], fidelity=True,
+        params={"hidden": "32"},
+    )  # fmt: skip
+    specs = plan_fidelity(config)
+    assert [(s.workload, s.dtype, s.preset, s.steps) for s in specs] == [
+        ("mlp", "fp32", "small", 100),
+        ("mlp", "bf16", "small", 100),
+    ]
+    assert specs[0].note == "the run's preset is base; fidelity ran at small to keep it bounded"
+    assert specs[0].params["hidden"] == 32
+    assert plan_fidelity(config.model_copy(update={"fidelity": False})) == []
+    tiny = plan_fidelity(config.model_copy(update={"preset": "tiny", "fidelity_steps": 7}))
+    assert tiny[0].steps == 7 and tiny[0].note == ""
