@@ -172,27 +172,44 @@ def train_trajectory(
     return out
 
 
-def max_relative_deviation(target: list[float | None], reference: list[float | None]) -> float:
-    """Largest |t - r| / |r| over the steps where both are finite (0.0 when none)."""
-    worst = 0.0
-    for t, r in zip(target, reference, strict=False):
-        if t is None or r is None:
-            continue
-        worst = max(worst, abs(t - r) / max(abs(r), 1e-12))
-    return worst
+def max_scaled_deviation(
+    target: list[float | None], reference: list[float | None], scale: float | None
+) -> float:
+    """Largest |t - r| / scale over the steps where both are finite (0.0 when none).
+
+    Dividing by a fixed scale of the run (the reference's initial loss, its median gradient
+    norm), not by each step's own value, keeps the measure meaningful when the loss
+    approaches zero."""
+    if not scale:
+        return 0.0
+    diffs = [
+        abs(t - r)
+        for t, r in zip(target, reference, strict=False)
+        if t is not None and r is not None
+    ]
+    return max(diffs, default=0.0) / abs(scale)
 
 
-def final_loss_ratio(target: list[float | None], reference: list[float | None]) -> float | None:
-    """Mean target loss over mean reference loss on the last tenth of the steps (at least
-    one) where both are finite: robust to the noise of one batch."""
+def deviation_scales(
+    loss: list[float | None], grad_norm: list[float | None]
+) -> tuple[float | None, float | None]:
+    """The reference's initial loss and its median gradient norm (None when unknown)."""
+    norms = sorted(abs(g) for g in grad_norm if g is not None)
+    return (loss[0] if loss else None), (norms[len(norms) // 2] if norms else None)
+
+
+def final_losses(
+    target: list[float | None], reference: list[float | None]
+) -> tuple[float, float] | None:
+    """Mean target and mean reference loss on the last tenth of the steps (at least one)
+    where both are finite: robust to the noise of one batch."""
     pairs = [
         (t, r) for t, r in zip(target, reference, strict=False) if t is not None and r is not None
     ]
     if not pairs:
         return None
     tail = pairs[-max(1, len(pairs) // 10) :]
-    mean_r = sum(r for _, r in tail) / len(tail)
-    return sum(t for t, _ in tail) / len(tail) / mean_r if mean_r else None
+    return sum(t for t, _ in tail) / len(tail), sum(r for _, r in tail) / len(tail)
 
 
 def _max_abs_difference(a: Trajectory, b: Trajectory) -> tuple[bool, float]:
@@ -243,15 +260,16 @@ def judge(result: FidelityResult, tolerance: FidelityTolerance) -> None:
         worse(level)
         limit = warn if level == "fail" else ok
         reasons.append(
-            f"max relative {what} deviation {value:.3g} exceeds the {result.dtype} "
+            f"max {what} deviation {value:.3g} exceeds the {result.dtype} "
             f"{'warn' if level == 'fail' else 'pass'} tolerance {limit:g}"
         )
-    ratio = result.final_loss_ratio
-    if ratio is not None and abs(ratio - 1.0) > tolerance.loss_warn:
+    final = result.final_loss_deviation
+    if final is not None and final > tolerance.loss_warn:
         worse("fail")
         reasons.append(
-            f"final loss ratio {ratio:.4g} is off by more than the {result.dtype} warn "
-            f"tolerance {tolerance.loss_warn:g}"
+            f"the final loss differs by {final:.3g} of the initial loss (ratio "
+            f"{result.final_loss_ratio:.4g}), more than the {result.dtype} warn tolerance "
+            f"{tolerance.loss_warn:g}"
         )
     skipped = len(result.skipped_steps)
     if skipped > MAX_SKIPPED_FRACTION * result.steps:
@@ -346,14 +364,19 @@ def check_fidelity(
     # one up to the first skip; after it only the final-loss ratio is judged.
     compared = first.skipped_steps[0] if first.skipped_steps else len(first.loss)
     result.compared_steps = compared
-    result.max_rel_loss_deviation = max_relative_deviation(
-        first.loss[:compared], ref.loss[:compared]
+    loss_scale, norm_scale = deviation_scales(ref.loss[:compared], ref.grad_norm[:compared])
+    result.max_rel_loss_deviation = max_scaled_deviation(
+        first.loss[:compared], ref.loss[:compared], loss_scale
     )
-    result.max_rel_grad_norm_deviation = max_relative_deviation(
-        first.grad_norm[:compared], ref.grad_norm[:compared]
+    result.max_rel_grad_norm_deviation = max_scaled_deviation(
+        first.grad_norm[:compared], ref.grad_norm[:compared], norm_scale
     )
     result.skipped_steps = first.skipped_steps
-    result.final_loss_ratio = final_loss_ratio(first.loss, ref.loss)
+    final = final_losses(first.loss, ref.loss)
+    if final is not None:
+        result.final_loss_ratio = final[0] / final[1] if final[1] else None
+        if loss_scale:
+            result.final_loss_deviation = abs(final[0] - final[1]) / abs(loss_scale)
     judge(result, tolerance)
     return result
 

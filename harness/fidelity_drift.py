@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", default="tiny,small")
     parser.add_argument("--workload", default=",".join(FIDELITY_WORKLOADS))
     parser.add_argument("--steps", type=int, default=None, help="default: by preset")
+    parser.add_argument(
+        "--pairs",
+        default=",".join(f"{d}@{r}" for d, r in PAIRS),
+        help="target dtype @ reference, comma-separated (default: all four)",
+    )
     args = parser.parse_args(argv)
     known = all_workloads()
     print(
@@ -38,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in [w for w in args.workload.split(",") if w in known]:
         for preset in args.preset.split(","):
-            for dtype, reference in PAIRS:
+            for pair in args.pairs.split(","):
+                dtype, _, reference = pair.partition("@")
                 start = time.perf_counter()
                 r = check_fidelity(
                     "cpu",

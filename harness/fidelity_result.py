@@ -59,9 +59,13 @@ class FidelityResult(BaseModel):
     compared_steps: int | None = None
     """Leading steps compared one to one (up to the first fp16 step the loss scaler skipped)."""
     max_rel_loss_deviation: float | None = None
+    """max |target - reference| loss over the compared steps / the reference's initial loss."""
     max_rel_grad_norm_deviation: float | None = None
+    """max |target - reference| gradient norm / the reference's median gradient norm."""
     final_loss_ratio: float | None = None
     """Mean target loss over mean reference loss on the last tenth of the steps."""
+    final_loss_deviation: float | None = None
+    """|mean target - mean reference| loss on the last tenth / the reference's initial loss."""
 
     tolerance: FidelityTolerance | None = None
     verdict: FidelityVerdict

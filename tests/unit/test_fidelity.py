@@ -9,7 +9,7 @@ import torch
 
 from backends.cpu import CPUBackend
 from harness.errors import BenchError
-from harness.fidelity import TOLERANCES, check_fidelity, max_relative_deviation
+from harness.fidelity import TOLERANCES, check_fidelity, max_scaled_deviation
 from workloads.base import WorkloadError
 
 
@@ -122,10 +122,11 @@ def test_bad_inputs_name_the_choices() -> None:
         check_fidelity("cpu", "mlp", "fp32", "tiny", steps=0)
 
 
-def test_relative_deviation_ignores_nonfinite_markers() -> None:
-    assert max_relative_deviation([1.0, 2.2, None], [1.0, 2.0, 3.0]) == pytest.approx(0.1)
-    assert max_relative_deviation([], []) == 0.0
-    assert not math.isnan(max_relative_deviation([None], [None]))
+def test_scaled_deviation_ignores_nonfinite_markers() -> None:
+    assert max_scaled_deviation([1.0, 2.2, None], [1.0, 2.0, 3.0], 4.0) == pytest.approx(0.05)
+    assert max_scaled_deviation([], [], 1.0) == 0.0
+    assert max_scaled_deviation([1.0], [2.0], None) == 0.0
+    assert not math.isnan(max_scaled_deviation([None], [None], 1.0))
 
 
 def test_a_base_run_plans_fidelity_at_small_and_says_so() -> None:
