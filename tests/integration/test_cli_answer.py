@@ -133,3 +133,14 @@ def test_fidelity_steps_must_be_positive(capsys: pytest.CaptureFixture[str]) -> 
     result = invoke_bench(capsys, "run", "--workload", "mlp", "--fidelity-steps", "0")
     assert result.returncode == 2
     assert _flat("Invalid value for '--fidelity-steps'") in _flat(result.stderr)
+
+
+def test_report_into_a_folder_that_cannot_be_made_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    save_run(record("cpu", "Xeon"), tmp_path / "a.json")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = invoke_bench(capsys, "report", str(tmp_path / "a.json"), "--out", str(blocker / "r"))
+    assert result.returncode == 2
+    assert _flat(f"cannot create the output folder {blocker / 'r'}") in _flat(result.stderr)

@@ -118,6 +118,8 @@ def test_bad_inputs_name_the_choices() -> None:
         check_fidelity("cpu", "mlp", "fp32", "tiny", reference="gpu:fp8")
     with pytest.raises(WorkloadError, match="choose one of: tiny, small, base"):
         check_fidelity("cpu", "mlp", "fp32", "huge")
+    with pytest.raises(BenchError, match="unknown dtype 'fp8'; choose from: fp32, bf16, fp16"):
+        check_fidelity("cpu", "mlp", "fp8", "tiny")
     with pytest.raises(BenchError, match="fidelity steps must be >= 1"):
         check_fidelity("cpu", "mlp", "fp32", "tiny", steps=0)
 
