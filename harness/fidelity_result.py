@@ -57,7 +57,8 @@ class FidelityResult(BaseModel):
     """How many leading steps the second target run repeated."""
 
     compared_steps: int | None = None
-    """Leading steps compared one to one (up to the first fp16 step the loss scaler skipped)."""
+    """Leading steps compared one to one: at most 20, and only up to the first fp16 step the
+    loss scaler skipped."""
     max_rel_loss_deviation: float | None = None
     """max |target - reference| loss over the compared steps / the reference's initial loss."""
     max_rel_grad_norm_deviation: float | None = None
