@@ -24,8 +24,9 @@ PENALTY_NOT_READY = 4.0
 """A training penalty above this means training is 'not ready'."""
 
 TRAIN_MODES = ("train",)
-INFER_MODES = ("infer", "prefill", "decode")
 LLM_MODES = ("prefill", "decode")
+PROBES = ("matmul", "bandwidth", "allreduce")
+"""Micro-probes: they build the roofline and the peaks, they are not models to judge."""
 ACT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp64": 8}
 
 Readiness = Literal["ready", "caveats", "not ready", "no data"]
@@ -165,6 +166,15 @@ def latest_cases(runs: list[RunRecord]) -> list[CaseResult]:
     return list(found.values())
 
 
+def _is_model(case: CaseResult) -> bool:
+    return case.key.workload not in PROBES
+
+
+def _is_infer(case: CaseResult) -> bool:
+    """Every mode of a model that is not a training step (infer, prefill, decode, sample...)."""
+    return _is_model(case) and case.key.mode not in TRAIN_MODES
+
+
 def _ok(case: CaseResult) -> bool:
     return case.status == "ok" and case.measurement is not None and case.measurement.n > 0
 
@@ -225,7 +235,7 @@ def mode_rows(system: str, cases: list[CaseResult]) -> list[ModeRow]:
             peak_source=c.peak_flops_source,
         )
         for c in cases
-        if _ok(c) and c.key.mode in TRAIN_MODES + INFER_MODES
+        if _ok(c) and _is_model(c)
     ]
     return sorted(rows, key=lambda r: (r.workload, r.dtype, r.mode))
 
@@ -325,7 +335,7 @@ def _unsupported(cases: list[CaseResult]) -> list[str]:
 def inference_verdict(cases: list[CaseResult]) -> Verdict:
     """Ready when every inference case ran; not ready when one failed; caveats for dtypes
     the backend does not support."""
-    mine = [c for c in cases if c.key.mode in INFER_MODES]
+    mine = [c for c in cases if _is_infer(c)]
     if not mine:
         return Verdict(status="no data", reasons=["no inference cases were run"])
     reasons = _failures(mine)
@@ -347,7 +357,7 @@ def training_verdict(
     """Not ready for a failed training case, a failed fidelity check or a penalty above
     PENALTY_NOT_READY; caveats for a fidelity warning, no fidelity check, an unsupported dtype
     or a penalty above PENALTY_CAVEAT; else ready."""
-    mine = [c for c in cases if c.key.mode in TRAIN_MODES]
+    mine = [c for c in cases if _is_model(c) and c.key.mode in TRAIN_MODES]
     if not mine and not fidelity:
         return Verdict(status="no data", reasons=["no training cases were run"])
     blocking = _failures(mine)

@@ -118,6 +118,7 @@ def penalty_figure(answer: Answer, out: list[Figure]) -> None:
         ax.axhline(
             PENALTY_NOT_READY, color="red", linestyle=":", label=f"{PENALTY_NOT_READY:g}: not ready"
         )
+        ax.set_ylim(0, max(ax.get_ylim()[1], PENALTY_NOT_READY * 1.15))  # every line visible
         ax.set_title("Training penalty per workload (lower is better; error bars: 95% CI)")
         ax.set_ylabel("training penalty (ratio, dimensionless)")
         ax.set_xlabel("workload, dtype, batch")
