@@ -203,8 +203,8 @@ def fidelity_section(a: Answer, figures: dict[str, Figure]) -> Section:
             ]
         )  # fmt: skip
     cols = [
-        "system", "workload", "dtype", "preset", "reference", "steps", "max rel loss dev",
-        "max rel grad-norm dev", "final loss ratio", "first NaN/Inf step", "bitwise repeatable",
+        "system", "workload", "dtype", "preset", "reference", "steps", "loss dev (x initial loss)",
+        "grad-norm dev (x median)", "final loss ratio", "first NaN/Inf step", "bitwise repeatable",
         "verdict", "reasons", "note",
     ]  # fmt: skip
     return Section(

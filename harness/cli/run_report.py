@@ -20,8 +20,8 @@ def fidelity_table(results: list[FidelityResult]) -> Table:
     for column in (
         "check",
         "steps",
-        "max rel loss dev",
-        "max rel grad-norm dev",
+        "loss dev (x initial loss)",
+        "grad-norm dev (x median)",
         "bitwise",
         "verdict",
     ):
