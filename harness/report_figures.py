@@ -186,6 +186,8 @@ def loss_figure(answer: Answer, out: list[Figure]) -> None:
     cols = min(3, len(shown))
     rows = (len(shown) + cols - 1) // cols
     caption = "Fidelity: training loss on the target vs the reference, same weights and data"
+    if len(checks) > len(shown):
+        caption += f" (the first {len(shown)} of {len(checks)} checks; all are in the table)"
     with _figure("loss_curves.png", caption, out, figsize=(5 * cols, 3.6 * rows)) as fig:
         for i, check in enumerate(shown, 1):
             r = check.result

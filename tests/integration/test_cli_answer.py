@@ -144,3 +144,18 @@ def test_report_into_a_folder_that_cannot_be_made_exits_2(
     result = invoke_bench(capsys, "report", str(tmp_path / "a.json"), "--out", str(blocker / "r"))
     assert result.returncode == 2
     assert _flat(f"cannot create the output folder {blocker / 'r'}") in _flat(result.stderr)
+
+
+def test_a_hang_during_fidelity_times_out_as_a_failed_check(
+    tmp_path: Path, test_plugins: dict[str, str]
+) -> None:
+    out = tmp_path / "results"
+    proc = run_bench(
+        "run", "--backend", "hang-train", "--workload", "mlp", "--mode", "infer",
+        "--preset", "tiny", "--fidelity", "--case-timeout", "2", "--out", str(out),
+        env=test_plugins,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (check,) = load_run(next(out.glob("*.json"))).fidelity
+    assert check.verdict == "fail"
+    assert check.error and "timeout" in check.error and "6 s" in check.error
