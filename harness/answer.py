@@ -420,6 +420,13 @@ def answer(records: list[RunRecord]) -> Answer:
                 training=training_verdict(cases, mine, checks),
             )
         )
+        over = [m for m in modes if m.system == sid and m.mfu is not None and m.mfu > 1.0]
+        if over:
+            notes.append(
+                f"{sid}: {len(over)} case(s) exceed 100% MFU: the peak they are measured "
+                f"against ({over[0].peak_source}) underestimates the device, so MFU there is "
+                "not meaningful"
+            )
         if any(r.status != "complete" for r in runs):
             notes.append(f"{sid}: some runs are incomplete (interrupted); figures may be partial")
     return Answer(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.answer import PENALTY_NOT_READY, answer, llm_bytes_estimate
+from harness.runner import apply_peaks
 from harness.stats import bootstrap_median_ratio_ci
 from tests.run_records import GPT_PARAMS, case, failed_case, fidelity, record
 
@@ -103,3 +104,13 @@ def test_systems_are_grouped_by_backend_and_device_and_latest_case_wins() -> Non
     assert a.systems[0].labels == ["old", "new"]
     mlp = next(r for r in a.train_infer if r.system == "cpu / Xeon" and r.workload == "mlp")
     assert mlp.penalty == pytest.approx(1.0, rel=0.02)
+
+
+def test_mfu_above_100_percent_is_called_out() -> None:
+    run = record("cpu", "Xeon")
+    run.cases = [c for c in run.cases if c.key.workload != "matmul"]
+    run.cases.append(case("matmul", "probe", 0.001, flops=1e6, items=1e6, unit="FLOP"))
+    apply_peaks(run)
+    a = answer([run])
+    assert any("exceed 100% MFU" in n and "underestimates" in n for n in a.notes)
+    assert not answer([record("cpu", "Xeon")]).notes
