@@ -49,6 +49,8 @@ class RunConfig(BaseModel):
     compile: bool = False
     fidelity: bool = False
     reference: str = "cpu:fp32"
+    fidelity_steps: int | None = Field(None, ge=1)
+    """Training steps of each fidelity check; None means by preset (tiny 20, small 100)."""
     nproc: int = Field(1, ge=1)
     """Processes per node; > 1 runs through torchrun (harness.distributed)."""
     nnodes: int = Field(1, ge=1)

@@ -23,6 +23,7 @@ from harness.distributed.launch import is_distributed
 from harness.environment import capture_environment
 from harness.errors import BenchError
 from harness.execute import CaseSpec, failed
+from harness.fidelity_run import FidelityProgressFn, plan_fidelity, run_fidelity_checks
 from harness.mfu import apply_peaks
 from harness.plan import check_dtypes_supported, plan_cases, supported_dtype_names
 from harness.schema import CaseResult, RunRecord
@@ -80,7 +81,10 @@ def _signals_raise() -> Iterator[None]:
 
 
 def run(
-    config: RunConfig, command: list[str] | None = None, progress: ProgressFn | None = None
+    config: RunConfig,
+    command: list[str] | None = None,
+    progress: ProgressFn | None = None,
+    fidelity_progress: FidelityProgressFn | None = None,
 ) -> RunOutcome:
     """Run every case of `config` and write the results file; see module docstring.
 
@@ -93,6 +97,7 @@ def run(
 
         return run_distributed(config, command, progress)
     specs = plan_cases(config)
+    fidelity_specs = plan_fidelity(config)
     backend = get_backend(config.backend)
     check_dtypes_supported(config, supported_dtype_names(backend))
     out = prepare_out_dir(config.out)
@@ -121,6 +126,7 @@ def run(
                 save_run(record, path)
                 if progress:
                     progress(index, len(specs), spec, result)
+            run_fidelity_checks(executor, fidelity_specs, record, path, timeout, fidelity_progress)
     except RunInterrupted:
         record.status = "incomplete"
         record.finished_at = datetime.now(timezone.utc)

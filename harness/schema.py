@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backends.base import DeviceInfo
 from harness.config import RunConfig
+from harness.fidelity_result import FidelityResult
 
 SCHEMA_VERSION = 1
 """Bumped on any change that an older reader could misread; readers refuse newer files."""
@@ -204,3 +205,5 @@ class RunRecord(BaseModel):
     cases: list[CaseResult] = Field(default_factory=list)
     distributed: DistInfo | None = None
     """Set for distributed runs; None for single-process runs."""
+    fidelity: list[FidelityResult] = Field(default_factory=list)
+    """Training-fidelity checks against the reference (`bench run --fidelity`)."""

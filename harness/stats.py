@@ -92,6 +92,40 @@ def stability(iqr: float, median: float) -> Literal["ok", "warn", "severe"]:
     return "ok"
 
 
+def bootstrap_median_ratio_ci(
+    numerator: Sequence[float],
+    denominator: Sequence[float],
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile-bootstrap CI of median(numerator) / median(denominator), resampling the
+    two independent sample sets separately (degenerate when either has < 2 samples)."""
+    num = np.asarray(numerator, dtype=float)
+    den = np.asarray(denominator, dtype=float)
+    if num.size == 0 or den.size == 0:
+        return float("nan"), float("nan")
+    point = float(np.median(num) / np.median(den))
+    if num.size < 2 or den.size < 2 or (np.ptp(num) == 0.0 and np.ptp(den) == 0.0):
+        return point, point
+    from scipy import stats as sps
+
+    def ratio(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.median(a, axis=axis) / np.median(b, axis=axis)
+
+    result = sps.bootstrap(
+        (num, den),
+        ratio,
+        confidence_level=confidence,
+        n_resamples=resamples,
+        method="percentile",
+        vectorized=True,
+        paired=False,
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 class SampleComparison(NamedTuple):
     """How a new set of timing samples relates to a base set.
 
@@ -114,31 +148,15 @@ def compare_samples(
 ) -> SampleComparison:
     """Ratio of medians new/base with its percentile-bootstrap CI (each side resampled on its
     own) and the Mann-Whitney U p-value. Deterministic for a given seed."""
-    a = np.asarray(base, dtype=float)
-    b = np.asarray(new, dtype=float)
-    if a.size == 0 or b.size == 0:
+    if len(base) == 0 or len(new) == 0:
         raise ValueError("compare_samples needs at least one sample on each side")
-    ratio = float(np.median(b) / np.median(a))
-    if a.size < 2 or b.size < 2:
+    ratio = float(
+        np.median(np.asarray(new, dtype=float)) / np.median(np.asarray(base, dtype=float))
+    )
+    if len(base) < 2 or len(new) < 2:
         return SampleComparison(ratio, (ratio, ratio), float("nan"))
     from scipy import stats as sps
 
-    p_value = float(sps.mannwhitneyu(b, a, alternative="two-sided").pvalue)
-    if np.ptp(a) == 0.0 and np.ptp(b) == 0.0:
-        return SampleComparison(ratio, (ratio, ratio), p_value)
-
-    def ratio_of_medians(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.median(y, axis=axis) / np.median(x, axis=axis)
-
-    result = sps.bootstrap(
-        (a, b),
-        ratio_of_medians,
-        confidence_level=confidence,
-        n_resamples=resamples,
-        method="percentile",
-        vectorized=True,
-        paired=False,
-        rng=np.random.default_rng(seed),
-    )
-    interval = result.confidence_interval
-    return SampleComparison(ratio, (float(interval.low), float(interval.high)), p_value)
+    p_value = float(sps.mannwhitneyu(new, base, alternative="two-sided").pvalue)
+    ci = bootstrap_median_ratio_ci(new, base, confidence, resamples, seed)
+    return SampleComparison(ratio, ci, p_value)

@@ -14,6 +14,7 @@ from multiprocessing.connection import Connection
 from typing import Literal
 
 from harness.execute import CaseSpec, execute_case
+from harness.fidelity import FidelitySpec, run_fidelity_spec
 
 Isolation = Literal["none", "worker", "case"]
 
@@ -32,7 +33,11 @@ def _run_case(payload: str) -> str:
     return execute_case(CaseSpec.model_validate_json(payload)).model_dump_json()
 
 
-HANDLERS: dict[str, Callable[[str], str]] = {"case": _run_case}
+def _run_fidelity(payload: str) -> str:
+    return run_fidelity_spec(FidelitySpec.model_validate_json(payload)).model_dump_json()
+
+
+HANDLERS: dict[str, Callable[[str], str]] = {"case": _run_case, "fidelity": _run_fidelity}
 
 
 def handle(kind: str, payload: str) -> str:

@@ -16,6 +16,7 @@ from harness.cli import (
     export_cmd,
     list_cmd,
     plot_cmd,
+    report_cmd,
     run_cmd,
 )
 from harness.errors import BenchError
@@ -35,6 +36,7 @@ app.command("check-backend")(check_cmd.check_backend)
 app.command("compare")(compare_cmd.compare_command)
 app.command("plot")(plot_cmd.plot_command)
 app.command("export")(export_cmd.export_command)
+app.command("report")(report_cmd.report_command)
 
 USER_ERRORS = (BenchError, BackendError, WorkloadError)
 

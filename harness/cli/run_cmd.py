@@ -12,10 +12,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from harness.cli.run_report import fidelity_table, report_hint
 from harness.config import RunConfig
 from harness.distributed.launch import check_options
 from harness.errors import BenchError
 from harness.execute import CaseSpec
+from harness.fidelity import FidelitySpec
+from harness.fidelity_result import FidelityResult
 from harness.runner import RunInterrupted, RunOutcome, run
 from harness.schema import CaseResult
 
@@ -128,6 +131,23 @@ def run_command(
         list[str] | None, typer.Option(help="Workload parameter key=value (repeatable).")
     ] = None,
     compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
+    fidelity: Annotated[
+        bool | None,
+        typer.Option(
+            "--fidelity/--no-fidelity",
+            help="Check training fidelity against the reference (default: on for the default "
+            "suite, off when --workload is given).",
+        ),
+    ] = None,
+    reference: Annotated[
+        str, typer.Option(help="Fidelity reference: cpu:fp32 (default) or cpu:fp64.")
+    ] = "cpu:fp32",
+    fidelity_steps: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Training steps per fidelity check (default: tiny 20, small 100)."
+        ),
+    ] = None,
     case_timeout: Annotated[
         float | None, typer.Option(help="Seconds per case before it is killed.")
     ] = None,
@@ -162,6 +182,9 @@ def run_command(
         preset=preset,
         params=parse_params(param),
         compile=compile,
+        fidelity=fidelity if fidelity is not None else not split_list(workload),
+        reference=reference,
+        fidelity_steps=fidelity_steps,
         case_timeout_s=case_timeout,
         isolate=isolate,  # type: ignore[arg-type]
         label=label,
@@ -188,7 +211,10 @@ def run_command(
     else:
         console.print(summary_table(outcome.record.cases))
         print_distributed(console, outcome.record)
+        if outcome.record.fidelity:
+            console.print(fidelity_table(outcome.record.fidelity))
         console.print(f"results: {escape(str(outcome.path))}")
+        report_hint(console, outcome, default_suite=not split_list(workload))
     if outcome.failed_cases:
         console.print(f"[red]{len(outcome.failed_cases)} case(s) failed.")
         raise typer.Exit(1)
@@ -211,5 +237,18 @@ def _run_with_progress(config: RunConfig, console: Console) -> RunOutcome:
         if result is not None and not sys.stdout.isatty():
             console.print(f"[{index + 1}/{total}] {escape(spec.key.id)}: {result.status}")
 
+    def on_fidelity(
+        index: int, total: int, spec: FidelitySpec, result: FidelityResult | None
+    ) -> None:
+        label = escape(f"fidelity {spec.workload}/{spec.dtype}/{spec.preset} vs {spec.reference}")
+        progress.update(task, description=label)
+        if result is not None and not sys.stdout.isatty():
+            console.print(f"[fidelity {index + 1}/{total}] {label}: {result.verdict}")
+
     with progress:
-        return run(config, command=["bench", *sys.argv[1:]], progress=on_case)
+        return run(
+            config,
+            command=["bench", *sys.argv[1:]],
+            progress=on_case,
+            fidelity_progress=on_fidelity,
+        )

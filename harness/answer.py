@@ -1,0 +1,441 @@
+"""The numbers that answer "is training as good as inference here?", from stored runs only.
+
+Pure analysis over RunRecords (no torch, no I/O): train/infer time ratio and training penalty
+with a bootstrap CI, MFU per mode, peak memory train vs infer, LLM prefill/decode on a
+roofline of the measured matmul and bandwidth probes, fidelity, and a verdict per system.
+Definitions and thresholds are documented in docs/answer.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from harness import stats
+from harness.fidelity_result import FidelityResult
+from harness.schema import CaseResult, RunRecord
+
+PENALTY_CAVEAT = 2.0
+"""A training penalty above this flags training as 'caveats' (docs/answer.md)."""
+PENALTY_NOT_READY = 4.0
+"""A training penalty above this means training is 'not ready'."""
+
+TRAIN_MODES = ("train",)
+LLM_MODES = ("prefill", "decode")
+PROBES = ("matmul", "bandwidth", "allreduce")
+"""Micro-probes: they build the roofline and the peaks, they are not models to judge."""
+ACT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp64": 8}
+
+Readiness = Literal["ready", "caveats", "not ready", "no data"]
+
+
+class System(BaseModel):
+    """One backend on one device: what a column of the report is."""
+
+    id: str
+    backend: str
+    device: str
+    labels: list[str] = Field(default_factory=list)
+    run_ids: list[str] = Field(default_factory=list)
+
+
+class TrainInferRow(BaseModel):
+    """Training against inference for one workload at matched dtype, batch and preset."""
+
+    system: str
+    workload: str
+    dtype: str
+    batch: int
+    preset: str
+    t_train_s: float
+    t_infer_s: float
+    time_ratio: float
+    flops_ratio: float | None = None
+    penalty: float | None = None
+    penalty_ci: tuple[float, float] | None = None
+    throughput_train: float | None = None
+    throughput_infer: float | None = None
+    throughput_unit: str = ""
+    mfu_train: float | None = None
+    mfu_infer: float | None = None
+    memory_train_bytes: int | None = None
+    memory_infer_bytes: int | None = None
+
+
+class ModeRow(BaseModel):
+    """MFU of one case (one mode), against the peak it was computed with."""
+
+    system: str
+    workload: str
+    mode: str
+    dtype: str
+    batch: int
+    preset: str
+    mfu: float | None
+    achieved_flops: float | None
+    peak_source: str | None = None
+
+
+class Roof(BaseModel):
+    """A system's roofline: best measured matmul FLOP/s per dtype and best bandwidth (B/s)."""
+
+    system: str
+    peak_flops: dict[str, float] = Field(default_factory=dict)
+    flops_source: dict[str, str] = Field(default_factory=dict)
+    bandwidth: float | None = None
+    bandwidth_source: str = ""
+
+
+class RooflinePoint(BaseModel):
+    """An LLM prefill or decode case placed on the roofline."""
+
+    system: str
+    workload: str
+    mode: str
+    dtype: str
+    batch: int
+    intensity: float
+    """FLOPs per byte of memory traffic (flops_per_step / bytes)."""
+    achieved_flops: float
+    tokens_per_s: float | None
+    bytes_per_step: float
+    bytes_source: Literal["workload", "estimate"]
+
+
+class Verdict(BaseModel):
+    status: Readiness
+    reasons: list[str] = Field(default_factory=list)
+
+
+class SystemVerdict(BaseModel):
+    system: System
+    inference: Verdict
+    training: Verdict
+
+
+class SystemFidelity(BaseModel):
+    system: str
+    result: FidelityResult
+
+
+class Answer(BaseModel):
+    systems: list[System]
+    verdicts: list[SystemVerdict]
+    train_infer: list[TrainInferRow]
+    modes: list[ModeRow]
+    roofs: list[Roof]
+    roofline: list[RooflinePoint]
+    fidelity: list[SystemFidelity]
+    notes: list[str] = Field(default_factory=list)
+
+
+def _system_id(record: RunRecord) -> str:
+    return f"{record.backend} / {record.device.name}"
+
+
+def group_systems(records: list[RunRecord]) -> dict[str, tuple[System, list[RunRecord]]]:
+    """Runs grouped by backend and device name, in order of first appearance."""
+    groups: dict[str, tuple[System, list[RunRecord]]] = {}
+    for record in sorted(records, key=lambda r: r.started_at):
+        sid = _system_id(record)
+        if sid not in groups:
+            groups[sid] = (System(id=sid, backend=record.backend, device=record.device.name), [])
+        system, runs = groups[sid]
+        runs.append(record)
+        system.run_ids.append(record.run_id)
+        if record.label and record.label not in system.labels:
+            system.labels.append(record.label)
+    return groups
+
+
+def _match_key(case: CaseResult) -> tuple[Any, ...]:
+    k = case.key
+    params = json.dumps(k.params, sort_keys=True, default=str)
+    return (k.workload, k.dtype, k.batch, k.preset, params, k.compile, k.nproc)
+
+
+def latest_cases(runs: list[RunRecord]) -> list[CaseResult]:
+    """Each case id once: the latest run's result wins."""
+    found: dict[tuple[Any, ...], CaseResult] = {}
+    for record in runs:
+        for case in record.cases:
+            found[(*_match_key(case), case.key.mode)] = case
+    return list(found.values())
+
+
+def _is_model(case: CaseResult) -> bool:
+    return case.key.workload not in PROBES
+
+
+def _is_infer(case: CaseResult) -> bool:
+    """Every mode of a model that is not a training step (infer, prefill, decode, sample...)."""
+    return _is_model(case) and case.key.mode not in TRAIN_MODES
+
+
+def _ok(case: CaseResult) -> bool:
+    return case.status == "ok" and case.measurement is not None and case.measurement.n > 0
+
+
+def train_infer_rows(system: str, cases: list[CaseResult]) -> list[TrainInferRow]:
+    """One row per workload/dtype/batch/preset that has both an ok train and infer case."""
+    by_key: dict[tuple[Any, ...], dict[str, CaseResult]] = defaultdict(dict)
+    for case in cases:
+        if _ok(case) and case.key.mode in ("train", "infer"):
+            by_key[_match_key(case)][case.key.mode] = case
+    rows = []
+    for pair in by_key.values():
+        if "train" not in pair or "infer" not in pair:
+            continue
+        train, infer = pair["train"], pair["infer"]
+        assert train.measurement and infer.measurement
+        t_train, t_infer = train.measurement.median, infer.measurement.median
+        row = TrainInferRow(
+            system=system,
+            workload=train.key.workload,
+            dtype=train.key.dtype,
+            batch=train.key.batch,
+            preset=train.key.preset,
+            t_train_s=t_train,
+            t_infer_s=t_infer,
+            time_ratio=t_train / t_infer,
+            throughput_train=train.throughput.value if train.throughput else None,
+            throughput_infer=infer.throughput.value if infer.throughput else None,
+            throughput_unit=train.throughput.unit if train.throughput else "",
+            mfu_train=train.mfu,
+            mfu_infer=infer.mfu,
+            memory_train_bytes=train.peak_memory_bytes,
+            memory_infer_bytes=infer.peak_memory_bytes,
+        )
+        if train.flops_per_step and infer.flops_per_step:
+            row.flops_ratio = train.flops_per_step / infer.flops_per_step
+            row.penalty = row.time_ratio / row.flops_ratio
+            low, high = stats.bootstrap_median_ratio_ci(
+                train.measurement.samples_s, infer.measurement.samples_s
+            )
+            row.penalty_ci = (low / row.flops_ratio, high / row.flops_ratio)
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r.workload, r.dtype, r.batch))
+
+
+def mode_rows(system: str, cases: list[CaseResult]) -> list[ModeRow]:
+    """MFU of every ok model case (probes excluded)."""
+    rows = [
+        ModeRow(
+            system=system,
+            workload=c.key.workload,
+            mode=c.key.mode,
+            dtype=c.key.dtype,
+            batch=c.key.batch,
+            preset=c.key.preset,
+            mfu=c.mfu,
+            achieved_flops=c.achieved_flops,
+            peak_source=c.peak_flops_source,
+        )
+        for c in cases
+        if _ok(c) and _is_model(c)
+    ]
+    return sorted(rows, key=lambda r: (r.workload, r.dtype, r.mode))
+
+
+def roof(system: str, runs: list[RunRecord], cases: list[CaseResult]) -> Roof:
+    """Best measured matmul FLOP/s per dtype and best measured bandwidth; the device's known
+    spec only where no probe ran (the source says which)."""
+    out = Roof(system=system)
+    for c in cases:
+        if not _ok(c):
+            continue
+        flops, bandwidth = c.achieved_flops or 0.0, c.achieved_bandwidth or 0.0
+        if c.key.workload == "matmul" and flops > out.peak_flops.get(c.key.dtype, 0.0):
+            out.peak_flops[c.key.dtype] = c.achieved_flops
+            out.flops_source[c.key.dtype] = f"measured: matmul ({c.key.id})"
+        if c.key.workload == "bandwidth" and bandwidth > (out.bandwidth or 0.0):
+            out.bandwidth = c.achieved_bandwidth
+            out.bandwidth_source = f"measured: bandwidth ({c.key.id})"
+    device = runs[-1].device
+    for dtype, flops in device.peak_flops.items():
+        if dtype not in out.peak_flops:
+            out.peak_flops[dtype] = flops
+            out.flops_source[dtype] = f"spec: {device.peak_source}"
+    if out.bandwidth is None and device.peak_bandwidth:
+        out.bandwidth = device.peak_bandwidth
+        out.bandwidth_source = f"spec: {device.peak_source}"
+    return out
+
+
+def llm_bytes_estimate(case: CaseResult) -> float | None:
+    """Bytes of memory traffic of one prefill or decode step of a GPT-style decoder, from its
+    parameters (d_model, n_layer, vocab, tied, prompt_len, cache_len); None if they are
+    missing. weights (fp32 master copy, plus autocast's low-precision copy written and read)
+    + KV cache (written in prefill; read, and one token written, in decode) + activations
+    (about 16*d_model elements per token per layer, and the logits). See docs/answer.md."""
+    p, k = case.key.params, case.key
+    try:
+        d, layers, vocab = int(p["d_model"]), int(p["n_layer"]), int(p["vocab"])
+        tied = bool(p.get("tied", True))
+        prompt, cache = int(p["prompt_len"]), int(p["cache_len"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    act = ACT_BYTES.get(k.dtype, 4)
+    weights = 12 * layers * d * d + vocab * d * (1 if tied else 2)
+    weight_bytes = weights * 4 + (weights * 2 * act if act < 4 else 0)
+    if k.mode == "prefill":
+        tokens, kv = prompt, 2 * layers * k.batch * prompt * d
+    else:
+        tokens, kv = 1, 2 * layers * k.batch * (cache + 1) * d
+    activations = k.batch * tokens * layers * 16 * d + 2 * k.batch * vocab
+    return float(weight_bytes + (kv + activations) * act)
+
+
+def roofline_points(system: str, cases: list[CaseResult]) -> list[RooflinePoint]:
+    """Every ok prefill/decode case with FLOPs, at its arithmetic intensity."""
+    points = []
+    for c in cases:
+        if not (_ok(c) and c.key.mode in LLM_MODES and c.achieved_flops and c.flops_per_step):
+            continue
+        source: Literal["workload", "estimate"] = "workload"
+        moved = c.bytes_per_step
+        if not moved:
+            moved, source = llm_bytes_estimate(c), "estimate"
+        if not moved:
+            continue
+        points.append(
+            RooflinePoint(
+                system=system,
+                workload=c.key.workload,
+                mode=c.key.mode,
+                dtype=c.key.dtype,
+                batch=c.key.batch,
+                intensity=c.flops_per_step / moved,
+                achieved_flops=c.achieved_flops,
+                tokens_per_s=c.throughput.value if c.throughput else None,
+                bytes_per_step=moved,
+                bytes_source=source,
+            )
+        )
+    return points
+
+
+def _failures(cases: list[CaseResult]) -> list[str]:
+    out = []
+    for c in cases:
+        if c.status == "failed":
+            kind = c.error.kind if c.error else "failed"
+            message = c.error.message if c.error else ""
+            out.append(f"{c.key.id} failed ({kind}): {message[:200]}")
+    return out
+
+
+def _unsupported(cases: list[CaseResult]) -> list[str]:
+    return sorted({c.key.dtype for c in cases if c.status == "unsupported"})
+
+
+def inference_verdict(cases: list[CaseResult]) -> Verdict:
+    """Ready when every inference case ran; not ready when one failed; caveats for dtypes
+    the backend does not support."""
+    mine = [c for c in cases if _is_infer(c)]
+    if not mine:
+        return Verdict(status="no data", reasons=["no inference cases were run"])
+    reasons = _failures(mine)
+    if reasons:
+        return Verdict(status="not ready", reasons=reasons)
+    unsupported = _unsupported(mine)
+    if unsupported:
+        return Verdict(
+            status="caveats",
+            reasons=[f"unsupported dtype(s) for inference: {', '.join(unsupported)}"],
+        )
+    ok = sum(1 for c in mine if _ok(c))
+    return Verdict(status="ready", reasons=[f"all {ok} inference cases ran"])
+
+
+def training_verdict(
+    cases: list[CaseResult], rows: list[TrainInferRow], fidelity: list[FidelityResult]
+) -> Verdict:
+    """Not ready for a failed training case, a failed fidelity check or a penalty above
+    PENALTY_NOT_READY; caveats for a fidelity warning, no fidelity check, an unsupported dtype
+    or a penalty above PENALTY_CAVEAT; else ready."""
+    mine = [c for c in cases if _is_model(c) and c.key.mode in TRAIN_MODES]
+    if not mine and not fidelity:
+        return Verdict(status="no data", reasons=["no training cases were run"])
+    blocking = _failures(mine)
+    caveats: list[str] = []
+    for f in fidelity:
+        text = f"fidelity {f.verdict} for {f.id}" + (
+            f": {'; '.join(f.reasons)}" if f.reasons else ""
+        )
+        if f.verdict == "fail":
+            blocking.append(text)
+        elif f.verdict == "warn":
+            caveats.append(text)
+    if not fidelity:
+        caveats.append("training fidelity was not checked (bench run --fidelity)")
+    for row in rows:
+        if row.penalty is None:
+            continue
+        where = f"{row.workload}/{row.dtype}/b{row.batch}"
+        if row.penalty > PENALTY_NOT_READY:
+            blocking.append(
+                f"training penalty {row.penalty:.2f} for {where} is above {PENALTY_NOT_READY:g}"
+            )
+        elif row.penalty > PENALTY_CAVEAT:
+            caveats.append(
+                f"training penalty {row.penalty:.2f} for {where} is above {PENALTY_CAVEAT:g}"
+            )
+    unsupported = _unsupported(mine)
+    if unsupported:
+        caveats.append(f"unsupported dtype(s) for training: {', '.join(unsupported)}")
+    if blocking:
+        return Verdict(status="not ready", reasons=blocking + caveats)
+    if caveats:
+        return Verdict(status="caveats", reasons=caveats)
+    passed = sum(1 for f in fidelity if f.verdict == "pass")
+    worst = max((r.penalty for r in rows if r.penalty is not None), default=None)
+    text = f"all {len(mine)} training cases ran; {passed} fidelity check(s) passed"
+    if worst is not None:
+        text += f"; worst training penalty {worst:.2f}"
+    return Verdict(status="ready", reasons=[text])
+
+
+def answer(records: list[RunRecord]) -> Answer:
+    """Everything the report shows, per system (backend and device), from `records`."""
+    systems, verdicts, rows, modes, roofs, points, fidelity = [], [], [], [], [], [], []
+    notes: list[str] = []
+    for sid, (system, runs) in group_systems(records).items():
+        cases = latest_cases(runs)
+        checks = [f for r in runs for f in r.fidelity]
+        mine = train_infer_rows(sid, cases)
+        systems.append(system)
+        rows += mine
+        modes += mode_rows(sid, cases)
+        roofs.append(roof(sid, runs, cases))
+        points += roofline_points(sid, cases)
+        fidelity += [SystemFidelity(system=sid, result=f) for f in checks]
+        verdicts.append(
+            SystemVerdict(
+                system=system,
+                inference=inference_verdict(cases),
+                training=training_verdict(cases, mine, checks),
+            )
+        )
+        over = [m for m in modes if m.system == sid and m.mfu is not None and m.mfu > 1.0]
+        if over:
+            notes.append(
+                f"{sid}: {len(over)} case(s) exceed 100% MFU: the peak they are measured "
+                f"against ({over[0].peak_source}) underestimates the device, so MFU there is "
+                "not meaningful"
+            )
+        if any(r.status != "complete" for r in runs):
+            notes.append(f"{sid}: some runs are incomplete (interrupted); figures may be partial")
+    return Answer(
+        systems=systems,
+        verdicts=verdicts,
+        train_infer=rows,
+        modes=modes,
+        roofs=roofs,
+        roofline=points,
+        fidelity=fidelity,
+        notes=notes,
+    )

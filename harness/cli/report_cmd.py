@@ -1,0 +1,43 @@
+"""`bench report RESULTS... --out DIR`: the training-vs-inference report of one or more runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from harness.errors import BenchError
+from harness.store import load_runs
+
+
+def report_command(
+    results: Annotated[
+        list[Path], typer.Argument(help="Results files or folders (several systems side by side).")
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for report.md, report.html, figures/.")] = Path(
+        "report"
+    ),
+) -> None:
+    """Write report.md (figures beside it) and a self-contained report.html: the verdict per
+    backend, train vs infer, training penalty, MFU, memory, fidelity and the roofline."""
+    from harness.report import write_report  # matplotlib on use: keeps `bench` start-up fast
+
+    console = Console(stderr=True)
+    records, warnings = load_runs(results)
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    if not records:
+        raise BenchError(
+            f"no usable results in {', '.join(str(p) for p in results)}; "
+            "run `bench run` first or name results files."
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"cannot create the output folder {out}: {exc.strerror or exc}.") from None
+    paths = write_report(records, out, warnings)
+    where = f"{escape(str(paths.html))}, {escape(str(paths.markdown))}"
+    Console().print(f"report of {len(records)} run(s): {where}", soft_wrap=True)

@@ -1,0 +1,80 @@
+"""What a fidelity check stores: both training trajectories, their comparison and a verdict.
+
+Kept apart from harness/fidelity.py (which runs torch) so that the results schema and the
+analysis can read fidelity results without building anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+FidelityVerdict = Literal["pass", "warn", "fail", "skipped"]
+
+
+class FidelityTolerance(BaseModel):
+    """Largest relative deviation from the reference that still passes (`pass_*`) or only
+    warns (`warn_*`); beyond `warn_*` the check fails. Derived in docs/fidelity.md."""
+
+    loss_pass: float
+    loss_warn: float
+    grad_norm_pass: float
+    grad_norm_warn: float
+
+
+class FidelityResult(BaseModel):
+    """N training steps of one workload on the target and on a reference, compared."""
+
+    workload: str
+    workload_version: str = ""
+    backend: str
+    dtype: str
+    preset: str
+    batch: int | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    steps: int
+    reference: str
+    seed: int = 0
+    note: str = ""
+    """Why the check ran as it did (e.g. a smaller preset than the run's)."""
+
+    target_loss: list[float | None] = Field(default_factory=list)
+    reference_loss: list[float | None] = Field(default_factory=list)
+    target_grad_norm: list[float | None] = Field(default_factory=list)
+    reference_grad_norm: list[float | None] = Field(default_factory=list)
+    """Per-step values; None marks a NaN/Inf (JSON has no NaN); a run stops at the first."""
+    first_nonfinite_step: int | None = None
+    """First step (0-based) whose loss or gradient norm on the target was NaN/Inf."""
+    reference_first_nonfinite_step: int | None = None
+    skipped_steps: list[int] = Field(default_factory=list)
+    """fp16 steps the loss scaler skipped because gradients overflowed (by design)."""
+
+    deterministic: bool | None = None
+    """Two target runs gave bitwise-equal losses and gradient norms (None: not checked)."""
+    determinism_max_abs_diff: float | None = None
+    determinism_steps: int | None = None
+    """How many leading steps the second target run repeated."""
+
+    compared_steps: int | None = None
+    """Leading steps compared one to one: at most 20, and only up to the first fp16 step the
+    loss scaler skipped."""
+    max_rel_loss_deviation: float | None = None
+    """max |target - reference| loss over the compared steps / the reference's initial loss."""
+    max_rel_grad_norm_deviation: float | None = None
+    """max |target - reference| gradient norm / the reference's median gradient norm."""
+    final_loss_ratio: float | None = None
+    """Mean target loss over mean reference loss on the last tenth of the steps."""
+    final_loss_deviation: float | None = None
+    """|mean target - mean reference| loss on the last tenth / the reference's initial loss."""
+
+    tolerance: FidelityTolerance | None = None
+    verdict: FidelityVerdict
+    reasons: list[str] = Field(default_factory=list)
+    error: str | None = None
+    """Why the check could not complete (exception, crash, timeout)."""
+    duration_s: float | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.workload}/{self.dtype}/{self.preset} vs {self.reference}"

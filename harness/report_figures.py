@@ -1,0 +1,277 @@
+"""The report's figures (matplotlib, Agg backend) as PNG bytes, from an Answer.
+
+Every figure has a title, axes labelled with units and a legend. Text from results files is
+passed through `plot_text` so that matplotlib never interprets it as mathtext. The
+train-vs-infer throughput bars here are the report's own; `bench plot` has its own figures.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from harness.answer import PENALTY_CAVEAT, PENALTY_NOT_READY, Answer
+from harness.report_render import Figure
+
+MAX_LOSS_PANELS = 12
+
+
+def plot_text(text: str, limit: int = 60) -> str:
+    """Results text made literal for matplotlib (no mathtext) and kept short."""
+    flat = " ".join(str(text).split())
+    if len(flat) > limit:  # keep both ends: system names lead, dtype and batch close
+        head = (limit - 1) // 2
+        flat = flat[:head] + "…" + flat[len(flat) - (limit - 1 - head) :]
+    return flat.replace("$", r"\$")
+
+
+@contextmanager
+def _figure(name: str, caption: str, out: list[Figure], **kwargs: Any) -> Iterator[Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(layout="constrained", **kwargs)
+    try:
+        yield fig
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        out.append(Figure(name=name, caption=caption, png=buffer.getvalue()))
+    finally:
+        plt.close(fig)
+
+
+def _grouped_bars(ax: Any, groups: list[str], series: dict[str, list[float]], **kw: Any) -> None:
+    """Bars of several series side by side for each group label."""
+    width = 0.8 / max(len(series), 1)
+    for i, (name, values) in enumerate(series.items()):
+        xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        errors = kw.get("errors", {}).get(name)
+        ax.bar(xs, values, width, label=plot_text(name), yerr=errors, capsize=3 if errors else 0)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels([plot_text(g, 36) for g in groups], rotation=30, ha="right")
+    top = max((v for values in series.values() for v in values), default=0.0)
+    if top > 0:
+        ax.set_ylim(0, top * 1.35)  # room for the legend above the bars
+
+
+def throughput_figure(answer: Answer, out: list[Figure]) -> None:
+    """Train vs infer throughput, one panel per workload (its own unit)."""
+    workloads = sorted({r.workload for r in answer.train_infer})
+    if not workloads:
+        return
+    caption = "Training vs inference throughput at matched dtype and batch"
+    with _figure("throughput.png", caption, out, figsize=(5 * len(workloads), 5)) as fig:
+        for i, workload in enumerate(workloads, 1):
+            ax = fig.add_subplot(1, len(workloads), i)
+            rows = [r for r in answer.train_infer if r.workload == workload]
+            groups = [f"{r.system} {r.dtype} b{r.batch}" for r in rows]
+            series = {
+                "train": [r.throughput_train or 0.0 for r in rows],
+                "infer": [r.throughput_infer or 0.0 for r in rows],
+            }
+            _grouped_bars(ax, groups, series)
+            ax.set_title(plot_text(workload))
+            ax.set_ylabel(f"throughput ({plot_text(rows[0].throughput_unit or 'items/s')})")
+            ax.set_xlabel("system, dtype, batch")
+            ax.legend(loc="upper center", ncols=2)
+        fig.suptitle("Train vs infer throughput (higher is better)")
+
+
+def penalty_figure(answer: Answer, out: list[Figure]) -> None:
+    """Training penalty with its 95% CI per workload/dtype/batch, one bar per system."""
+    rows = [r for r in answer.train_infer if r.penalty is not None]
+    if not rows:
+        return
+    groups = sorted({f"{r.workload} {r.dtype} b{r.batch}" for r in rows})
+    systems = [s.id for s in answer.systems]
+    series: dict[str, list[float]] = {}
+    errors: dict[str, list[list[float]]] = {}
+    for system in systems:
+        values, low, high = [], [], []
+        for group in groups:
+            match = [
+                r
+                for r in rows
+                if r.system == system and f"{r.workload} {r.dtype} b{r.batch}" == group
+            ]
+            value = match[0].penalty if match else 0.0
+            ci = match[0].penalty_ci if match and match[0].penalty_ci else (value, value)
+            values.append(value or 0.0)
+            low.append(max((value or 0.0) - ci[0], 0.0))
+            high.append(max(ci[1] - (value or 0.0), 0.0))
+        series[system] = values
+        errors[system] = [low, high]
+    caption = "Training penalty = (t_train / t_infer) / (FLOPs_train / FLOPs_infer), 95% CI"
+    with _figure("penalty.png", caption, out, figsize=(max(6, 1.6 * len(groups) + 3), 4.5)) as fig:
+        ax = fig.add_subplot(1, 1, 1)
+        _grouped_bars(ax, groups, series, errors=errors)
+        ax.axhline(
+            1.0, color="green", linestyle="--", label="1.0: backward as efficient as forward"
+        )
+        ax.axhline(
+            PENALTY_CAVEAT, color="orange", linestyle=":", label=f"{PENALTY_CAVEAT:g}: caveat"
+        )
+        ax.axhline(
+            PENALTY_NOT_READY, color="red", linestyle=":", label=f"{PENALTY_NOT_READY:g}: not ready"
+        )
+        ax.set_ylim(0, max(ax.get_ylim()[1], PENALTY_NOT_READY * 1.15))  # every line visible
+        ax.set_title("Training penalty per workload (lower is better; error bars: 95% CI)")
+        ax.set_ylabel("training penalty (ratio, dimensionless)")
+        ax.set_xlabel("workload, dtype, batch")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+
+
+def mfu_figure(answer: Answer, out: list[Figure]) -> None:
+    """MFU per mode, per workload/dtype, one bar per system and mode."""
+    rows = [r for r in answer.modes if r.mfu is not None]
+    if not rows:
+        return
+    groups = sorted({f"{r.workload} {r.dtype} b{r.batch}" for r in rows})
+    series: dict[str, list[float]] = {}
+    for system in [s.id for s in answer.systems]:
+        present = {r.mode for r in rows}
+        for mode in [m for m in ("infer", "train", "prefill", "decode") if m in present]:
+            values = []
+            for group in groups:
+                match = [
+                    r.mfu
+                    for r in rows
+                    if r.system == system
+                    and r.mode == mode
+                    and f"{r.workload} {r.dtype} b{r.batch}" == group
+                ]
+                values.append(100.0 * (match[0] or 0.0) if match else 0.0)
+            if any(values):
+                series[f"{system}: {mode}"] = values
+    caption = "Model FLOPs utilisation per mode against the peak (spec or measured matmul)"
+    with _figure("mfu.png", caption, out, figsize=(max(6, 1.8 * len(groups) + 3), 4.5)) as fig:
+        ax = fig.add_subplot(1, 1, 1)
+        _grouped_bars(ax, groups, series)
+        ax.set_title("MFU per mode (higher is better)")
+        ax.set_ylabel("MFU (% of peak FLOP/s)")
+        ax.set_xlabel("workload, dtype, batch")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+
+
+def memory_figure(answer: Answer, out: list[Figure]) -> None:
+    """Peak memory of training vs inference per workload/dtype/batch and system."""
+    rows = [r for r in answer.train_infer if r.memory_train_bytes or r.memory_infer_bytes]
+    if not rows:
+        return
+    groups = [f"{r.system} {r.workload} {r.dtype} b{r.batch}" for r in rows]
+    series = {
+        "train": [(r.memory_train_bytes or 0) / 2**20 for r in rows],
+        "infer": [(r.memory_infer_bytes or 0) / 2**20 for r in rows],
+    }
+    caption = "Peak memory during training vs inference"
+    with _figure("memory.png", caption, out, figsize=(max(6, 1.2 * len(groups) + 3), 4.5)) as fig:
+        ax = fig.add_subplot(1, 1, 1)
+        _grouped_bars(ax, groups, series)
+        ax.set_title("Peak memory: train vs infer")
+        ax.set_ylabel("peak memory (MiB)")
+        ax.set_xlabel("system, workload, dtype, batch")
+        ax.legend(loc="upper center", ncols=2)
+
+
+def loss_figure(answer: Answer, out: list[Figure]) -> None:
+    """Loss curves of each fidelity check: target against reference."""
+    checks = [c for c in answer.fidelity if c.result.target_loss or c.result.reference_loss]
+    if not checks:
+        return
+    shown = checks[:MAX_LOSS_PANELS]
+    cols = min(3, len(shown))
+    rows = (len(shown) + cols - 1) // cols
+    caption = "Fidelity: training loss on the target vs the reference, same weights and data"
+    if len(checks) > len(shown):
+        caption += f" (the first {len(shown)} of {len(checks)} checks; all are in the table)"
+    with _figure("loss_curves.png", caption, out, figsize=(5 * cols, 3.6 * rows)) as fig:
+        for i, check in enumerate(shown, 1):
+            r = check.result
+            ax = fig.add_subplot(rows, cols, i)
+            ref = [(s, v) for s, v in enumerate(r.reference_loss) if v is not None]
+            tgt = [(s, v) for s, v in enumerate(r.target_loss) if v is not None]
+            if ref:
+                ax.plot(*zip(*ref, strict=True), label=plot_text(f"reference {r.reference}"), lw=2)
+            if tgt:
+                ax.plot(
+                    *zip(*tgt, strict=True), "--", label=plot_text(f"target {r.backend} {r.dtype}")
+                )
+            if r.first_nonfinite_step is not None:
+                ax.axvline(
+                    r.first_nonfinite_step, color="red", linestyle=":", label="first NaN/Inf"
+                )
+            ax.set_title(
+                plot_text(f"{check.system}: {r.workload} {r.dtype} — {r.verdict}", 70),
+                fontsize="medium",
+            )
+            ax.set_xlabel("training step")
+            ax.set_ylabel("loss (cross-entropy, nats)")
+            ax.legend(fontsize="small")
+        fig.suptitle("Training loss: target vs reference")
+
+
+def roofline_figure(answer: Answer, out: list[Figure]) -> None:
+    """Rooflines of each system (measured matmul and bandwidth) with LLM prefill and decode."""
+    roofs = [r for r in answer.roofs if r.peak_flops and r.bandwidth]
+    if not roofs and not answer.roofline:
+        return
+    import numpy as np
+
+    intensities = [p.intensity for p in answer.roofline] or [1.0]
+    low = min(min(intensities) / 4, 0.1)
+    high = max(max(intensities) * 4, 1000.0)
+    xs = np.logspace(np.log10(low), np.log10(high), 200)
+    caption = "Roofline from measured matmul (compute) and bandwidth probes; gpt prefill/decode"
+    with _figure("roofline.png", caption, out, figsize=(11, 5.5)) as fig:
+        ax = fig.add_subplot(1, 1, 1)
+        colors: dict[str, Any] = {}
+        cycle = iter(["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"] * 10)
+        for roof in roofs:
+            color = colors.setdefault(roof.system, next(cycle))
+            for dtype, peak in sorted(roof.peak_flops.items()):
+                ax.plot(
+                    xs,
+                    np.minimum(peak, roof.bandwidth * xs),
+                    color=color,
+                    linestyle="-" if dtype == "fp32" else "--",
+                    label=plot_text(f"{roof.system} roof {dtype}"),
+                )
+        markers = {"prefill": "o", "decode": "^"}
+        for p in answer.roofline:
+            color = colors.setdefault(p.system, next(cycle))
+            ax.scatter(
+                [p.intensity],
+                [p.achieved_flops],
+                marker=markers.get(p.mode, "s"),
+                color=color,
+                edgecolor="black",
+                zorder=3,
+                s=60,
+                label=plot_text(f"{p.system} {p.workload} {p.mode} {p.dtype} b{p.batch}"),
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title("Roofline: LLM prefill (compute-bound) vs decode (bandwidth-bound)")
+        ax.set_xlabel("arithmetic intensity (FLOP/byte)")
+        ax.set_ylabel("achieved FLOP/s")
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1))
+        ax.grid(True, which="both", alpha=0.3)
+
+
+def all_figures(answer: Answer) -> dict[str, Figure]:
+    """Every figure that has data, by file name."""
+    out: list[Figure] = []
+    for make in (
+        throughput_figure,
+        penalty_figure,
+        mfu_figure,
+        memory_figure,
+        loss_figure,
+        roofline_figure,
+    ):
+        make(answer, out)
+    return {f.name: f for f in out}

@@ -1,0 +1,116 @@
+"""The numbers of the answer on synthetic runs with known timings."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.answer import PENALTY_NOT_READY, answer, llm_bytes_estimate
+from harness.runner import apply_peaks
+from harness.stats import bootstrap_median_ratio_ci
+from tests.run_records import GPT_PARAMS, case, failed_case, fidelity, record
+
+
+def test_penalty_is_the_time_ratio_over_the_flops_ratio_with_a_ci_around_it() -> None:
+    a = answer([record("npu", "Ascend 910B", train_slowdown=2.5)])
+    rows = {r.workload: r for r in a.train_infer}
+    assert set(rows) == {"mlp", "convnet", "gpt"}
+    mlp = rows["mlp"]
+    assert mlp.time_ratio == pytest.approx(mlp.t_train_s / mlp.t_infer_s)
+    assert mlp.flops_ratio == pytest.approx(3.0)
+    assert mlp.penalty == pytest.approx(mlp.time_ratio / 3.0)
+    assert mlp.penalty == pytest.approx(2.5, rel=0.02)
+    low, high = mlp.penalty_ci
+    assert low <= mlp.penalty <= high and high - low < 0.2
+    assert mlp.memory_train_bytes == 150 << 20 and mlp.memory_infer_bytes == 50 << 20
+
+
+def test_ratio_ci_contains_the_ratio_of_medians() -> None:
+    low, high = bootstrap_median_ratio_ci([2.0, 2.1, 1.9, 2.05, 1.95], [1.0, 1.02, 0.98, 1.01])
+    assert low <= 2.0 / 1.005 <= high
+    assert bootstrap_median_ratio_ci([2.0], [1.0]) == (2.0, 2.0)
+
+
+def test_mfu_per_mode_uses_the_measured_matmul_peak() -> None:
+    a = answer([record("cpu", "Xeon")])
+    modes = {(r.workload, r.mode) for r in a.modes}
+    assert {("gpt", "prefill"), ("gpt", "decode"), ("mlp", "train")} <= modes
+    assert ("matmul", "probe") not in modes
+    mlp_infer = next(r for r in a.modes if r.workload == "mlp" and r.mode == "infer")
+    assert mlp_infer.mfu == pytest.approx(mlp_infer.achieved_flops / a.roofs[0].peak_flops["fp32"])
+    assert "measured: matmul" in (mlp_infer.peak_source or "")
+
+
+def test_roofline_uses_best_probes_and_places_prefill_above_decode_in_intensity() -> None:
+    a = answer([record("cpu", "Xeon")])
+    (roof,) = a.roofs
+    assert roof.peak_flops["fp32"] == pytest.approx(4e8 / 0.001, rel=0.02)
+    assert roof.bandwidth == pytest.approx(3e7 / 0.001, rel=0.02)  # triad beat copy
+    points = {p.mode: p for p in a.roofline}
+    assert points["prefill"].intensity > 10 * points["decode"].intensity
+    assert points["decode"].bytes_source == "estimate"
+
+
+def test_llm_bytes_estimate_counts_weights_kv_cache_and_activations() -> None:
+    decode = case("gpt", "decode", 0.001, flops=1.0, params=GPT_PARAMS, batch=2)
+    d, layers, vocab = 128, 4, 256
+    weights = (12 * layers * d * d + vocab * d) * 4
+    kv = 2 * layers * 2 * (127 + 1) * d * 4
+    activations = (2 * 1 * layers * 16 * d + 2 * 2 * vocab) * 4
+    assert llm_bytes_estimate(decode) == weights + kv + activations
+    assert llm_bytes_estimate(case("other", "decode", 0.001)) is None
+
+
+def test_a_healthy_system_is_ready_for_both() -> None:
+    (v,) = answer([record("cpu", "Xeon")]).verdicts
+    assert v.inference.status == "ready" and v.training.status == "ready"
+    assert "1 fidelity check(s) passed" in v.training.reasons[0]
+
+
+def test_training_is_not_ready_for_crashes_fidelity_failures_and_a_large_penalty() -> None:
+    run = record(
+        "npu",
+        "Ascend 910B",
+        train_slowdown=PENALTY_NOT_READY + 1,
+        checks=[fidelity("mlp", "npu", "fail", nan_at=7)],
+        extra_cases=[
+            failed_case("mlp", "train", "crash", "the worker process killed by SIGSEGV"),
+            failed_case("mlp", "infer", "unsupported", "no bf16"),
+        ],
+    )
+    (v,) = answer([run]).verdicts
+    assert v.inference.status == "caveats"
+    assert v.inference.reasons == ["unsupported dtype(s) for inference: bf16"]
+    assert v.training.status == "not ready"
+    text = " ".join(v.training.reasons)
+    assert "mlp/train/bf16/b8/small failed (crash): the worker process killed by SIGSEGV" in text
+    assert "fidelity fail for mlp/fp32/small vs cpu:fp32" in text
+    assert "training penalty 5.0" in text and "is above 4" in text
+
+
+def test_missing_fidelity_or_a_warning_gives_caveats() -> None:
+    (v,) = answer([record("cpu", "Xeon", checks=[])]).verdicts
+    assert v.training.status == "caveats"
+    assert "training fidelity was not checked" in v.training.reasons[0]
+    (w,) = answer([record("cpu", "Xeon", checks=[fidelity("mlp", "cpu", "warn")])]).verdicts
+    assert w.training.status == "caveats" and "fidelity warn" in w.training.reasons[0]
+
+
+def test_systems_are_grouped_by_backend_and_device_and_latest_case_wins() -> None:
+    old = record("cpu", "Xeon", label="old", train_slowdown=3.0)
+    new = record("cpu", "Xeon", label="new", offset_s=600)
+    other = record("npu", "Ascend", offset_s=60)
+    a = answer([new, other, old])
+    assert [s.id for s in a.systems] == ["cpu / Xeon", "npu / Ascend"]
+    assert a.systems[0].labels == ["old", "new"]
+    mlp = next(r for r in a.train_infer if r.system == "cpu / Xeon" and r.workload == "mlp")
+    assert mlp.penalty == pytest.approx(1.0, rel=0.02)
+
+
+def test_mfu_above_100_percent_is_called_out() -> None:
+    run = record("cpu", "Xeon")
+    run.cases = [c for c in run.cases if c.key.workload != "matmul"]
+    run.cases.append(case("matmul", "probe", 0.001, flops=1e6, items=1e6, unit="FLOP"))
+    apply_peaks(run)
+    a = answer([run])
+    assert any("exceed 100% MFU" in n and "underestimates" in n for n in a.notes)
+    assert not answer([record("cpu", "Xeon")]).notes

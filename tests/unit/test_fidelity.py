@@ -1,0 +1,151 @@
+"""Fidelity checks on the real mlp workload, with test-only backends that misbehave."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from backends.cpu import CPUBackend
+from harness.errors import BenchError
+from harness.fidelity import TOLERANCES, check_fidelity, max_scaled_deviation
+from workloads.base import WorkloadError
+
+
+class FlippedGradientsBackend(CPUBackend):
+    """A CPU-hosted device whose prepare() corrupts every gradient (sign flipped): training
+    climbs the loss instead of descending it."""
+
+    name = "flipped-grads"
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        for parameter in model.parameters():
+            parameter.register_hook(lambda grad: -grad)
+        return model
+
+
+class NaNAfterBackend(CPUBackend):
+    """A CPU-hosted device whose activations turn NaN from the `after`-th forward call on."""
+
+    name = "nan-after"
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        calls = [0]
+
+        def poison(module: torch.nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
+            calls[0] += 1
+            return output * float("nan") if calls[0] > self.after else output
+
+        model.register_forward_hook(poison)
+        return model
+
+
+def test_cpu_fp32_against_the_cpu_fp32_reference_passes_bitwise() -> None:
+    result = check_fidelity("cpu", "mlp", "fp32", "tiny")
+    assert result.verdict == "pass" and result.reasons == []
+    assert result.steps == 20 and len(result.target_loss) == len(result.reference_loss) == 20
+    assert result.target_loss == result.reference_loss
+    assert result.max_rel_loss_deviation == 0.0 and result.final_loss_ratio == 1.0
+    assert result.deterministic is True and result.determinism_max_abs_diff == 0.0
+    assert result.first_nonfinite_step is None
+    assert result.target_loss[-1] < result.target_loss[0]  # it learns
+
+
+def test_cpu_fp32_against_the_fp64_reference_passes_with_a_tiny_drift() -> None:
+    fp64 = check_fidelity("cpu", "mlp", "fp32", "tiny", steps=8, reference="cpu:fp64")
+    assert fp64.verdict == "pass", fp64.reasons
+    assert 0.0 < fp64.max_rel_loss_deviation < 1e-5  # different arithmetic, same trajectory
+
+
+def test_bf16_is_judged_against_the_bf16_tolerance_and_passes() -> None:
+    result = check_fidelity("cpu", "mlp", "bf16", "tiny", determinism=False)
+    assert result.tolerance == TOLERANCES["bf16"]
+    assert result.max_rel_loss_deviation > 0.0
+    assert result.max_rel_loss_deviation <= TOLERANCES["bf16"].loss_pass
+    assert result.verdict == "pass", result.reasons
+
+
+def test_a_backend_that_corrupts_gradients_fails() -> None:
+    result = check_fidelity(FlippedGradientsBackend(), "mlp", "fp32", "tiny", determinism=False)
+    assert result.backend == "flipped-grads"
+    assert result.verdict == "fail"
+    assert any("loss deviation" in r for r in result.reasons)
+    assert result.final_loss_ratio > 1.0  # it climbed
+
+
+def test_activations_turning_nan_fail_at_that_step() -> None:
+    result = check_fidelity(NaNAfterBackend(after=5), "mlp", "fp32", "tiny")
+    assert result.verdict == "fail"
+    assert result.first_nonfinite_step == 5
+    assert result.reference_first_nonfinite_step is None
+    assert "NaN/Inf at step 5" in result.reasons[0]
+    assert len(result.target_loss) == 6 and result.target_loss[-1] is None
+    # stored without NaN: JSON round trip keeps the marker
+    again = type(result).model_validate_json(result.model_dump_json())
+    assert again.target_loss[-1] is None and again.first_nonfinite_step == 5
+
+
+def test_a_huge_learning_rate_diverges_on_both_and_fails_naming_both_steps() -> None:
+    result = check_fidelity(
+        "cpu", "mlp", "fp32", "tiny", params={"lr": 1e30}, steps=20, determinism=False
+    )
+    assert result.verdict == "fail"
+    step = result.first_nonfinite_step
+    assert step is not None and result.reference_first_nonfinite_step == step
+    assert result.reasons[0] == (
+        f"training on the target produced NaN/Inf at step {step} "
+        f"(the reference too, at step {step})"
+    )
+
+
+def test_unsupported_dtype_is_skipped_with_the_reason() -> None:
+    class NoBF16(CPUBackend):
+        name = "nobf16"
+        supported_dtypes = ("fp32",)
+
+    result = check_fidelity(NoBF16(), "mlp", "bf16", "tiny")
+    assert result.verdict == "skipped"
+    assert result.reasons == ["backend 'nobf16' does not support bf16"]
+
+
+def test_bad_inputs_name_the_choices() -> None:
+    with pytest.raises(BenchError, match=r"unknown --reference 'gpu:fp8'; choose from: cpu:fp32"):
+        check_fidelity("cpu", "mlp", "fp32", "tiny", reference="gpu:fp8")
+    with pytest.raises(WorkloadError, match="choose one of: tiny, small, base"):
+        check_fidelity("cpu", "mlp", "fp32", "huge")
+    with pytest.raises(BenchError, match="unknown dtype 'fp8'; choose from: fp32, bf16, fp16"):
+        check_fidelity("cpu", "mlp", "fp8", "tiny")
+    with pytest.raises(BenchError, match="fidelity steps must be >= 1"):
+        check_fidelity("cpu", "mlp", "fp32", "tiny", steps=0)
+
+
+def test_scaled_deviation_ignores_nonfinite_markers() -> None:
+    assert max_scaled_deviation([1.0, 2.2, None], [1.0, 2.0, 3.0], 4.0) == pytest.approx(0.05)
+    assert max_scaled_deviation([], [], 1.0) == 0.0
+    assert max_scaled_deviation([1.0], [2.0], None) == 0.0
+    assert not math.isnan(max_scaled_deviation([None], [None], 1.0))
+
+
+def test_a_base_run_plans_fidelity_at_small_and_says_so() -> None:
+    from harness.config import RunConfig
+    from harness.fidelity_run import plan_fidelity
+
+    config = RunConfig(
+        workloads=["mlp"], preset="base", dtypes=["fp32", "bf16"], fidelity=True,
+        params={"hidden": "32"},
+    )  # fmt: skip
+    specs = plan_fidelity(config)
+    assert [(s.workload, s.dtype, s.preset, s.steps) for s in specs] == [
+        ("mlp", "fp32", "small", 100),
+        ("mlp", "bf16", "small", 100),
+    ]
+    assert specs[0].note == "the run's preset is base; fidelity ran at small to keep it bounded"
+    assert specs[0].params["hidden"] == 32
+    assert plan_fidelity(config.model_copy(update={"fidelity": False})) == []
+    tiny = plan_fidelity(config.model_copy(update={"preset": "tiny", "fidelity_steps": 7}))
+    assert tiny[0].steps == 7 and tiny[0].note == ""

@@ -1,0 +1,126 @@
+"""The report from synthetic runs of two systems: sections, figures, escaping."""
+
+from __future__ import annotations
+
+import base64
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from harness.report import write_report
+from harness.report_figures import plot_text
+from harness.report_render import md_escape
+from tests.run_records import HOSTILE, failed_case, fidelity, record
+
+_BORDER = re.compile(r"(?<!\\)\|")
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.images: list[str] = []
+        self.text: list[str] = []
+        self.headings: list[str] = []
+        self._in_h2 = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self._in_h2 = tag == "h2"
+        if tag == "img":
+            self.images.append(dict(attrs)["src"] or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_h2 = False
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+        if self._in_h2:
+            self.headings.append(data)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    cpu = record(
+        "cpu",
+        f"Xeon {HOSTILE}",
+        label=HOSTILE,
+        checks=[fidelity("mlp", "cpu"), fidelity("gpt", "cpu", drift=1e-3)],
+    )
+    npu = record(
+        "npu",
+        "Ascend 910B",
+        train_slowdown=5.0,
+        offset_s=60,
+        checks=[fidelity("mlp", "npu", "fail", nan_at=7)],
+        extra_cases=[failed_case("mlp", "train", "crash", f"killed by SIGSEGV {HOSTILE}")],
+    )
+    write_report([cpu, npu], out, warnings=[f"skipped {HOSTILE}.json: not JSON"])
+    return out
+
+
+SECTIONS = [
+    "Verdict",
+    "Systems",
+    "Training vs inference",
+    "MFU per mode",
+    "Peak memory",
+    "Training fidelity",
+    "LLM prefill vs decode on the roofline",
+    "Notes",
+]
+FIGURES = ["throughput", "penalty", "mfu", "memory", "loss_curves", "roofline"]
+
+
+def test_html_parses_has_every_section_and_embeds_every_figure(report: Path) -> None:
+    page = _Page()
+    page.feed((report / "report.html").read_text())
+    assert page.headings == SECTIONS
+    assert "script" not in page.tags
+    assert len(page.images) == len(FIGURES)
+    for src in page.images:
+        prefix = "data:image/png;base64,"
+        assert src.startswith(prefix)
+        assert base64.b64decode(src[len(prefix) :]).startswith(b"\x89PNG\r\n\x1a\n")
+    text = "".join(page.text)
+    assert HOSTILE in text  # shown as text, not markup
+    assert "cpu / Xeon" in text and "npu / Ascend 910B" in text
+    assert "not ready" in text and "ready" in text
+
+
+def test_html_escapes_hostile_text(report: Path) -> None:
+    html = (report / "report.html").read_text()
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;|**x**" in html
+
+
+def test_markdown_has_every_section_links_figures_and_escapes(report: Path) -> None:
+    md = (report / "report.md").read_text()
+    for title in SECTIONS:
+        assert f"\n## {title}\n" in md
+    for name in FIGURES:
+        assert f"(figures/{name}.png)" in md
+        assert (report / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+    assert "<script>" not in md and "|**x**" not in md
+    assert r"\<script\>alert(1)\</script\>\|\*\*x\*\*" in md
+    # hostile pipes never add a column: every row has as many cell borders as its header
+    lines = md.splitlines()
+    tables = [i for i, line in enumerate(lines) if line.startswith("|---")]
+    assert len(tables) >= 8
+    for sep in tables:
+        expected = len(_BORDER.findall(lines[sep - 1]))
+        row = sep + 1
+        while row < len(lines) and lines[row].startswith("|"):
+            assert len(_BORDER.findall(lines[row])) == expected, lines[row]
+            row += 1
+
+
+def test_escapers_and_plot_text() -> None:
+    assert md_escape("a_b *c* [d](e) <f> `g` #h") == r"a\_b \*c\* \[d\](e) \<f\> \`g\` \#h"
+    assert md_escape("- item") == r"\- item" and md_escape("1. x") == r"1\. x"
+    assert md_escape("- item", in_cell=True) == "- item"
+    assert plot_text("$x^2$ cost") == r"\$x^2\$ cost"
+    assert len(plot_text("a" * 100, limit=20)) == 20
