@@ -14,6 +14,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = Path(__file__).resolve().parent / "fixtures" / "plugins"
 
+OWN_INTERPRETER = os.environ.get("ACCELBENCH_ASCEND_STANDIN") == "1"
+collect_ignore = [] if OWN_INTERPRETER else ["unit/test_ascend.py"]
+"""test_ascend.py changes torch process-wide: test_ascend_isolated.py runs it in its own
+interpreter (with that variable set) instead of collecting it here."""
+
 
 def _pythonpath(*extra: Path) -> str:
     parts = [str(p) for p in extra] + [str(ROOT)]

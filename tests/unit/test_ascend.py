@@ -3,12 +3,15 @@ the real module's API, so the backend's own code path runs without an NPU; the r
 test is skipped unless torch_npu and an NPU are present.
 
 Like the real torch_npu, the stand-in renames torch's PrivateUse1 device to "npu". That
-rename is process-wide and cannot be undone; it only makes the name "npu" parse.
+rename is process-wide and cannot be undone (afterwards torch.accelerator believes a PrivateUse1
+accelerator exists, which breaks optimizers and GradScaler in every later test), so this module
+runs in its own interpreter: tests/unit/test_ascend_isolated.py starts it there.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import types
 from collections.abc import Iterator
@@ -23,6 +26,14 @@ from backends.ascend import AscendBackend
 from backends.peaks import TERA
 
 REAL_NPU = importlib.util.find_spec("torch_npu") is not None
+OWN_INTERPRETER = "ACCELBENCH_ASCEND_STANDIN"
+"""Set by test_ascend_isolated.py in the interpreter it starts for this module."""
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get(OWN_INTERPRETER) != "1",
+    reason="runs in its own interpreter (test_ascend_isolated.py): the stand-in's PrivateUse1 "
+    "rename is process-wide",
+)
 
 
 class FakeNPU(types.ModuleType):
