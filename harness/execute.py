@@ -29,10 +29,16 @@ class CaseSpec(BaseModel):
     measure: MeasureSettings = Field(default_factory=MeasureSettings)
 
 
+_OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memory")
+"""How device and host allocators word a failed allocation (CUDA/NPU, torch's CPU allocator)."""
+
+
 def _is_oom(exc: BaseException) -> bool:
+    """Whether `exc` is an allocation failure on the device or the host."""
     if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
         return True
-    return "out of memory" in str(exc).lower()
+    text = str(exc).lower()
+    return any(phrase in text for phrase in _OOM_PHRASES)
 
 
 def failed(spec: CaseSpec, kind: str, message: str, **extra: Any) -> CaseResult:

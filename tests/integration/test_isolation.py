@@ -1,4 +1,5 @@
-"""Cases that crash, hang, raise or return NaN fail alone; the run goes on and its file is valid."""
+"""Cases that crash, hang, raise, run out of memory or return NaN fail alone; the run goes on
+and its file is valid."""
 
 from pathlib import Path
 
@@ -12,7 +13,7 @@ def test_each_failure_is_recorded_and_later_cases_succeed(
     proc = run_bench(
         "run",
         "--workload",
-        "crashing,hanging,raising,nan,mlp",
+        "crashing,hanging,raising,nan,oom,mlp",
         "--preset",
         "tiny",
         "--case-timeout",
@@ -33,8 +34,10 @@ def test_each_failure_is_recorded_and_later_cases_succeed(
     assert errors["raising"] and errors["raising"].kind == "exception"
     assert "deliberate failure while building" in errors["raising"].message
     assert errors["nan"] and errors["nan"].kind == "nonfinite"
+    assert errors["oom"] and errors["oom"].kind == "oom"
+    assert "can't allocate memory" in errors["oom"].message
     assert by_workload["mlp"].status == "ok"
-    assert "4 case(s) failed" in proc.stdout
+    assert "5 case(s) failed" in proc.stdout
 
 
 def test_backend_hook_crashing_in_training_spares_inference(
