@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import gc
 import os
 import platform
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -35,6 +40,25 @@ def _status_bytes(field: str) -> int | None:
     return int(match.group(1)) * 1024 if match else None
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None where the C library has none."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+def release_free_heap() -> None:
+    """Collect garbage and return freed heap pages to the OS (glibc), so that memory a previous
+    case held or freed is not counted, nor silently reused, by the next case."""
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 class CPUBackend(Backend):
     name = "cpu"
     device_type = "cpu"
@@ -44,6 +68,7 @@ class CPUBackend(Backend):
     def __init__(self, index: int = 0) -> None:
         self.index = index
         self._peak_resettable = True
+        release_free_heap()
         self._baseline_rss = _status_bytes("VmRSS") or 0
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 from datetime import datetime, timezone
@@ -13,7 +14,7 @@ from pydantic import BaseModel, Field
 from backends.base import DTYPES
 from backends.registry import get_backend
 from harness.config import MeasureSettings
-from harness.measure import measure
+from harness.measure import measure, summarize
 from harness.schema import CaseError, CaseKey, CaseResult, Throughput
 from workloads.base import BuildContext, CaseUnsupported
 from workloads.registry import get_workload
@@ -71,8 +72,23 @@ def execute_case(spec: CaseSpec) -> CaseResult:
     return result
 
 
+@functools.cache
+def prime_process() -> None:
+    """Once per process: one small forward, backward and AdamW step on the host and one
+    bootstrap CI, so that the first case of a process does not pay (in time or in peak memory)
+    for loading the kernels, thread pools and modules (scipy) that every case shares."""
+    summarize([1.0, 2.0, 3.0], iterations_per_sample=1)
+    layer = torch.nn.Linear(512, 512)
+    optimizer = torch.optim.AdamW(layer.parameters())
+    with torch.inference_mode():
+        layer(torch.randn(256, 512))
+    layer(torch.randn(256, 512)).sum().backward()
+    optimizer.step()
+
+
 def _measure_case(spec: CaseSpec) -> CaseResult:
     key = spec.key
+    prime_process()
     backend = get_backend(spec.backend)
     dtype = DTYPES[key.dtype]
     if not backend.supports(dtype):

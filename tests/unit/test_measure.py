@@ -1,3 +1,4 @@
+import random
 import time
 
 import torch
@@ -31,11 +32,11 @@ def test_cold_start_is_timed_apart_from_the_samples() -> None:
 
 
 def test_budget_exhausted_marks_unstable() -> None:
-    rng = iter(range(10**9))
+    rng = random.Random(0)
 
     def noisy() -> None:
-        # alternates 0.2 ms and 2 ms: the CI cannot reach 0.1% in 0.2 s
-        time.sleep(0.002 if next(rng) % 2 else 0.0002)
+        # uniformly 0.2-2 ms per call: the CI of the median cannot reach 0.1% in 0.2 s
+        time.sleep(rng.uniform(0.0002, 0.002))
 
     m = measure(noisy, precision=0.001, max_time_s=0.2, min_samples=5, warmup_s=0.0)
     assert not m.stable
