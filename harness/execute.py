@@ -6,18 +6,20 @@ import functools
 import time
 import traceback
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from pydantic import BaseModel, Field
 
-from backends.base import DTYPES
+from backends.base import DTYPES, Backend
 from backends.registry import get_backend
 from harness.config import MeasureSettings
 from harness.measure import measure, summarize
 from harness.schema import CaseError, CaseKey, CaseResult, Throughput
 from workloads.base import BuildContext, CaseUnsupported
 from workloads.registry import get_workload
+
+ContextT = TypeVar("ContextT", bound=BuildContext)
 
 
 class CaseSpec(BaseModel):
@@ -28,6 +30,31 @@ class CaseSpec(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
     measure: MeasureSettings = Field(default_factory=MeasureSettings)
+
+    def unsupported_reason(self, backend: Backend) -> str | None:
+        """Why `backend` cannot run this case's dtype, or None when it can."""
+        if backend.supports(DTYPES[self.key.dtype]):
+            return None
+        return f"backend '{backend.name}' does not support {self.key.dtype}"
+
+    def build_context(
+        self,
+        backend: Backend,
+        kind: type[ContextT] = BuildContext,  # type: ignore[assignment]
+    ) -> ContextT:
+        """The BuildContext of this case on `backend`, seeded; `kind` lets the distributed
+        harness hand workloads its own context (data-parallel training)."""
+        backend.seed(self.seed)
+        key = self.key
+        return kind(
+            backend=backend,
+            dtype_name=key.dtype,
+            batch_size=key.batch,
+            preset=key.preset,
+            params=self.params,
+            seed=self.seed,
+            compile=key.compile,
+        )
 
 
 _OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memory")
@@ -90,21 +117,11 @@ def _measure_case(spec: CaseSpec) -> CaseResult:
     key = spec.key
     prime_process()
     backend = get_backend(spec.backend)
-    dtype = DTYPES[key.dtype]
-    if not backend.supports(dtype):
-        return failed(spec, "unsupported", f"backend '{backend.name}' does not support {key.dtype}")
+    reason = spec.unsupported_reason(backend)
+    if reason is not None:
+        return failed(spec, "unsupported", reason)
     workload = get_workload(key.workload)
-    backend.seed(spec.seed)
-    ctx = BuildContext(
-        backend=backend,
-        dtype_name=key.dtype,
-        batch_size=key.batch,
-        preset=key.preset,
-        params=spec.params,
-        seed=spec.seed,
-        compile=key.compile,
-    )
-    instance = workload.build(ctx)
+    instance = workload.build(spec.build_context(backend))
     step = instance.step(key.mode)
     backend.synchronize()
     backend.reset_peak_memory()

@@ -13,7 +13,6 @@ from torch import nn
 from workloads import flops
 from workloads.base import (
     BuildContext,
-    FidelityStep,
     Instance,
     Work,
     Workload,
@@ -21,7 +20,7 @@ from workloads.base import (
     mode_error,
 )
 from workloads.images import labelled_images
-from workloads.training import Trainer
+from workloads.training import TrainableInstance
 
 BLOCKS = ("basic", "bottleneck")
 IMAGENET_STEM_MIN_SIZE = 128
@@ -138,7 +137,9 @@ def parse_stages(text: str) -> list[int]:
     return stages
 
 
-class ConvNetInstance(Instance):
+class ConvNetInstance(TrainableInstance):
+    model: ResNet
+
     def __init__(self, ctx: BuildContext, params: dict[str, Any]) -> None:
         self.ctx = ctx
         self.p = params
@@ -154,41 +155,27 @@ class ConvNetInstance(Instance):
                 params["classes"],
             )
         )
-        self.model: ResNet = model.to(memory_format=self.memory_format)  # type: ignore[assignment]
-        self.forward = ctx.compiled(self.model)
-        self.train_forward = ctx.compiled(ctx.for_training(self.model))
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=params["lr"], momentum=0.9, weight_decay=5e-5
+        model = model.to(memory_format=self.memory_format)
+        self.attach(
+            model,
+            torch.optim.SGD(model.parameters(), lr=params["lr"], momentum=0.9, weight_decay=5e-5),
         )
-        self.trainer = Trainer(ctx, self.model, self.optimizer, self._loss)
-        self.batch = self._batch(0)
 
-    def _batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch_at(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.p
         images, labels = labelled_images(index, self.ctx.batch_size, p["image_size"], p["classes"])
         images = images.to(self.ctx.device).contiguous(memory_format=self.memory_format)
         return images, labels.to(self.ctx.device)
 
-    def _loss(self, batch: object) -> torch.Tensor:
+    def loss(self, batch: object) -> torch.Tensor:
         images, labels = batch  # type: ignore[misc]
         return F.cross_entropy(self.train_forward(images).float(), labels)
 
     def step(self, mode: str) -> Callable[[], None]:
-        images, _ = self.batch
         if mode == "infer":
-
-            def infer() -> None:
-                self.model.eval()
-                with torch.inference_mode(), self.ctx.autocast():
-                    self.last = self.forward(images)
-
-            return infer
+            return self.infer_step(self.batch[0])
         if mode == "train":
-
-            def train() -> None:
-                self.last, _ = self.trainer.step(self.batch)
-
-            return train
+            return self.train_step()
         raise mode_error("convnet", mode, ConvNetWorkload.modes)
 
     def flops(self, mode: str) -> float:
@@ -200,10 +187,6 @@ class ConvNetInstance(Instance):
 
     def work(self, mode: str) -> Work:
         return Work(items=self.ctx.batch_size, unit="images")
-
-    def fidelity_step(self, index: int) -> FidelityStep:
-        loss, norm = self.trainer.step(self._batch(index), grad_norm=True)
-        return FidelityStep(loss=float(loss), grad_norm=float(norm or 0.0))
 
 
 class ConvNetWorkload(Workload):

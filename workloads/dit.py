@@ -14,7 +14,6 @@ from torch import nn
 from workloads import flops
 from workloads.base import (
     BuildContext,
-    FidelityStep,
     Instance,
     Work,
     Workload,
@@ -22,7 +21,7 @@ from workloads.base import (
     mode_error,
 )
 from workloads.images import labelled_images
-from workloads.training import Trainer
+from workloads.training import TrainableInstance
 from workloads.transformer import Block
 
 TIMESTEPS = 1000
@@ -100,11 +99,13 @@ def forward_flops(p: dict[str, Any], batch: int) -> tuple[float, float]:
     return embed + conditioning + blocks + final, embed + t_first
 
 
-class DiTInstance(Instance):
+class DiTInstance(TrainableInstance):
+    model: DiT
+
     def __init__(self, ctx: BuildContext, params: dict[str, Any]) -> None:
         self.ctx = ctx
         self.p = params
-        self.model = ctx.materialize(
+        model = ctx.materialize(
             lambda: DiT(
                 params["image_size"],
                 params["channels"],
@@ -114,14 +115,10 @@ class DiTInstance(Instance):
                 params["n_head"],
             )
         )
-        self.forward = ctx.compiled(self.model)
-        self.train_forward = ctx.compiled(ctx.for_training(self.model))
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=params["lr"])
-        self.trainer = Trainer(ctx, self.model, self.optimizer, self._loss)
         self.alpha_bars = alpha_bars(ctx.device)
-        self.batch = self._batch(0)
+        self.attach(model, torch.optim.AdamW(model.parameters(), lr=params["lr"]))
 
-    def _batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch_at(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Noised images, their timesteps and the noise, from seeded generators (CPU)."""
         p = self.p
         clean, _ = labelled_images(index, self.ctx.batch_size, p["image_size"], 10, p["channels"])
@@ -133,7 +130,7 @@ class DiTInstance(Instance):
         noised = a.sqrt() * clean + (1 - a).sqrt() * noise
         return noised.to(device), t.to(device), noise.to(device)
 
-    def _loss(self, batch: object) -> torch.Tensor:
+    def loss(self, batch: object) -> torch.Tensor:
         noised, t, noise = batch  # type: ignore[misc]
         return F.mse_loss(self.train_forward(noised, t).float(), noise)
 
@@ -154,19 +151,9 @@ class DiTInstance(Instance):
     def step(self, mode: str) -> Callable[[], None]:
         noised, t, _ = self.batch
         if mode == "infer":
-
-            def infer() -> None:
-                self.model.eval()
-                with torch.inference_mode(), self.ctx.autocast():
-                    self.last = self.forward(noised, t)
-
-            return infer
+            return self.infer_step(noised, t)
         if mode == "train":
-
-            def train() -> None:
-                self.last, _ = self.trainer.step(self.batch)
-
-            return train
+            return self.train_step()
         if mode == "sample":
             start = torch.randn(noised.shape, generator=torch.Generator().manual_seed(11))
             start = start.to(self.ctx.device)
@@ -189,10 +176,6 @@ class DiTInstance(Instance):
 
     def work(self, mode: str) -> Work:
         return Work(items=self.ctx.batch_size, unit="images")
-
-    def fidelity_step(self, index: int) -> FidelityStep:
-        loss, norm = self.trainer.step(self._batch(index), grad_norm=True)
-        return FidelityStep(loss=float(loss), grad_norm=float(norm or 0.0))
 
     def extra_metrics(self, mode: str, seconds_per_step: float) -> dict[str, float]:
         if mode == "sample":

@@ -13,7 +13,6 @@ from torch import nn
 from workloads import flops
 from workloads.base import (
     BuildContext,
-    FidelityStep,
     Instance,
     Work,
     Workload,
@@ -21,7 +20,7 @@ from workloads.base import (
     mode_error,
 )
 from workloads.data import byte_windows
-from workloads.training import Trainer
+from workloads.training import TrainableInstance
 from workloads.transformer import Block, KVCache
 
 BYTE_VOCAB = 256
@@ -75,13 +74,15 @@ def serving_lengths(params: dict[str, Any]) -> tuple[int, int]:
     return params["prompt_len"] or seq_len, params["cache_len"] or seq_len - 1
 
 
-class GPTInstance(Instance):
+class GPTInstance(TrainableInstance):
+    model: GPT
+
     def __init__(self, ctx: BuildContext, params: dict[str, Any]) -> None:
         self.ctx = ctx
         self.p = params
         self.seq_len = params["seq_len"]
         self.prompt_len, self.cache_len = serving_lengths(params)
-        self.model = ctx.materialize(
+        model = ctx.materialize(
             lambda: GPT(
                 params["vocab"],
                 params["seq_len"],
@@ -91,18 +92,14 @@ class GPTInstance(Instance):
                 params["tied"],
             )
         )
-        self.forward = ctx.compiled(self.model)
-        self.train_forward = ctx.compiled(ctx.for_training(self.model))
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=params["lr"])
-        self.trainer = Trainer(ctx, self.model, self.optimizer, self._loss)
-        self.batch = self._batch(0)
+        self.attach(model, torch.optim.AdamW(model.parameters(), lr=params["lr"]))
         self._cache: KVCache | None = None
 
-    def _batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch_at(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         windows = byte_windows(index, self.ctx.batch_size, self.seq_len + 1).to(self.ctx.device)
         return windows[:, :-1], windows[:, 1:]
 
-    def _loss(self, batch: object) -> torch.Tensor:
+    def loss(self, batch: object) -> torch.Tensor:
         inputs, targets = batch  # type: ignore[misc]
         logits = self.train_forward(inputs).float()
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
@@ -119,19 +116,9 @@ class GPTInstance(Instance):
     def step(self, mode: str) -> Callable[[], None]:
         inputs, _ = self.batch
         if mode == "infer":
-
-            def infer() -> None:
-                self.model.eval()
-                with torch.inference_mode(), self.ctx.autocast():
-                    self.last = self.forward(inputs)
-
-            return infer
+            return self.infer_step(inputs)
         if mode == "train":
-
-            def train() -> None:
-                self.last, _ = self.trainer.step(self.batch)
-
-            return train
+            return self.train_step()
         if mode == "prefill":
             prompt = inputs[:, : self.prompt_len]
             cache = self.cache()
@@ -201,10 +188,6 @@ class GPTInstance(Instance):
                 "tokens_per_s": self.ctx.batch_size * self.prompt_len / seconds_per_step,
             }
         return {}
-
-    def fidelity_step(self, index: int) -> FidelityStep:
-        loss, norm = self.trainer.step(self._batch(index), grad_norm=True)
-        return FidelityStep(loss=float(loss), grad_norm=float(norm or 0.0))
 
 
 class GPTWorkload(Workload):

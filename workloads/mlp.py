@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from workloads.base import BuildContext, FidelityStep, Instance, Work, Workload
+from workloads.base import BuildContext, Instance, Work, Workload
 from workloads.data import byte_windows
-from workloads.training import Trainer
+from workloads.training import TrainableInstance
 
 VOCAB = 256
 
@@ -33,52 +33,34 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-class MLPInstance(Instance):
+class MLPInstance(TrainableInstance):
     def __init__(self, ctx: BuildContext, params: dict[str, Any]) -> None:
         self.ctx = ctx
         self.context = params["context"]
-        self.model = ctx.materialize(lambda: MLP(self.context, params["hidden"], params["layers"]))
-        self.forward = ctx.compiled(self.model)
-        self.train_forward = ctx.compiled(ctx.for_training(self.model))
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=params["lr"])
-        self.trainer = Trainer(ctx, self.model, self.optimizer, self._loss)
-        self.batch = self._batch(0)
+        model = ctx.materialize(lambda: MLP(self.context, params["hidden"], params["layers"]))
+        self.attach(model, torch.optim.AdamW(model.parameters(), lr=params["lr"]))
+        self.layer_shapes = model.layer_shapes
 
-    def _batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch_at(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         windows = byte_windows(index, self.ctx.batch_size, self.context + 1)
         inputs = (windows[:, :-1].float() / 127.5 - 1.0).to(self.ctx.device)
         return inputs, windows[:, -1].to(self.ctx.device)
 
-    def _loss(self, batch: object) -> torch.Tensor:
+    def loss(self, batch: object) -> torch.Tensor:
         inputs, targets = batch  # type: ignore[misc]
         return nn.functional.cross_entropy(self.train_forward(inputs).float(), targets)
 
     def step(self, mode: str) -> Callable[[], None]:
-        inputs, _ = self.batch
         if mode == "infer":
-
-            def infer() -> None:
-                self.model.eval()
-                with torch.inference_mode(), self.ctx.autocast():
-                    self.last = self.forward(inputs)
-
-            return infer
-
-        def train() -> None:
-            self.last, _ = self.trainer.step(self.batch)
-
-        return train
+            return self.infer_step(self.batch[0])
+        return self.train_step()
 
     def flops(self, mode: str) -> float:
-        forward = 2.0 * self.ctx.batch_size * sum(i * o for i, o in self.model.layer_shapes)
+        forward = 2.0 * self.ctx.batch_size * sum(i * o for i, o in self.layer_shapes)
         return forward if mode == "infer" else 3.0 * forward
 
     def work(self, mode: str) -> Work:
         return Work(items=self.ctx.batch_size, unit="samples")
-
-    def fidelity_step(self, index: int) -> FidelityStep:
-        loss, norm = self.trainer.step(self._batch(index), grad_norm=True)
-        return FidelityStep(loss=float(loss), grad_norm=float(norm or 0.0))
 
 
 class MLPWorkload(Workload):

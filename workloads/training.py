@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from workloads.base import BuildContext
+from workloads.base import BuildContext, FidelityStep, Instance
 
 
 class Trainer:
@@ -44,3 +46,55 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         return loss.detach(), norm
+
+
+class TrainableInstance(Instance):
+    """An Instance around one model that trains: the plain forward for inference, the forward
+    a training step calls (through `ctx.for_training`, so DDP applies under --nproc > 1), its
+    optimizer and Trainer, and the infer / train / fidelity steps every model workload shares.
+
+    Subclasses set `self.ctx`, call `attach(model, optimizer)` once, and define `batch_at`
+    (the index-th batch of real data, identical on every device) and `loss`.
+    """
+
+    ctx: BuildContext
+    model: torch.nn.Module
+
+    def attach(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Wire the model and its optimizer into forwards, a Trainer and the first batch."""
+        self.model = model
+        self.forward = self.ctx.compiled(model)
+        self.train_forward = self.ctx.compiled(self.ctx.for_training(model))
+        self.optimizer = optimizer
+        self.trainer = Trainer(self.ctx, model, optimizer, self.loss)
+        self.batch = self.batch_at(0)
+
+    @abstractmethod
+    def batch_at(self, index: int) -> Any:
+        """The index-th batch of real data on the device (the same on every backend)."""
+
+    @abstractmethod
+    def loss(self, batch: Any) -> torch.Tensor:
+        """The training loss of `batch`, computed through `self.train_forward`."""
+
+    def infer_step(self, *inputs: Any) -> Callable[[], None]:
+        """One inference forward of `inputs` in eval mode, under inference_mode and autocast."""
+
+        def infer() -> None:
+            self.model.eval()
+            with torch.inference_mode(), self.ctx.autocast():
+                self.last = self.forward(*inputs)
+
+        return infer
+
+    def train_step(self) -> Callable[[], None]:
+        """One full training step (forward, backward, optimizer) on the case's batch."""
+
+        def train() -> None:
+            self.last, _ = self.trainer.step(self.batch)
+
+        return train
+
+    def fidelity_step(self, index: int) -> FidelityStep:
+        loss, norm = self.trainer.step(self.batch_at(index), grad_norm=True)
+        return FidelityStep(loss=float(loss), grad_norm=float(norm or 0.0))

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch.distributed as dist
 from pydantic import BaseModel
 
-from backends.base import DTYPES, Backend
+from backends.base import Backend
 from backends.registry import get_backend
 from harness.distributed.context import DistributedBuildContext
 from harness.distributed.job import (
@@ -123,20 +123,11 @@ def _measure(
 ) -> tuple[CaseResult | None, RankReport]:
     """Build and time one case on this rank; rank 0 gets the CaseResult (others None)."""
     key = spec.key
-    if not backend.supports(DTYPES[key.dtype]):
-        reason = f"backend '{backend.name}' does not support {key.dtype}"
+    reason = spec.unsupported_reason(backend)
+    if reason is not None:
         return failed(spec, "unsupported", reason), RankReport()
     workload = get_workload(key.workload)
-    backend.seed(spec.seed)
-    ctx = DistributedBuildContext(
-        backend=backend,
-        dtype_name=key.dtype,
-        batch_size=key.batch,
-        preset=key.preset,
-        params=spec.params,
-        seed=spec.seed,
-        compile=key.compile,
-    )
+    ctx = spec.build_context(backend, DistributedBuildContext)
     try:
         instance = workload.build(ctx)
     except CaseUnsupported as exc:  # decided alike on every rank, before any collective
