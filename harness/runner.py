@@ -14,9 +14,11 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from pydantic import BaseModel
 
+from backends.base import Backend
 from backends.registry import get_backend
 from harness.config import RunConfig
 from harness.distributed.launch import is_distributed
@@ -102,16 +104,7 @@ def run(
     check_dtypes_supported(config, supported_dtype_names(backend))
     out = prepare_out_dir(config.out)
 
-    record = RunRecord(
-        run_id=uuid.uuid4().hex,
-        started_at=datetime.now(timezone.utc),
-        command=command or [],
-        label=config.label,
-        backend=config.backend,
-        config=config,
-        environment=capture_environment(),
-        device=backend.describe(),
-    )
+    record = new_record(config, command, backend)
     path = claim_run_path(out, record)
     save_run(record, path)
     timeout = config.case_timeout()
@@ -136,6 +129,23 @@ def run(
     record.finished_at = datetime.now(timezone.utc)
     save_run(record, path)
     return RunOutcome(record=record, path=path)
+
+
+def new_record(
+    config: RunConfig, command: list[str] | None, backend: Backend, **extra: Any
+) -> RunRecord:
+    """A fresh, running RunRecord for `config` on `backend`: new id, start time, environment."""
+    return RunRecord(
+        run_id=uuid.uuid4().hex,
+        started_at=datetime.now(timezone.utc),
+        command=command or [],
+        label=config.label,
+        backend=config.backend,
+        config=config,
+        environment=capture_environment(),
+        device=backend.describe(),
+        **extra,
+    )
 
 
 def _run_one(executor: Executor, spec: CaseSpec, timeout: float) -> CaseResult:

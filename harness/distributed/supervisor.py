@@ -25,7 +25,6 @@ import signal
 import subprocess
 import tempfile
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -40,7 +39,6 @@ from harness.distributed.launch import (
     torchrun_command,
 )
 from harness.distributed.scaling import apply_scaling_efficiency, scaling_ladder
-from harness.environment import capture_environment
 from harness.execute import CaseSpec, failed
 from harness.plan import (
     check_dtypes_supported,
@@ -54,6 +52,7 @@ from harness.runner import (
     RunOutcome,
     _signals_raise,
     apply_peaks,
+    new_record,
     prepare_out_dir,
 )
 from harness.schema import CaseResult, DistInfo, ErrorKind, RunRecord
@@ -354,15 +353,10 @@ def run_distributed(
         )
     threads = threads_per_rank(max(ladder))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    record = RunRecord(
-        run_id=uuid.uuid4().hex,
-        started_at=datetime.now(timezone.utc),
-        command=command or [],
-        label=config.label,
-        backend=config.backend,
-        config=config,
-        environment=capture_environment(),
-        device=backend.describe(),
+    record = new_record(
+        config,
+        command,
+        backend,
         distributed=DistInfo(
             dist_backend=backend.dist_backend,
             world_size=max(ladder) * config.nnodes,
