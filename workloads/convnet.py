@@ -158,7 +158,10 @@ class ConvNetInstance(TrainableInstance):
         model = model.to(memory_format=self.memory_format)
         self.attach(
             model,
-            torch.optim.SGD(model.parameters(), lr=params["lr"], momentum=0.9, weight_decay=5e-5),
+            torch.optim.SGD,
+            lr=params["lr"],
+            momentum=0.9,
+            weight_decay=5e-5,
         )
 
     def batch_at(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:

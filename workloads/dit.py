@@ -116,7 +116,7 @@ class DiTInstance(TrainableInstance):
             )
         )
         self.alpha_bars = alpha_bars(ctx.device)
-        self.attach(model, torch.optim.AdamW(model.parameters(), lr=params["lr"]))
+        self.attach(model, torch.optim.AdamW, lr=params["lr"])
 
     def batch_at(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Noised images, their timesteps and the noise, from seeded generators (CPU)."""

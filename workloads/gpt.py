@@ -92,7 +92,7 @@ class GPTInstance(TrainableInstance):
                 params["tied"],
             )
         )
-        self.attach(model, torch.optim.AdamW(model.parameters(), lr=params["lr"]))
+        self.attach(model, torch.optim.AdamW, lr=params["lr"])
         self._cache: KVCache | None = None
 
     def batch_at(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:

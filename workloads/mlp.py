@@ -38,7 +38,7 @@ class MLPInstance(TrainableInstance):
         self.ctx = ctx
         self.context = params["context"]
         model = ctx.materialize(lambda: MLP(self.context, params["hidden"], params["layers"]))
-        self.attach(model, torch.optim.AdamW(model.parameters(), lr=params["lr"]))
+        self.attach(model, torch.optim.AdamW, lr=params["lr"])
         self.layer_shapes = model.layer_shapes
 
     def batch_at(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
