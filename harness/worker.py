@@ -37,7 +37,17 @@ def _run_fidelity(payload: str) -> str:
     return run_fidelity_spec(FidelitySpec.model_validate_json(payload)).model_dump_json()
 
 
-HANDLERS: dict[str, Callable[[str], str]] = {"case": _run_case, "fidelity": _run_fidelity}
+def _run_check(payload: str) -> str:
+    from harness.conformance.kit import CheckJob, run_check_job  # the kit imports this module
+
+    return run_check_job(CheckJob.model_validate_json(payload)).model_dump_json()
+
+
+HANDLERS: dict[str, Callable[[str], str]] = {
+    "case": _run_case,
+    "fidelity": _run_fidelity,
+    "check": _run_check,
+}
 
 
 def handle(kind: str, payload: str) -> str:

@@ -38,11 +38,20 @@ def check_backend(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the report as JSON here.")
     ] = None,
+    isolate: Annotated[
+        str,
+        typer.Option(
+            help="worker: checks run in a worker process (a crash fails only that check); "
+            "none: in this process."
+        ),
+    ] = "worker",
 ) -> None:
     """Run the conformance kit against a backend: exit 0 when every required check passes,
     1 when one fails, 2 when the backend is unknown or unavailable here."""
     if timeout <= 0:
         raise BenchError(f"--timeout must be a positive number of seconds; got {timeout:g}.")
+    if isolate not in ("worker", "none"):
+        raise BenchError(f"--isolate expects worker or none; got '{isolate}'.")
     console = Console(width=None if sys.stdout.isatty() else 160)
 
     def progress(result: CheckResult) -> None:
@@ -50,7 +59,7 @@ def check_backend(
             return
         console.print(f"{escape(result.name)}: {result.status}")
 
-    report = run_kit(name, timeout_s=timeout, on_result=progress)
+    report = run_kit(name, timeout_s=timeout, on_result=progress, isolate=isolate)  # type: ignore[arg-type]
     console.print(report_table(report))
     if json_out is not None:
         json_out.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")

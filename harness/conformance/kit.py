@@ -1,4 +1,5 @@
-"""Run every conformance check against one backend, each under a timeout."""
+"""Run every conformance check against one backend, each under a timeout and, by default, in
+a worker process, so that a check which crashes the process fails alone."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pydantic import BaseModel
+
 from backends.base import DTYPES
 from backends.registry import BackendError, call_with_timeout, get_backend
 from harness.conformance import checks
 from harness.conformance.checks import KitContext
 from harness.conformance.outcome import CheckFailed, CheckResult, CheckSkipped, KitReport
+from harness.worker import Executor, Isolation, WorkerFailure
 from workloads.registry import all_workloads
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -71,6 +75,47 @@ def run_check(check: Check, ctx: KitContext, timeout_s: float) -> CheckResult:
     return CheckResult(status="fail", reason=f"{type(error).__name__}: {error}", **row)
 
 
+WORKER_SLACK_S = 60.0
+"""Extra seconds the parent waits on a worker beyond the check's own timeout (worker start)."""
+
+
+class CheckJob(BaseModel):
+    """One check to run in a worker process: plain data, sent as JSON."""
+
+    backend: str
+    check: str
+    timeout_s: float
+
+
+@functools.cache
+def _worker_context(name: str, timeout_s: float) -> KitContext:
+    """The backend under test in this worker process, started once per process."""
+    return start_backend(name, timeout_s)
+
+
+def run_check_job(job: CheckJob) -> CheckResult:
+    """Run one named check in this (worker) process; the worker's handler for 'check'."""
+    check = next(c for c in plan_checks() if c.name == job.check)
+    return run_check(check, _worker_context(job.backend, job.timeout_s), job.timeout_s)
+
+
+def _isolated(check: Check, name: str, executor: Executor, timeout_s: float) -> CheckResult:
+    """One check in the executor's worker; a crash or hang of the worker fails only it."""
+    start = time.perf_counter()
+    job = CheckJob(backend=name, check=check.name, timeout_s=timeout_s)
+    try:
+        answer = executor.run("check", job.model_dump_json(), timeout_s + WORKER_SLACK_S)
+    except WorkerFailure as exc:
+        row = {"name": check.name, "required": check.required}
+        seconds = time.perf_counter() - start
+        if exc.kind == "timeout":
+            reason = f"did not finish within {timeout_s:g} s (hung)"
+            return CheckResult(status="fail", reason=reason, timed_out=True, seconds=seconds, **row)
+        reason = f"crashed the process running it: {exc}"
+        return CheckResult(status="fail", reason=reason, seconds=seconds, **row)
+    return CheckResult.model_validate_json(answer)
+
+
 def start_backend(name: str, timeout_s: float) -> KitContext:
     """The named backend, created under a timeout; BackendError when it is unknown,
     unavailable, fails to start or hangs while starting."""
@@ -92,26 +137,32 @@ def run_kit(
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     on_result: Callable[[CheckResult], None] | None = None,
+    isolate: Isolation = "worker",
 ) -> KitReport:
     """Every check against backend `name`. Raises BackendError (before any check) when the
-    backend cannot be had. After a check hangs the rest are skipped: the device may be wedged."""
+    backend cannot be had. With `isolate` worker or case, checks run in a worker process (a
+    check that crashes it fails alone; the next runs in a fresh worker); with none, in this
+    process. After a check hangs the rest are skipped: the device may be wedged."""
     start = time.perf_counter()
     ctx = start_backend(name, timeout_s)
     results: list[CheckResult] = []
     hung: str | None = None
-    for check in plan_checks():
-        if hung is not None:
-            result = CheckResult(
-                name=check.name,
-                status="skip",
-                required=check.required,
-                reason=f"not run: '{hung}' hung",
-            )
-        else:
-            result = run_check(check, ctx, timeout_s)
+    with Executor(isolate) as executor:
+        for check in plan_checks():
+            if hung is not None:
+                result = CheckResult(
+                    name=check.name,
+                    status="skip",
+                    required=check.required,
+                    reason=f"not run: '{hung}' hung",
+                )
+            elif isolate == "none":
+                result = run_check(check, ctx, timeout_s)
+            else:
+                result = _isolated(check, name, executor, timeout_s)
             if result.timed_out:
-                hung = check.name
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
+                hung = hung or check.name
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
     return KitReport(backend=name, results=results, seconds=time.perf_counter() - start)

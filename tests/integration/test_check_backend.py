@@ -95,3 +95,25 @@ def test_tiny_run_on_example_plugin(capsys: pytest.CaptureFixture[str], tmp_path
     record = load_run(path)
     assert record.device.backend == "hostdev"
     assert all(case.status == "ok" for case in record.cases)
+
+
+def test_a_check_that_crashes_its_process_fails_alone(
+    test_plugins: dict[str, str], tmp_path: Path
+) -> None:
+    # segv-train's prepare() hook segfaults in backward: that check fails, the kit goes on.
+    report = tmp_path / "kit.json"
+    proc = run_bench(
+        "check-backend", "segv-train", "--timeout", "30", "--json", str(report), env=test_plugins
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    results = {r["name"]: r for r in json.loads(report.read_text())["results"]}
+    crashed = results["prepare() keeps outputs"]
+    assert crashed["status"] == "fail"
+    assert "crashed the process running it" in crashed["reason"] and "SIGSEGV" in crashed["reason"]
+    assert results["placement: mlp"]["status"] == "pass"
+
+
+def test_bad_isolate_is_a_user_error(capsys: pytest.CaptureFixture[str]) -> None:
+    proc = invoke_bench(capsys, "check-backend", "cpu", "--isolate", "thread")
+    assert proc.returncode == 2
+    assert "--isolate expects worker or none; got 'thread'" in proc.stderr
