@@ -3,10 +3,12 @@ infer throughput bars. matplotlib with the Agg backend; every figure saved as PN
 
 from __future__ import annotations
 
+import math
+import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -130,7 +132,10 @@ def _plot_history(axes: Axes, history: CaseHistory, by: HistoryAxis) -> None:
             xytext=(4, 6),
             color="tab:red",
         )
-    axes.set_title(history.title, fontsize=10)
+    if by == "time" and len(xs) == 1:  # one run: a day around it, not matplotlib's 4 years
+        at = history.points[0].started_at
+        axes.set_xlim(at - timedelta(hours=12), at + timedelta(hours=12))  # type: ignore[arg-type]
+    axes.set_title("\n".join(textwrap.wrap(history.title, 90)), fontsize=9)
     axes.set_ylabel(f"time per iteration ({unit})")
     axes.grid(alpha=0.3)
     axes.legend(loc="best", fontsize=8)
@@ -139,17 +144,23 @@ def _plot_history(axes: Axes, history: CaseHistory, by: HistoryAxis) -> None:
 def plot_history(
     records: Sequence[RunRecord], out_dir: Path, by: HistoryAxis = "time"
 ) -> tuple[list[Path], list[CaseHistory]]:
-    """One panel per case: median over runs, its CI band, change points marked.
+    """One panel per case (in up to three columns): median over runs, its CI band, change
+    points marked.
     Writes history.png and history.svg; returns the paths and the histories drawn.
     Raises BenchError when no run has a successful case."""
     histories = case_histories(records)
     if not histories:
         raise BenchError("no successful case in the runs given: no history to plot.")
-    figure = _new_figure(len(histories))
+    columns = 1 if len(histories) <= 4 else 2 if len(histories) <= 12 else 3
+    rows = math.ceil(len(histories) / columns)
+    figure = _new_figure(rows, width=10.0 * columns if columns < 3 else 24.0)
     figure.suptitle(f"accelbench history: {len(records)} runs", fontsize=12)
-    grid = figure.subplots(len(histories), 1, squeeze=False)
-    for axes, history in zip(grid[:, 0], histories, strict=True):
-        _plot_history(axes, history, by)
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for index, axes in enumerate(grid.flat):
+        if index < len(histories):
+            _plot_history(axes, histories[index], by)
+        else:
+            axes.set_visible(False)
     return _save(figure, out_dir, "history"), histories
 
 
