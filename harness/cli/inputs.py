@@ -12,10 +12,11 @@ from harness.schema import RunRecord
 from harness.store import load_runs_with_paths
 
 
-def _warn(warnings: list[str]) -> None:
+def print_warnings(warnings: list[str]) -> None:
+    """Each warning on stderr, on one unbroken line (file names stay greppable)."""
     console = Console(stderr=True)
     for message in warnings:
-        console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def load_inputs(paths: list[Path]) -> list[tuple[Path, RunRecord]]:
@@ -23,7 +24,7 @@ def load_inputs(paths: list[Path]) -> list[tuple[Path, RunRecord]]:
     unusable file inside a folder; BenchError for an unusable file named explicitly or when
     nothing usable was found."""
     loaded, warnings = load_runs_with_paths(paths)
-    _warn(warnings)
+    print_warnings(warnings)
     if not loaded:
         named = ", ".join(str(p) for p in paths)
         raise BenchError(f"no usable results file in {named}.")

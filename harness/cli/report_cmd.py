@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from harness.cli.inputs import print_warnings
 from harness.errors import BenchError
 from harness.store import load_runs
 
@@ -25,10 +26,8 @@ def report_command(
     backend, train vs infer, training penalty, MFU, memory, fidelity and the roofline."""
     from harness.report import write_report  # matplotlib on use: keeps `bench` start-up fast
 
-    console = Console(stderr=True)
     records, warnings = load_runs(results)
-    for warning in warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    print_warnings(warnings)
     if not records:
         raise BenchError(
             f"no usable results in {', '.join(str(p) for p in results)}; "
