@@ -3,18 +3,22 @@ infer throughput bars. matplotlib with the Agg backend; every figure saved as PN
 
 from __future__ import annotations
 
+import functools
 import math
 import textwrap
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar
 
 from harness.changepoints import ChangePoint, detect_change_points
 from harness.errors import BenchError
 from harness.schema import RunRecord
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -141,6 +145,21 @@ def _plot_history(axes: Axes, history: CaseHistory, by: HistoryAxis) -> None:
     axes.legend(loc="best", fontsize=8)
 
 
+def _literal_text(draw: Callable[P, R]) -> Callable[P, R]:
+    """Run `draw` with matplotlib's mathtext off: names and labels from results files are
+    drawn as written (a `$\\frac$` in a label would otherwise abort the plot)."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
+
+@_literal_text
 def plot_history(
     records: Sequence[RunRecord], out_dir: Path, by: HistoryAxis = "time"
 ) -> tuple[list[Path], list[CaseHistory]]:
@@ -164,6 +183,7 @@ def plot_history(
     return _save(figure, out_dir, "history"), histories
 
 
+@_literal_text
 def plot_throughput(records: Sequence[RunRecord], out_dir: Path) -> list[Path]:
     """Per workload, grouped bars of throughput by mode (train vs infer, and any other mode)
     for each dtype/batch/preset of each run. Writes throughput.png and throughput.svg."""
