@@ -11,6 +11,7 @@ from typing import Any, Literal
 from harness.errors import BenchError
 from harness.frame import records_frame
 from harness.schema import CaseResult, RunRecord
+from harness.store import prepare_out_dir
 
 ExportFormat = Literal["csv", "parquet", "pytest-benchmark"]
 FORMATS: tuple[ExportFormat, ...] = ("csv", "parquet", "pytest-benchmark")
@@ -169,8 +170,7 @@ def export_run(record: RunRecord, fmt: ExportFormat, out: Path) -> Path:
     """Write `record` to `out` in `fmt`; BenchError for an unknown format or a missing pyarrow."""
     if fmt not in FORMATS:
         raise BenchError(f"unknown export format '{fmt}'; choose from: {', '.join(FORMATS)}.")
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out.parent)
     if fmt == "pytest-benchmark":
         out.write_text(json.dumps(pytest_benchmark_json(record), indent=2), encoding="utf-8")
         return out

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar
 from harness.changepoints import ChangePoint, detect_change_points
 from harness.errors import BenchError
 from harness.schema import RunRecord
+from harness.store import prepare_out_dir
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -92,7 +93,7 @@ def _new_figure(rows: int, width: float = 10.0, row_height: float = 3.2) -> Figu
 
 
 def _save(figure: Figure, out_dir: Path, stem: str) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out_dir)
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.svg"]
     for path in paths:
         figure.savefig(path, dpi=120 if path.suffix == ".png" else None)

@@ -6,7 +6,6 @@ so an interrupted or crashed run still leaves a valid file (status `incomplete`)
 
 from __future__ import annotations
 
-import os
 import signal
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,13 +22,12 @@ from backends.registry import get_backend
 from harness.config import RunConfig
 from harness.distributed.launch import is_distributed
 from harness.environment import capture_environment
-from harness.errors import BenchError
 from harness.execute import CaseSpec, failed
 from harness.fidelity_run import FidelityProgressFn, plan_fidelity, run_fidelity_checks
 from harness.mfu import apply_peaks
 from harness.plan import check_dtypes_supported, plan_cases, supported_dtype_names
 from harness.schema import CaseResult, RunRecord
-from harness.store import claim_run_path, save_run
+from harness.store import claim_run_path, prepare_out_dir, save_run
 from harness.worker import Executor, WorkerFailure
 
 ProgressFn = Callable[[int, int, CaseSpec, CaseResult | None], None]
@@ -54,17 +52,6 @@ class RunOutcome(BaseModel):
     @property
     def failed_cases(self) -> list[CaseResult]:
         return [c for c in self.record.cases if c.status == "failed"]
-
-
-def prepare_out_dir(out: Path) -> Path:
-    """Create `out` if needed and check it is writable; BenchError before any work if not."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BenchError(f"cannot create the output folder {out}: {exc.strerror or exc}.") from None
-    if not out.is_dir() or not os.access(out, os.W_OK | os.X_OK):
-        raise BenchError(f"the output folder {out} is not a writable folder.")
-    return out
 
 
 @contextmanager

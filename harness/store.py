@@ -20,6 +20,17 @@ from harness.schema import SCHEMA_VERSION, RunRecord
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
+def prepare_out_dir(out: Path) -> Path:
+    """Create `out` if needed and check it is writable; BenchError before any work if not."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"cannot create the output folder {out}: {exc.strerror or exc}.") from None
+    if not out.is_dir() or not os.access(out, os.W_OK | os.X_OK):
+        raise BenchError(f"the output folder {out} is not a writable folder.")
+    return out
+
+
 def claim_run_path(out_dir: Path, record: RunRecord) -> Path:
     """Create and return a new, empty file `<UTC timestamp>-<backend>-<short id>.json` in out_dir.
 

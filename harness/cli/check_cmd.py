@@ -14,6 +14,7 @@ from rich.table import Table
 from harness.conformance import CheckResult, KitReport, run_kit
 from harness.conformance.kit import DEFAULT_TIMEOUT_S
 from harness.errors import BenchError
+from harness.store import prepare_out_dir
 
 COLOURS = {"pass": "green", "fail": "red", "skip": "yellow"}
 
@@ -52,6 +53,8 @@ def check_backend(
         raise BenchError(f"--timeout must be a positive number of seconds; got {timeout:g}.")
     if isolate not in ("worker", "none"):
         raise BenchError(f"--isolate expects worker or none; got '{isolate}'.")
+    if json_out is not None:
+        prepare_out_dir(json_out.parent)
     console = Console(width=None if sys.stdout.isatty() else 160)
 
     def progress(result: CheckResult) -> None:

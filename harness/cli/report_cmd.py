@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from harness.cli.inputs import print_warnings
 from harness.errors import BenchError
-from harness.store import load_runs
+from harness.store import load_runs, prepare_out_dir
 
 
 def report_command(
@@ -33,10 +33,6 @@ def report_command(
             f"no usable results in {', '.join(str(p) for p in results)}; "
             "run `bench run` first or name results files."
         )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BenchError(f"cannot create the output folder {out}: {exc.strerror or exc}.") from None
-    paths = write_report(records, out, warnings)
+    paths = write_report(records, prepare_out_dir(out), warnings)
     where = f"{escape(str(paths.html))}, {escape(str(paths.markdown))}"
     Console().print(f"report of {len(records)} run(s): {where}", soft_wrap=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -114,6 +115,20 @@ def summary_table(cases: list[CaseResult]) -> Table:
     return table
 
 
+def _config(**options: object) -> RunConfig:
+    """The RunConfig of the command-line options; BenchError naming the option for a value
+    the config refuses (e.g. a negative --case-timeout)."""
+    try:
+        return RunConfig(**options)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = [
+            f"--{str(error['loc'][0]).removesuffix('_s').replace('_', '-')}: "
+            f"{error['msg'].lower()}, got {error['input']!r}"
+            for error in exc.errors()
+        ]
+        raise BenchError("; ".join(problems) + ".") from None
+
+
 def run_command(
     backend: Annotated[str, typer.Option(help="Backend name (see `bench list backends`).")] = "cpu",
     workload: Annotated[
@@ -173,7 +188,7 @@ def run_command(
     if isolate not in ("none", "worker", "case"):
         raise BenchError(f"unknown --isolate '{isolate}'; choose from: none, worker, case.")
     check_options(nproc, nnodes, node_rank, rdzv_endpoint, scaling)
-    config = RunConfig(
+    config = _config(
         backend=backend,
         workloads=split_list(workload),
         modes=split_list(mode),

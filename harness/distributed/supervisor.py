@@ -53,10 +53,9 @@ from harness.runner import (
     _signals_raise,
     apply_peaks,
     new_record,
-    prepare_out_dir,
 )
 from harness.schema import CaseResult, DistInfo, ErrorKind, RunRecord
-from harness.store import claim_run_path, load_run, save_run
+from harness.store import claim_run_path, load_run, prepare_out_dir, save_run
 from harness.worker import describe_exit
 
 START_TIMEOUT_S = 120.0

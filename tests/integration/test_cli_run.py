@@ -76,6 +76,7 @@ BAD_INPUT = [
     (["--batch", "x"], "positive integers"),
     (["--param", "nokey"], "key=value"),
     (["--isolate", "vm"], "none, worker, case"),
+    (["--case-timeout", "-1"], "--case-timeout: input should be greater than 0, got -1.0"),
 ]
 
 

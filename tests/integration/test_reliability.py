@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 import backends.registry
-from harness.store import load_run
+from harness.store import load_run, save_run
 from tests.conftest import ROOT, _pythonpath, invoke_bench
+from tests.run_records import record
 
 
 def test_two_runs_at_once_into_one_folder_write_two_valid_files(tmp_path: Path) -> None:
@@ -94,3 +95,28 @@ def test_plugin_raising_in_availability_is_listed_with_its_error(
     proc = invoke_bench(capsys, "run", "--backend", "raising-availability", "--preset", "tiny")
     assert proc.returncode == 2
     assert "driver query exploded" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["plot", "{run}", "--out", "{blocked}/plots"],
+        ["plot", "{run}", "--history", "--out", "{blocked}/plots"],
+        ["export", "{run}", "--format", "csv", "--out", "{blocked}/x.csv"],
+        ["report", "{run}", "--out", "{blocked}/report"],
+        ["check-backend", "cpu", "--json", "{blocked}/kit.json"],
+    ],
+    ids=lambda c: " ".join(c[:1] + [a for a in c if a.startswith("--h")]),
+)
+def test_an_output_path_that_cannot_be_made_exits_2(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run.json"
+    save_run(record("cpu", "Xeon"), run)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    args = [a.format(run=run, blocked=blocked) for a in command]
+    proc = invoke_bench(capsys, *args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "cannot create the output folder" in proc.stderr
+    assert "Traceback" not in proc.stderr
