@@ -69,6 +69,18 @@ def _is_oom(exc: BaseException) -> bool:
     return any(phrase in text for phrase in _OOM_PHRASES)
 
 
+def raising_frame(exc: BaseException) -> traceback.FrameSummary | None:
+    """The innermost frame `exc` was raised from, or None without a traceback."""
+    return traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+
+
+def describe_exception(exc: BaseException) -> str:
+    """`Type: message (at file:line)` of the innermost frame: what a failed result reports."""
+    frame = raising_frame(exc)
+    where = f" (at {frame.filename}:{frame.lineno})" if frame else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
 def failed(spec: CaseSpec, kind: str, message: str, **extra: Any) -> CaseResult:
     """A CaseResult for a case that produced no measurement."""
     status = "unsupported" if kind == "unsupported" else "failed"
@@ -90,10 +102,7 @@ def execute_case(spec: CaseSpec) -> CaseResult:
     except CaseUnsupported as exc:
         result = failed(spec, "unsupported", str(exc))
     except Exception as exc:
-        kind = "oom" if _is_oom(exc) else "exception"
-        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-        where = f" (at {frame.filename}:{frame.lineno})" if frame else ""
-        result = failed(spec, kind, f"{type(exc).__name__}: {exc}{where}")
+        result = failed(spec, "oom" if _is_oom(exc) else "exception", describe_exception(exc))
     result.started_at = started
     result.duration_s = time.perf_counter() - t0
     return result

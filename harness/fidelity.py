@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import time
-import traceback
 from typing import Any
 
 import torch
@@ -21,6 +20,7 @@ from backends.base import DTYPES, Backend
 from backends.cpu import CPUBackend
 from backends.registry import get_backend
 from harness.errors import BenchError
+from harness.execute import describe_exception
 from harness.fidelity_result import FidelityResult, FidelityTolerance
 from workloads.base import BuildContext, Workload
 from workloads.registry import get_workload
@@ -405,9 +405,7 @@ def run_fidelity_spec(spec: FidelitySpec) -> FidelityResult:
             note=spec.note,
         )
     except Exception as exc:
-        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-        where = f" (at {frame.filename}:{frame.lineno})" if frame else ""
-        result = failed_fidelity(spec, f"{type(exc).__name__}: {exc}{where}")
+        result = failed_fidelity(spec, describe_exception(exc))
     result.duration_s = time.perf_counter() - start
     return result
 

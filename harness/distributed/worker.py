@@ -25,7 +25,6 @@ import statistics
 import sys
 import threading
 import time
-import traceback
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -45,7 +44,7 @@ from harness.distributed.job import (
     write_pid,
 )
 from harness.distributed.measure import SyncedSamples, measure_synchronized
-from harness.execute import CaseSpec, _is_oom, failed
+from harness.execute import CaseSpec, _is_oom, describe_exception, failed, raising_frame
 from harness.measure import summarize
 from harness.runner import apply_peaks
 from harness.schema import (
@@ -256,9 +255,8 @@ def _combine(result: CaseResult, reports: list[RankReport]) -> CaseResult:
 def _give_up(folder: Path, me: Rank, exc: BaseException) -> None:
     """Record why this rank cannot go on, then exit (torchrun ends the other ranks)."""
     kind = "oom" if _is_oom(exc) else "exception"
-    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-    where = f" (at {frame.filename}:{frame.lineno})" if frame else ""
-    message = f"rank {me.rank}: {type(exc).__name__}: {exc}{where}"
+    frame = raising_frame(exc)
+    message = f"rank {me.rank}: {describe_exception(exc)}"
     in_collective = frame is not None and "torch/distributed" in frame.filename.replace("\\", "/")
     write_error(folder, me.rank, RankError(kind=kind, message=message, in_collective=in_collective))
     sys.stderr.write(message + "\n")
