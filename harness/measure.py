@@ -57,9 +57,10 @@ def measure(
     start = time.perf_counter()
     cold_start = timer.time_block(fn, 1) if time_cold_start else None
 
-    per_call, warmup_done = _warm_up(fn, timer, warmup_s, warmup_iterations)
-    floor_s = max(min_sample_s, timer_overhead_s(timer) / MAX_OVERHEAD_RATIO)
-    iterations = max(1, math.ceil(floor_s / max(per_call, 1e-9)))
+    per_call, warmup_done = warm_up(
+        lambda block: timer.time_block(fn, block), warmup_s, warmup_iterations
+    )
+    iterations = block_size(per_call, timer_overhead_s(timer), min_sample_s)
 
     samples: list[float] = []
     stable = False
@@ -68,9 +69,7 @@ def measure(
         samples.append(timer.time_block(fn, iterations) / iterations)
         if len(samples) < min_samples:
             continue
-        median = statistics.median(samples)
-        ci = stats.order_statistic_median_ci(samples)
-        if stats.ci_half_width_ratio(ci, median) <= precision:
+        if precise_enough(samples, precision):
             stable = True
             break
         if time.perf_counter() - sampling_start >= max_time_s:
@@ -85,18 +84,32 @@ def measure(
     )
 
 
-def _warm_up(
-    fn: Callable[[], object], timer: DeviceTimer, warmup_s: float, warmup_iterations: int
+def block_size(per_call_s: float, timer_overhead: float, min_sample_s: float) -> int:
+    """Calls per sample so that a sample lasts at least `min_sample_s` and at least
+    1 / MAX_OVERHEAD_RATIO times the timer's own overhead."""
+    floor_s = max(min_sample_s, timer_overhead / MAX_OVERHEAD_RATIO)
+    return max(1, math.ceil(floor_s / max(per_call_s, 1e-9)))
+
+
+def precise_enough(samples: list[float], precision: float) -> bool:
+    """Whether the 95% CI of the median of `samples` is within `precision` x median."""
+    ci = stats.order_statistic_median_ci(samples)
+    return stats.ci_half_width_ratio(ci, statistics.median(samples)) <= precision
+
+
+def warm_up(
+    time_block: Callable[[int], float], warmup_s: float, warmup_iterations: int
 ) -> tuple[float, int]:
-    """Run `fn` in growing blocks for at least `warmup_s` and `warmup_iterations` calls;
-    return the fastest seconds per call seen in a block (preemption only ever slows a block,
-    so the fastest one sizes sampling blocks that reach their floor) and the calls made."""
+    """Run blocks of growing size through `time_block(calls) -> seconds` for at least
+    `warmup_s` and `warmup_iterations` calls; return the fastest seconds per call seen in a
+    block (preemption only ever slows a block, so the fastest one sizes sampling blocks that
+    reach their floor) and the calls made."""
     done = 0
     block = 1
     spent = 0.0
     per_call = math.inf
     while True:
-        elapsed = timer.time_block(fn, block)
+        elapsed = time_block(block)
         done += block
         spent += elapsed
         per_call = min(per_call, elapsed / block)

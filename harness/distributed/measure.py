@@ -14,8 +14,6 @@ timed apart (cold start), warm-up by time and iterations, block size with timer 
 
 from __future__ import annotations
 
-import math
-import statistics
 import time
 from collections.abc import Callable
 
@@ -24,9 +22,8 @@ import torch.distributed as dist
 from pydantic import BaseModel
 
 from backends.base import Backend
-from harness import stats
 from harness.config import MeasureSettings
-from harness.measure import MAX_OVERHEAD_RATIO, timer_overhead_s
+from harness.measure import block_size, precise_enough, timer_overhead_s, warm_up
 
 
 class SyncedSamples(BaseModel):
@@ -64,21 +61,14 @@ def measure_synchronized(
     dist.barrier(group=group)
     (cold_start,) = all_max([timer.time_block(fn, 1)], group)
 
-    done, block, spent, per_call = 0, 1, 0.0, 0.0
-    while True:
+    def synced_block(calls: int) -> float:
         dist.barrier(group=group)
-        (elapsed,) = all_max([timer.time_block(fn, block)], group)
-        done += block
-        spent += elapsed
-        per_call = elapsed / block
-        if done >= settings.warmup_iterations and spent >= settings.warmup_s:
-            break
-        remaining = max(settings.warmup_s - spent, 0.0)
-        block = max(1, min(block * 2, math.ceil(remaining / max(per_call, 1e-9))))
+        (elapsed,) = all_max([timer.time_block(fn, calls)], group)
+        return elapsed
 
+    per_call, done = warm_up(synced_block, settings.warmup_s, settings.warmup_iterations)
     (overhead,) = all_max([timer_overhead_s(timer)], group)
-    floor_s = max(settings.min_sample_s, overhead / MAX_OVERHEAD_RATIO)
-    iterations = max(1, math.ceil(floor_s / max(per_call, 1e-9)))
+    iterations = block_size(per_call, overhead, settings.min_sample_s)
 
     local: list[float] = []
     steps: list[float] = []
@@ -92,9 +82,7 @@ def measure_synchronized(
         steps.append(step)
         if len(steps) < settings.min_samples:
             continue
-        median = statistics.median(steps)
-        ci = stats.order_statistic_median_ci(steps)
-        if stats.ci_half_width_ratio(ci, median) <= settings.precision:
+        if precise_enough(steps, settings.precision):
             stable = True
             break
         if elapsed >= settings.max_time_s:
