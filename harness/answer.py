@@ -27,7 +27,6 @@ TRAIN_MODES = ("train",)
 LLM_MODES = ("prefill", "decode")
 PROBES = ("matmul", "bandwidth", "allreduce")
 """Micro-probes: they build the roofline and the peaks, they are not models to judge."""
-ACT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp64": 8}
 
 Readiness = Literal["ready", "caveats", "not ready", "no data"]
 
@@ -102,7 +101,6 @@ class RooflinePoint(BaseModel):
     achieved_flops: float
     tokens_per_s: float | None
     bytes_per_step: float
-    bytes_source: Literal["workload", "estimate"]
 
 
 class Verdict(BaseModel):
@@ -265,40 +263,13 @@ def roof(system: str, runs: list[RunRecord], cases: list[CaseResult]) -> Roof:
     return out
 
 
-def llm_bytes_estimate(case: CaseResult) -> float | None:
-    """Bytes of memory traffic of one prefill or decode step of a GPT-style decoder, from its
-    parameters (d_model, n_layer, vocab, tied, prompt_len, cache_len); None if they are
-    missing. weights (fp32 master copy, plus autocast's low-precision copy written and read)
-    + KV cache (written in prefill; read, and one token written, in decode) + activations
-    (about 16*d_model elements per token per layer, and the logits). See docs/answer.md."""
-    p, k = case.key.params, case.key
-    try:
-        d, layers, vocab = int(p["d_model"]), int(p["n_layer"]), int(p["vocab"])
-        tied = bool(p.get("tied", True))
-        prompt, cache = int(p["prompt_len"]), int(p["cache_len"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    act = ACT_BYTES.get(k.dtype, 4)
-    weights = 12 * layers * d * d + vocab * d * (1 if tied else 2)
-    weight_bytes = weights * 4 + (weights * 2 * act if act < 4 else 0)
-    if k.mode == "prefill":
-        tokens, kv = prompt, 2 * layers * k.batch * prompt * d
-    else:
-        tokens, kv = 1, 2 * layers * k.batch * (cache + 1) * d
-    activations = k.batch * tokens * layers * 16 * d + 2 * k.batch * vocab
-    return float(weight_bytes + (kv + activations) * act)
-
-
 def roofline_points(system: str, cases: list[CaseResult]) -> list[RooflinePoint]:
     """Every ok prefill/decode case with FLOPs, at its arithmetic intensity."""
     points = []
     for c in cases:
         if not (_ok(c) and c.key.mode in LLM_MODES and c.achieved_flops and c.flops_per_step):
             continue
-        source: Literal["workload", "estimate"] = "workload"
         moved = c.bytes_per_step
-        if not moved:
-            moved, source = llm_bytes_estimate(c), "estimate"
         if not moved:
             continue
         points.append(
@@ -312,7 +283,6 @@ def roofline_points(system: str, cases: list[CaseResult]) -> list[RooflinePoint]
                 achieved_flops=c.achieved_flops,
                 tokens_per_s=c.throughput.value if c.throughput else None,
                 bytes_per_step=moved,
-                bytes_source=source,
             )
         )
     return points

@@ -231,7 +231,7 @@ def roofline_section(a: Answer, figures: dict[str, Figure]) -> Section:
         )  # fmt: skip
     points = [
         [p.system, p.workload, p.mode, p.dtype, str(p.batch), _rate(p.tokens_per_s, "tokens/s"),
-         _num(p.intensity), _rate(p.achieved_flops, "FLOP/s"), p.bytes_source]
+         _num(p.intensity), _rate(p.achieved_flops, "FLOP/s")]
         for p in a.roofline
     ]  # fmt: skip
     tables = [
@@ -241,15 +241,14 @@ def roofline_section(a: Answer, figures: dict[str, Figure]) -> Section:
     if points:
         tables.append(
             Table(columns=["system", "workload", "mode", "dtype", "batch", "tokens/s",
-                           "FLOP/byte", "achieved", "bytes from"], rows=points)
+                           "FLOP/byte", "achieved"], rows=points)
         )  # fmt: skip
     return Section(
         title="LLM prefill vs decode on the roofline",
         paragraphs=[
             "Roofs: the best measured matmul FLOP/s per dtype and the best measured memory "
-            "bandwidth. Arithmetic intensity = FLOPs per step / bytes per step; bytes come from "
-            "the workload when it reports them, else from the estimate in docs/answer.md "
-            "(weights + KV cache + activations)."
+            "bandwidth. Arithmetic intensity = FLOPs per step / bytes per step, as the workload "
+            "counts them (weights + KV cache + activations, docs/answer.md)."
         ],
         tables=tables,
         figures=_figures(figures, "roofline.png"),

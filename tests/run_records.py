@@ -18,6 +18,7 @@ from harness.fidelity_result import FidelityResult
 from harness.measure import summarize
 from harness.runner import apply_peaks
 from harness.schema import CaseError, CaseKey, CaseResult, EnvironmentInfo, RunRecord, Throughput
+from workloads.flops import decoder_serving_bytes
 
 HOSTILE = "<script>alert(1)</script>|**x**"
 
@@ -170,6 +171,7 @@ def record(
             "prefill",
             0.018,
             flops=gpt_f,
+            moved=decoder_serving_bytes(8, 128, 0, 4, 128, 256, True, "fp32", head_rows=8),
             items=1024,
             unit="tokens",
             params=GPT_PARAMS,
@@ -180,6 +182,7 @@ def record(
             "decode",
             0.002,
             flops=gpt_f / 128,
+            moved=decoder_serving_bytes(8, 1, 127, 4, 128, 256, True, "fp32", head_rows=8),
             items=8,
             unit="tokens",
             params=GPT_PARAMS,

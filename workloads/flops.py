@@ -56,3 +56,41 @@ def training(forward: float, data_fed: float = 0.0) -> float:
     """Forward + backward (2x forward: gradients of inputs and of weights), less the input
     gradient of the layer fed directly by data (`data_fed` = that layer's forward FLOPs)."""
     return 3.0 * forward - data_fed
+
+
+ELEMENT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp64": 8}
+
+
+def decoder_serving_bytes(
+    batch: int,
+    new_tokens: int,
+    cached_tokens: int,
+    n_layer: int,
+    d_model: int,
+    vocab: int,
+    tied: bool,
+    dtype: str,
+    head_rows: int,
+) -> float:
+    """Bytes of memory traffic of one serving step (prefill or decode) of a decoder-only
+    transformer, `new_tokens` per sequence entering a KV cache that already holds
+    `cached_tokens`, with the vocabulary head applied to `head_rows` rows:
+
+    - weights, read once: N = 12 * n_layer * d_model^2 + vocab * d_model (x2 untied) fp32
+      master values (4 bytes each), plus, below fp32, the autocast copy written and read
+      (2 * a bytes per weight, a = bytes per activation element of `dtype`);
+    - KV cache: the new tokens' K and V written, and every position attended read,
+      2 * n_layer * batch * (cached_tokens + new_tokens) * d_model elements
+      (prefill: the prompt written; decode: cache + 1 read);
+    - activations: about 16 * d_model elements per new token per layer (norms, q/k/v,
+      attention output, projection, the 4x MLP hidden written and read, residuals), plus
+      the logits (2 * head_rows * vocab, written and read).
+
+    Caches are ignored: on a CPU a small model's weights can stay in L2/L3, which puts its
+    points to the left of where they really are."""
+    act = ELEMENT_BYTES[dtype]
+    weights = 12 * n_layer * d_model * d_model + vocab * d_model * (1 if tied else 2)
+    weight_bytes = weights * 4 + (weights * 2 * act if act < 4 else 0)
+    kv = 2 * n_layer * batch * (cached_tokens + new_tokens) * d_model
+    activations = batch * new_tokens * n_layer * 16 * d_model + 2 * head_rows * vocab
+    return float(weight_bytes + (kv + activations) * act)

@@ -172,6 +172,25 @@ class GPTInstance(TrainableInstance):
         length = self.cache_len
         return self._forward_flops(1, length + 1)
 
+    def bytes_moved(self, mode: str) -> float | None:
+        """Memory traffic of a prefill or decode step at this instance's real lengths
+        (`flops.decoder_serving_bytes`); None for infer and train."""
+        if mode not in ("prefill", "decode"):
+            return None
+        p, batch = self.p, self.ctx.batch_size
+        new, cached = (self.prompt_len, 0) if mode == "prefill" else (1, self.cache_len)
+        return flops.decoder_serving_bytes(
+            batch,
+            new,
+            cached,
+            p["n_layer"],
+            p["d_model"],
+            p["vocab"],
+            p["tied"],
+            self.ctx.dtype_name,
+            head_rows=batch,
+        )
+
     def work(self, mode: str) -> Work:
         tokens = {"prefill": self.prompt_len, "decode": 1}.get(mode, self.seq_len)
         return Work(items=self.ctx.batch_size * tokens, unit="tokens")

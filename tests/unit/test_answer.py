@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.answer import PENALTY_NOT_READY, answer, llm_bytes_estimate
+from harness.answer import PENALTY_NOT_READY, answer
 from harness.runner import apply_peaks
 from harness.stats import bootstrap_median_ratio_ci
-from tests.run_records import GPT_PARAMS, case, failed_case, fidelity, record
+from tests.run_records import case, failed_case, fidelity, record
 
 
 def test_penalty_is_the_time_ratio_over_the_flops_ratio_with_a_ci_around_it() -> None:
@@ -47,17 +47,6 @@ def test_roofline_uses_best_probes_and_places_prefill_above_decode_in_intensity(
     assert roof.bandwidth == pytest.approx(3e7 / 0.001, rel=0.02)  # triad beat copy
     points = {p.mode: p for p in a.roofline}
     assert points["prefill"].intensity > 10 * points["decode"].intensity
-    assert points["decode"].bytes_source == "estimate"
-
-
-def test_llm_bytes_estimate_counts_weights_kv_cache_and_activations() -> None:
-    decode = case("gpt", "decode", 0.001, flops=1.0, params=GPT_PARAMS, batch=2)
-    d, layers, vocab = 128, 4, 256
-    weights = (12 * layers * d * d + vocab * d) * 4
-    kv = 2 * layers * 2 * (127 + 1) * d * 4
-    activations = (2 * 1 * layers * 16 * d + 2 * 2 * vocab) * 4
-    assert llm_bytes_estimate(decode) == weights + kv + activations
-    assert llm_bytes_estimate(case("other", "decode", 0.001)) is None
 
 
 def test_a_healthy_system_is_ready_for_both() -> None:
