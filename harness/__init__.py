@@ -17,8 +17,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY: dict[str, tuple[str, str]] = {
-    "load_runs": ("harness.frame", "load_runs"),
-    "compare_runs": ("harness.compare", "compare_runs"),
+    "load_runs": ("harness.results.frame", "load_runs"),
+    "compare_runs": ("harness.analysis.compare", "compare_runs"),
 }
 
 
@@ -32,7 +32,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'harness' has no attribute {name!r}")
 
 
-from harness.measure import measure  # noqa: E402  (binds the function over the submodule)
-from harness.schema import Measurement  # noqa: E402
+from harness.measurement.timing import measure  # noqa: E402
+from harness.results.schema import Measurement  # noqa: E402
 
 __all__ = ["Measurement", "measure", *_LAZY]

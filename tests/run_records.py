@@ -12,12 +12,19 @@ from typing import Any
 import numpy as np
 
 from backends.base import DeviceInfo
-from harness.config import RunConfig
-from harness.fidelity import TOLERANCES
-from harness.fidelity_result import FidelityResult
-from harness.measure import summarize
-from harness.runner import apply_peaks
-from harness.schema import CaseError, CaseKey, CaseResult, EnvironmentInfo, RunRecord, Throughput
+from harness.fidelity.check import TOLERANCES
+from harness.measurement.timing import summarize
+from harness.results.config import RunConfig
+from harness.results.fidelity import FidelityResult
+from harness.results.schema import (
+    CaseError,
+    CaseKey,
+    CaseResult,
+    EnvironmentInfo,
+    RunRecord,
+    Throughput,
+)
+from harness.run.runner import apply_peaks
 from workloads.flops import decoder_serving_bytes
 
 HOSTILE = "<script>alert(1)</script>|**x**"

@@ -10,10 +10,10 @@ import numpy as np
 
 from backends.base import DeviceInfo
 from backends.cpu import CPUBackend
-from harness.config import RunConfig
-from harness.environment import capture_environment
-from harness.measure import summarize
-from harness.schema import CaseKey, CaseResult, EnvironmentInfo, RunRecord, Throughput
+from harness.measurement.environment import capture_environment
+from harness.measurement.timing import summarize
+from harness.results.config import RunConfig
+from harness.results.schema import CaseKey, CaseResult, EnvironmentInfo, RunRecord, Throughput
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from harness.measure import measure
+from harness.measurement.timing import measure
 from workloads.base import BuildContext, Instance, Work, Workload, WorkloadError, mode_error
 
 SWEEP_SIZES: tuple[int, ...] = (256, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192)

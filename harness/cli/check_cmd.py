@@ -14,7 +14,7 @@ from rich.table import Table
 from harness.conformance import CheckResult, KitReport, run_kit
 from harness.conformance.kit import DEFAULT_TIMEOUT_S
 from harness.errors import BenchError
-from harness.store import prepare_out_dir
+from harness.results.store import prepare_out_dir
 
 COLOURS = {"pass": "green", "fail": "red", "skip": "yellow"}
 

@@ -11,9 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.cli.inputs import resolve_run
-from harness.cli.run_cmd import format_seconds
-from harness.compare import (
+from harness.analysis.compare import (
     DEFAULT_THRESHOLD,
     CaseComparison,
     RunComparison,
@@ -22,8 +20,10 @@ from harness.compare import (
     load_thresholds,
     parse_threshold,
 )
+from harness.cli.inputs import resolve_run
+from harness.cli.run_cmd import format_seconds
 from harness.errors import BenchError
-from harness.schema import RunRecord
+from harness.results.schema import RunRecord
 
 _STYLE = {
     "regressed": "[bold red]regressed[/]",

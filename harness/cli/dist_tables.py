@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.run_cmd import format_seconds as _seconds
-from harness.schema import CaseResult, RunRecord
+from harness.results.schema import CaseResult, RunRecord
 
 
 def _size(count: int) -> str:

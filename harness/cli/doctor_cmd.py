@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from backends.registry import get_backend
-from harness.doctor import run_doctor
+from harness.measurement.doctor import run_doctor
 
 COLOURS = {"pass": "green", "warn": "yellow", "fail": "red", "info": "blue"}
 

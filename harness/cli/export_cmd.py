@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from harness.cli.inputs import resolve_run
 from harness.errors import BenchError
-from harness.export import FORMATS, default_export_path, export_run
+from harness.results.export import FORMATS, default_export_path, export_run
 
 
 def export_command(

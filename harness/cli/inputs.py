@@ -8,8 +8,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness.errors import BenchError
-from harness.schema import RunRecord
-from harness.store import load_runs_with_paths
+from harness.results.schema import RunRecord
+from harness.results.store import load_runs_with_paths
 
 
 def print_warnings(warnings: list[str]) -> None:

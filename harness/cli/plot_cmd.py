@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from harness.cli.inputs import load_inputs
 from harness.errors import BenchError
-from harness.plots import plot_history, plot_throughput
+from harness.report.plots import plot_history, plot_throughput
 
 
 def plot_command(

@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from harness.cli.inputs import print_warnings
 from harness.errors import BenchError
-from harness.store import load_runs, prepare_out_dir
+from harness.results.store import load_runs, prepare_out_dir
 
 
 def report_command(
@@ -24,7 +24,7 @@ def report_command(
 ) -> None:
     """Write report.md (figures beside it) and a self-contained report.html: the verdict per
     backend, train vs infer, training penalty, MFU, memory, fidelity and the roofline."""
-    from harness.report import write_report  # matplotlib on use: keeps `bench` start-up fast
+    from harness.report.build import write_report  # matplotlib on use: keeps `bench` start-up fast
 
     records, warnings = load_runs(results)
     print_warnings(warnings)

@@ -14,14 +14,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from harness.cli.run_report import fidelity_table, report_hint
-from harness.config import RunConfig
 from harness.distributed.launch import check_options
 from harness.errors import BenchError
-from harness.execute import CaseSpec
-from harness.fidelity import FidelitySpec
-from harness.fidelity_result import FidelityResult
-from harness.runner import RunInterrupted, RunOutcome, run
-from harness.schema import CaseResult
+from harness.fidelity.check import FidelitySpec
+from harness.results.config import RunConfig
+from harness.results.fidelity import FidelityResult
+from harness.results.schema import CaseResult
+from harness.run.execute import CaseSpec
+from harness.run.runner import RunInterrupted, RunOutcome, run
 
 
 def split_list(value: str | None) -> list[str]:

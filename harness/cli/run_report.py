@@ -8,8 +8,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.fidelity_result import FidelityResult
-from harness.runner import RunOutcome
+from harness.results.fidelity import FidelityResult
+from harness.run.runner import RunOutcome
 
 _VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "skipped": "dim"}
 
@@ -53,7 +53,7 @@ def report_hint(console: Console, outcome: RunOutcome, default_suite: bool) -> N
     command = shlex.join(["bench", "report", str(outcome.path), "--out", str(folder)])
     if default_suite:
         try:
-            from harness.report import write_report
+            from harness.report.build import write_report
 
             paths = write_report([outcome.record], folder)
             console.print(f"report: {escape(str(paths.html))} and {escape(str(paths.markdown))}")

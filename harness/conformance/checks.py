@@ -12,9 +12,9 @@ from torch import nn
 from backends.base import DTYPES, Availability, Backend, DeviceInfo
 from harness.conformance.outcome import CheckFailed, CheckSkipped
 from harness.conformance.probes import LongOp, reachable_tensors, same_device
-from harness.execute import CaseSpec, execute_case
-from harness.plan import RUN_DTYPES
-from harness.schema import CaseKey
+from harness.results.schema import CaseKey
+from harness.run.execute import CaseSpec, execute_case
+from harness.run.plan import RUN_DTYPES
 from workloads.base import BuildContext, CaseUnsupported, WorkloadError
 from workloads.registry import get_workload
 

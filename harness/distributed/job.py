@@ -17,8 +17,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from harness.execute import CaseSpec
-from harness.schema import CaseResult, ErrorKind
+from harness.results.schema import CaseResult, ErrorKind
+from harness.run.execute import CaseSpec
 
 FAULT_ENV = "ACCELBENCH_TEST_FAULT"
 """TEST-ONLY fault injection: `RANK:CASE:ACTION[,...]`, ACTION `exit` (the rank exits with

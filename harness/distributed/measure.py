@@ -7,7 +7,7 @@ group: identical inputs on every rank, identical decisions, no broadcast needed.
 
 Each sample: barrier, then every rank times one block; the sample's step time is the
 maximum over ranks (a data-parallel step is done when its slowest rank is done). Each rank's
-own samples are kept too. The rules otherwise follow `harness.measure.measure`: first call
+own samples are kept too. The rules otherwise follow `harness.measure`: first call
 timed apart (cold start), warm-up by time and iterations, block size with timer overhead
 <= 1e-4 of a sample, at least `min_samples`, stop on the CI precision or the time budget.
 """
@@ -22,8 +22,8 @@ import torch.distributed as dist
 from pydantic import BaseModel
 
 from backends.base import Backend
-from harness.config import MeasureSettings
-from harness.measure import block_size, precise_enough, timer_overhead_s, warm_up
+from harness.measurement.timing import block_size, precise_enough, timer_overhead_s, warm_up
+from harness.results.config import MeasureSettings
 
 
 class SyncedSamples(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.schema import CaseResult
+from harness.results.schema import CaseResult
 
 
 def scaling_ladder(nproc: int) -> list[int]:

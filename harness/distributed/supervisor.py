@@ -29,7 +29,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from backends.registry import get_backend
-from harness.config import RunConfig
 from harness.distributed.job import DistJob, EventReader, job_file, read_errors, read_pids
 from harness.distributed.launch import (
     check_devices,
@@ -39,14 +38,18 @@ from harness.distributed.launch import (
     torchrun_command,
 )
 from harness.distributed.scaling import apply_scaling_efficiency, scaling_ladder
-from harness.execute import CaseSpec, failed
-from harness.plan import (
+from harness.isolation.executor import describe_exit
+from harness.results.config import RunConfig
+from harness.results.schema import CaseResult, DistInfo, ErrorKind, RunRecord
+from harness.results.store import claim_run_path, load_run, prepare_out_dir, save_run
+from harness.run.execute import CaseSpec, failed
+from harness.run.plan import (
     check_dtypes_supported,
     default_workloads,
     plan_cases,
     supported_dtype_names,
 )
-from harness.runner import (
+from harness.run.runner import (
     ProgressFn,
     RunInterrupted,
     RunOutcome,
@@ -54,9 +57,6 @@ from harness.runner import (
     apply_peaks,
     new_record,
 )
-from harness.schema import CaseResult, DistInfo, ErrorKind, RunRecord
-from harness.store import claim_run_path, load_run, prepare_out_dir, save_run
-from harness.worker import describe_exit
 
 START_TIMEOUT_S = 120.0
 """How long torchrun and its ranks may take to start before the first case begins."""

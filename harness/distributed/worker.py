@@ -44,10 +44,8 @@ from harness.distributed.job import (
     write_pid,
 )
 from harness.distributed.measure import SyncedSamples, measure_synchronized
-from harness.execute import CaseSpec, _is_oom, describe_exception, failed, raising_frame
-from harness.measure import summarize
-from harness.runner import apply_peaks
-from harness.schema import (
+from harness.measurement.timing import summarize
+from harness.results.schema import (
     CaseError,
     CaseResult,
     CollectivePoint,
@@ -55,7 +53,9 @@ from harness.schema import (
     RankTiming,
     Throughput,
 )
-from harness.store import load_run, save_run
+from harness.results.store import load_run, save_run
+from harness.run.execute import CaseSpec, _is_oom, describe_exception, failed, raising_frame
+from harness.run.runner import apply_peaks
 from workloads.allreduce import CollectiveInstance
 from workloads.base import CaseUnsupported, Instance
 from workloads.registry import get_workload

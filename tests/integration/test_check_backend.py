@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.store import load_run
+from harness.results.store import load_run
 from tests.conftest import invoke_bench, run_bench
 
 needs_hostdev = pytest.mark.skipif(

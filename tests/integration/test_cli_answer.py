@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.store import load_run, save_run
+from harness.results.store import load_run, save_run
 from tests.conftest import invoke_bench, run_bench
 from tests.run_records import HOSTILE, record
 

@@ -11,9 +11,9 @@ from tests.conftest import ROOT
 
 SCRIPT = """
 import json
-from harness.config import RunConfig
-from harness.execute import execute_case
-from harness.plan import plan_cases
+from harness.results.config import RunConfig
+from harness.run.execute import execute_case
+from harness.run.plan import plan_cases
 
 config = RunConfig(workloads=["mlp"], modes=["infer", "train"], preset="small")
 infer, train = plan_cases(config)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.schema import RunRecord
-from harness.store import load_run
+from harness.results.schema import RunRecord
+from harness.results.store import load_run
 from tests.conftest import _pythonpath, invoke_bench, run_bench
 
 

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 import harness
-from harness.measure import summarize
-from harness.schema import RunRecord
-from harness.store import load_run, save_run
+from harness.measurement.timing import summarize
+from harness.results.schema import RunRecord
+from harness.results.store import load_run, save_run
 from tests.conftest import invoke_bench, run_bench
 from tests.synthetic_runs import case, run, samples
 
@@ -271,7 +271,7 @@ def test_pytest_benchmark_compare_renders_an_export(
 def test_pytest_benchmark_stats_match_pytest_benchmark() -> None:
     from pytest_benchmark.stats import Stats
 
-    from harness.export import pytest_benchmark_stats
+    from harness.results.export import pytest_benchmark_stats
 
     for n in (1, 2, 5, 10, 11, 13, 20):
         data = samples(1e-3, n=n, noise=0.2, seed=n)

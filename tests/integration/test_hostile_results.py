@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.store import save_run
+from harness.results.store import save_run
 from tests.conftest import _pythonpath, run_bench
 from tests.run_records import record
 

@@ -3,7 +3,7 @@ and its file is valid."""
 
 from pathlib import Path
 
-from harness.store import load_run
+from harness.results.store import load_run
 from tests.conftest import run_bench
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import backends.registry
-from harness.store import load_run, save_run
+from harness.results.store import load_run, save_run
 from tests.conftest import ROOT, _pythonpath, invoke_bench
 from tests.run_records import record
 

@@ -7,8 +7,8 @@ import torch
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from backends.cpu import CPUBackend
-from harness.measure import summarize
-from harness.store import claim_run_path, save_run
+from harness.measurement.timing import summarize
+from harness.results.store import claim_run_path, save_run
 from tests.unit.test_store import make_record
 
 
@@ -26,7 +26,7 @@ def test_summarize_1000_samples(benchmark: BenchmarkFixture) -> None:
 
 
 def test_store_write_of_a_run_with_100_cases(benchmark: BenchmarkFixture, tmp_path: Path) -> None:
-    from harness.schema import CaseKey, CaseResult
+    from harness.results.schema import CaseKey, CaseResult
 
     record = make_record()
     samples = torch.rand(200).add(1.0).tolist()

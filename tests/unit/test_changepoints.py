@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from harness.changepoints import detect_change_points, noise_sigma, optimal_partition
+from harness.analysis.changepoints import detect_change_points, noise_sigma, optimal_partition
 
 
 def noisy(level: float, n: int, rng: np.random.Generator, noise: float = 0.03) -> np.ndarray:

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.compare import (
+from harness.analysis.compare import (
     Thresholds,
     classify,
     compare_runs,
@@ -15,7 +15,7 @@ from harness.compare import (
     parse_threshold,
 )
 from harness.errors import BenchError
-from harness.stats import SampleComparison, compare_samples
+from harness.measurement.stats import SampleComparison, compare_samples
 from tests.synthetic_runs import case, run, samples
 
 

@@ -13,14 +13,14 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from backends.cpu import CPUBackend
-from harness.config import MeasureSettings, RunConfig
 from harness.distributed.context import DistributedBuildContext
 from harness.distributed.job import parse_faults
 from harness.distributed.launch import distributed_workloads, torchrun_command
 from harness.distributed.measure import measure_synchronized
 from harness.distributed.scaling import apply_scaling_efficiency, scaling_ladder
-from harness.plan import plan_cases
-from harness.schema import CaseKey, CaseResult, Throughput
+from harness.results.config import MeasureSettings, RunConfig
+from harness.results.schema import CaseKey, CaseResult, Throughput
+from harness.run.plan import plan_cases
 from workloads.allreduce import AllReduceWorkload, bus_factor, message_sizes
 from workloads.base import CaseUnsupported
 from workloads.mlp import MLPWorkload

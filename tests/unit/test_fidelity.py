@@ -9,7 +9,7 @@ import torch
 
 from backends.cpu import CPUBackend
 from harness.errors import BenchError
-from harness.fidelity import TOLERANCES, check_fidelity, max_scaled_deviation
+from harness.fidelity.check import TOLERANCES, check_fidelity, max_scaled_deviation
 from workloads.base import WorkloadError
 
 
@@ -132,8 +132,8 @@ def test_scaled_deviation_ignores_nonfinite_markers() -> None:
 
 
 def test_a_base_run_plans_fidelity_at_small_and_says_so() -> None:
-    from harness.config import RunConfig
-    from harness.fidelity_run import plan_fidelity
+    from harness.results.config import RunConfig
+    from harness.run.fidelity_suite import plan_fidelity
 
     config = RunConfig(
         workloads=["mlp"], preset="base", dtypes=["fp32", "bf16"], fidelity=True,

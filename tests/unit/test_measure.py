@@ -5,7 +5,7 @@ import torch
 
 from backends.cpu import CPUBackend
 from harness import measure
-from harness.measure import summarize
+from harness.measurement.timing import summarize
 
 
 def test_measure_returns_requested_minimum_and_one_ms_blocks() -> None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from backends.registry import get_backend
-from harness.config import RunConfig
-from harness.environment import capture_environment
-from harness.mfu import MIN_PROBE_FLOPS, apply_peaks
-from harness.schema import CaseKey, CaseResult, RunRecord
+from harness.analysis.mfu import MIN_PROBE_FLOPS, apply_peaks
+from harness.measurement.environment import capture_environment
+from harness.results.config import RunConfig
+from harness.results.schema import CaseKey, CaseResult, RunRecord
 
 
 def case(

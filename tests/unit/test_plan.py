@@ -1,8 +1,8 @@
 import pytest
 
-from harness.config import RunConfig
 from harness.errors import BenchError
-from harness.plan import plan_cases
+from harness.results.config import RunConfig
+from harness.run.plan import plan_cases
 from workloads.base import WorkloadError
 
 

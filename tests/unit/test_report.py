@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.report import write_report
-from harness.report_figures import plot_text
-from harness.report_render import md_escape
+from harness.report.build import write_report
+from harness.report.figures import plot_text
+from harness.report.render import md_escape
 from tests.run_records import HOSTILE, failed_case, fidelity, record
 
 _BORDER = re.compile(r"(?<!\\)\|")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from harness import stats
+from harness.measurement import stats
 
 
 def test_quartiles_match_numpy() -> None:

@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 
 from backends.cpu import CPUBackend
-from harness.config import RunConfig
-from harness.environment import capture_environment
 from harness.errors import BenchError
-from harness.schema import SCHEMA_VERSION, RunRecord
-from harness.store import claim_run_path, load_run, load_runs, save_run
+from harness.measurement.environment import capture_environment
+from harness.results.config import RunConfig
+from harness.results.schema import SCHEMA_VERSION, RunRecord
+from harness.results.store import claim_run_path, load_run, load_runs, save_run
 
 
 def make_record(run_id: str = "abcdef0123456789") -> RunRecord:

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Literal
 
-from harness.execute import CaseSpec, execute_case
-from harness.fidelity import FidelitySpec, run_fidelity_spec
+from harness.fidelity.check import FidelitySpec, run_fidelity_spec
+from harness.run.execute import CaseSpec, execute_case
 
 Isolation = Literal["none", "worker", "case"]
 

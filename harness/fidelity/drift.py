@@ -1,6 +1,6 @@
 """Measure the drift that fidelity tolerances are derived from (docs/fidelity.md).
 
-    python -m harness.fidelity_drift [--preset tiny,small] [--workload mlp,gpt,convnet]
+    python -m harness.fidelity.drift [--preset tiny,small] [--workload mlp,gpt,convnet]
 
 For each registered fidelity workload and preset it trains on the CPU in fp32, bf16 and fp16
 against the CPU fp32 reference, and fp32 against the CPU fp64 reference, and prints the
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from harness.fidelity import FIDELITY_WORKLOADS, check_fidelity
+from harness.fidelity.check import FIDELITY_WORKLOADS, check_fidelity
 from workloads.registry import all_workloads
 
 PAIRS: tuple[tuple[str, str], ...] = (

@@ -1,8 +1,8 @@
 """`bench report`: the training-vs-inference answer for one or more systems, as report.md
 (figures beside it) and a self-contained report.html.
 
-Numbers come from harness.answer, figures from harness.report_figures, rendering and
-escaping from harness.report_render.
+Numbers come from harness.analysis.answer, figures from harness.report.figures, rendering and
+escaping from harness.report.render.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from harness.answer import PENALTY_CAVEAT, PENALTY_NOT_READY, Answer, answer
-from harness.report_figures import all_figures
-from harness.report_render import Figure, Report, Section, Table, render_html, render_markdown
-from harness.schema import RunRecord
+from harness.analysis.answer import PENALTY_CAVEAT, PENALTY_NOT_READY, Answer, answer
+from harness.report.figures import all_figures
+from harness.report.render import Figure, Report, Section, Table, render_html, render_markdown
+from harness.results.schema import RunRecord
 
 FIGURE_DIR = "figures"
 

@@ -13,9 +13,9 @@ from pydantic import BaseModel, Field
 
 from backends.base import DTYPES, Backend
 from backends.registry import get_backend
-from harness.config import MeasureSettings
-from harness.measure import measure, summarize
-from harness.schema import CaseError, CaseKey, CaseResult, Throughput
+from harness.measurement.timing import measure, summarize
+from harness.results.config import MeasureSettings
+from harness.results.schema import CaseError, CaseKey, CaseResult, Throughput
 from workloads.base import BuildContext, CaseUnsupported
 from workloads.registry import get_workload
 

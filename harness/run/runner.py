@@ -19,16 +19,16 @@ from pydantic import BaseModel
 
 from backends.base import Backend
 from backends.registry import get_backend
-from harness.config import RunConfig
+from harness.analysis.mfu import apply_peaks
 from harness.distributed.launch import is_distributed
-from harness.environment import capture_environment
-from harness.execute import CaseSpec, failed
-from harness.fidelity_run import FidelityProgressFn, plan_fidelity, run_fidelity_checks
-from harness.mfu import apply_peaks
-from harness.plan import check_dtypes_supported, plan_cases, supported_dtype_names
-from harness.schema import CaseResult, RunRecord
-from harness.store import claim_run_path, prepare_out_dir, save_run
-from harness.worker import Executor, WorkerFailure
+from harness.isolation.executor import Executor, WorkerFailure
+from harness.measurement.environment import capture_environment
+from harness.results.config import RunConfig
+from harness.results.schema import CaseResult, RunRecord
+from harness.results.store import claim_run_path, prepare_out_dir, save_run
+from harness.run.execute import CaseSpec, failed
+from harness.run.fidelity_suite import FidelityProgressFn, plan_fidelity, run_fidelity_checks
+from harness.run.plan import check_dtypes_supported, plan_cases, supported_dtype_names
 
 ProgressFn = Callable[[int, int, CaseSpec, CaseResult | None], None]
 """Called before (result None) and after each case: index, total, spec, result."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from backends.base import DTYPES
-from harness.config import RunConfig
 from harness.errors import BenchError
-from harness.execute import CaseSpec
-from harness.schema import CaseKey
+from harness.results.config import RunConfig
+from harness.results.schema import CaseKey
+from harness.run.execute import CaseSpec
 from workloads.base import MODES, PRESETS, Workload
 from workloads.registry import all_workloads, get_workload
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from harness.answer import PENALTY_CAVEAT, PENALTY_NOT_READY, Answer
-from harness.report_render import Figure
+from harness.analysis.answer import PENALTY_CAVEAT, PENALTY_NOT_READY, Answer
+from harness.report.render import Figure
 
 MAX_LOSS_PANELS = 12
 

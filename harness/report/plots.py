@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar
 
-from harness.changepoints import ChangePoint, detect_change_points
+from harness.analysis.changepoints import ChangePoint, detect_change_points
 from harness.errors import BenchError
-from harness.schema import RunRecord
-from harness.store import prepare_out_dir
+from harness.results.schema import RunRecord
+from harness.results.store import prepare_out_dir
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -1,4 +1,4 @@
-"""Exports of one run: CSV and Parquet (the tidy frame of harness.frame) and the JSON shape
+"""Exports of one run: CSV and Parquet (the tidy frame of harness.results.frame) and the JSON shape
 pytest-benchmark saves, so that `pytest-benchmark compare FILE` renders a run."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.errors import BenchError
-from harness.frame import records_frame
-from harness.schema import CaseResult, RunRecord
-from harness.store import prepare_out_dir
+from harness.results.frame import records_frame
+from harness.results.schema import CaseResult, RunRecord
+from harness.results.store import prepare_out_dir
 
 ExportFormat = Literal["csv", "parquet", "pytest-benchmark"]
 FORMATS: tuple[ExportFormat, ...] = ("csv", "parquet", "pytest-benchmark")

@@ -1,6 +1,6 @@
 """What a fidelity check stores: both training trajectories, their comparison and a verdict.
 
-Kept apart from harness/fidelity.py (which runs torch) so that the results schema and the
+Kept apart from harness/fidelity/check.py (which runs torch) so that the results schema and the
 analysis can read fidelity results without building anything.
 """
 

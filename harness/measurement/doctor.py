@@ -11,8 +11,8 @@ from typing import Literal
 from pydantic import BaseModel
 
 from backends.base import Backend
-from harness.environment import capture_environment
-from harness.measure import measure, timer_overhead_s
+from harness.measurement.environment import capture_environment
+from harness.measurement.timing import measure, timer_overhead_s
 
 Verdict = Literal["pass", "warn", "fail", "info"]
 

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 
 from backends.base import Backend, DeviceTimer
-from harness import stats
-from harness.schema import Measurement
+from harness.measurement import stats
+from harness.results.schema import Measurement
 
 MAX_OVERHEAD_RATIO = 1e-4
 

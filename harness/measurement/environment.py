@@ -12,7 +12,7 @@ import torch
 
 import harness
 from backends.cpu import cpu_model_name
-from harness.schema import EnvironmentInfo
+from harness.results.schema import EnvironmentInfo
 
 PERFORMANCE_ENV_VARS = (
     "OMP_NUM_THREADS",

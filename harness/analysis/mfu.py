@@ -9,7 +9,7 @@ the device's maximum: it is dropped, with the reason in `mfu_note`, never report
 
 from __future__ import annotations
 
-from harness.schema import CaseResult, PeakFigure, RunRecord
+from harness.results.schema import CaseResult, PeakFigure, RunRecord
 
 MIN_PROBE_FLOPS = 2.0 * 1024**3
 """FLOPs per step of the smallest matmul probe that may define a measured peak (n = 1024)."""

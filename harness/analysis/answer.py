@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from harness import stats
-from harness.fidelity_result import FidelityResult
-from harness.schema import CaseResult, RunRecord
+from harness.measurement import stats
+from harness.results.fidelity import FidelityResult
+from harness.results.schema import CaseResult, RunRecord
 
 PENALTY_CAVEAT = 2.0
 """A training penalty above this flags training as 'caveats' (docs/answer.md)."""
@@ -412,5 +412,5 @@ def answer(records: list[RunRecord]) -> Answer:
 
 
 def _mfu_over_100(case: CaseResult) -> bool:
-    """Whether the case's MFU was above 100% (dropped by harness.mfu, or kept by older files)."""
+    """Whether the case's MFU was above 100% (dropped by analysis.mfu, or kept by older files)."""
     return (case.mfu or 0.0) > 1.0 or "above 100%" in (case.mfu_note or "")

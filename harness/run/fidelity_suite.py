@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.config import RunConfig
-from harness.fidelity import (
+from harness.fidelity.check import (
     FIDELITY_STEPS,
     FIDELITY_WORKLOADS,
     FidelitySpec,
@@ -15,11 +14,12 @@ from harness.fidelity import (
     fidelity_steps,
     parse_reference,
 )
-from harness.fidelity_result import FidelityResult
-from harness.plan import _split_params, default_workloads
-from harness.schema import RunRecord
-from harness.store import save_run
-from harness.worker import Executor, WorkerFailure
+from harness.isolation.executor import Executor, WorkerFailure
+from harness.results.config import RunConfig
+from harness.results.fidelity import FidelityResult
+from harness.results.schema import RunRecord
+from harness.results.store import save_run
+from harness.run.plan import _split_params, default_workloads
 from workloads.registry import all_workloads, get_workload
 
 TIMEOUT_FACTOR = 3.0

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from harness.errors import BenchError
-from harness.schema import SCHEMA_VERSION, RunRecord
+from harness.results.schema import SCHEMA_VERSION, RunRecord
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 

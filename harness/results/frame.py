@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.schema import CaseResult, RunRecord
-from harness.store import load_runs as load_records
+from harness.results.schema import CaseResult, RunRecord
+from harness.results.store import load_runs as load_records
 
 if TYPE_CHECKING:
     import pandas as pd

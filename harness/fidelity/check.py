@@ -20,8 +20,8 @@ from backends.base import DTYPES, Backend
 from backends.cpu import CPUBackend
 from backends.registry import get_backend
 from harness.errors import BenchError
-from harness.execute import describe_exception
-from harness.fidelity_result import FidelityResult, FidelityTolerance
+from harness.results.fidelity import FidelityResult, FidelityTolerance
+from harness.run.execute import describe_exception
 from workloads.base import BuildContext, Workload
 from workloads.registry import get_workload
 
@@ -43,7 +43,7 @@ DETERMINISM_STEPS = 20
 """The determinism check repeats at most this many steps on the target (bounds its cost)."""
 
 TOLERANCES: dict[str, FidelityTolerance] = {
-    # Derived from measured drift over the compared window (python -m harness.fidelity_drift;
+    # Derived from measured drift over the compared window (python -m harness.fidelity.drift;
     # numbers and reasoning in docs/fidelity.md). Largest drift of a correct CPU run, as a
     # fraction of the initial loss / the median gradient norm: fp32 vs fp64 3e-5 / 3.3e-4,
     # bf16 vs fp32 0.061 / 0.216, fp16 vs fp32 0.019 / 0.127 (all convnet). pass is 10x

@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from harness.errors import BenchError
-from harness.schema import CaseKey, CaseResult, RunRecord
-from harness.stats import SampleComparison, compare_samples
+from harness.measurement.stats import SampleComparison, compare_samples
+from harness.results.schema import CaseKey, CaseResult, RunRecord
 
 Verdict = Literal[
     "improved", "regressed", "noisy", "unchanged", "not comparable", "failed", "missing", "new"

@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from backends.base import DeviceInfo
-from harness.config import RunConfig
-from harness.fidelity_result import FidelityResult
+from harness.results.config import RunConfig
+from harness.results.fidelity import FidelityResult
 
 SCHEMA_VERSION = 1
 """Bumped on any change that an older reader could misread; readers refuse newer files."""

@@ -1,0 +1,2 @@
+"""Analysis of stored results: the training-vs-inference answer, MFU, comparisons between runs,
+change points."""
