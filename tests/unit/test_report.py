@@ -124,3 +124,17 @@ def test_escapers_and_plot_text() -> None:
     assert md_escape("- item", in_cell=True) == "- item"
     assert plot_text("$x^2$ cost") == r"\$x^2\$ cost"
     assert len(plot_text("a" * 100, limit=20)) == 20
+
+
+def test_histories_follow_a_case_across_workload_versions() -> None:
+    from harness.report.plots import case_histories
+
+    old = record("cpu", "Xeon")
+    new = record("cpu", "Xeon", offset_s=60)
+    for c in new.cases:
+        c.key = c.key.model_copy(update={"workload_version": "2"})
+    histories = case_histories([old, new])
+    assert len(histories) == len(old.cases)
+    assert all(len(h.points) == 2 for h in histories)
+    gpt_train = [h for h in histories if h.title.startswith("gpt/train/")]
+    assert len(gpt_train) == 1 and "[" in gpt_train[0].title
