@@ -96,7 +96,7 @@ def summary_table(cases: list[CaseResult]) -> Table:
             format_rate(case.throughput.value, case.throughput.unit) if case.throughput else "-"
         )
         mfu = f"{case.mfu:.1%}" if case.mfu is not None else "-"
-        if case.mfu is None and case.mfu_note and case.peak_flops_source:
+        if case.mfu_status == "above_100":
             mfu = "dropped (> 100%)"  # the peak was not the device's maximum; see mfu_note
         if case.status == "ok":
             status = "[green]ok[/]"
