@@ -14,9 +14,8 @@ from multiprocessing.connection import Connection
 from typing import Literal
 
 from harness.fidelity.check import FidelitySpec, run_fidelity_spec
+from harness.results.config import Isolation
 from harness.run.execute import CaseSpec, execute_case
-
-Isolation = Literal["none", "worker", "case"]
 
 _READY = "ready"
 
