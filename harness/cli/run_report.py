@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.results.fidelity import FidelityResult
-from harness.run.runner import RunOutcome
+from harness.run.session import RunOutcome
 
 _VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "skipped": "dim"}
 
