@@ -412,5 +412,15 @@ def answer(records: list[RunRecord]) -> Answer:
 
 
 def _mfu_over_100(case: CaseResult) -> bool:
-    """Whether the case's MFU was above 100% (dropped by analysis.mfu, or kept by older files)."""
+    """Whether the case's MFU was above 100%, in either of the two meanings `mfu` has had
+    under schema version 1.
+
+    Files written since `harness.analysis.mfu` exists never store an MFU above 1.0: the case
+    has `mfu` None and a `mfu_note` containing "above 100%" (the wording of
+    `analysis.mfu.apply_peaks`, matched here as text). Files written before (the earlier
+    `apply_peaks` in the runner) have no `mfu_note` and store `mfu` unbounded, above 1.0 when
+    the peak was underestimated; that peak could also come from a matmul probe of any size.
+    Both read as schema version 1. Only this note distinguishes them: such an older `mfu`
+    above 1.0 still reaches the MFU table and figure as stored.
+    """
     return (case.mfu or 0.0) > 1.0 or "above 100%" in (case.mfu_note or "")

@@ -1,25 +1,23 @@
 """Figures from results: history of each case's median with change points, and train vs
-infer throughput bars. matplotlib with the Agg backend; every figure saved as PNG and SVG."""
+infer throughput bars. Figures from `harness.report.mpl.literal_figure` (text drawn literally);
+every figure saved as PNG and SVG."""
 
 from __future__ import annotations
 
-import functools
 import math
 import textwrap
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Literal
 
 from harness.analysis.changepoints import ChangePoint, detect_change_points
 from harness.errors import BenchError
+from harness.report.mpl import literal_figure
 from harness.results.schema import RunRecord
 from harness.results.store import prepare_out_dir
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -83,13 +81,8 @@ def _time_unit(seconds: Sequence[float]) -> tuple[str, float]:
     return "ns", 1e-9
 
 
-def _new_figure(rows: int, width: float = 10.0, row_height: float = 3.2) -> Figure:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, max(row_height * rows, 3.0)), layout="constrained")
+def _figsize(rows: int, width: float = 10.0, row_height: float = 3.2) -> tuple[float, float]:
+    return width, max(row_height * rows, 3.0)
 
 
 def _save(figure: Figure, out_dir: Path, stem: str) -> list[Path]:
@@ -146,21 +139,6 @@ def _plot_history(axes: Axes, history: CaseHistory, by: HistoryAxis) -> None:
     axes.legend(loc="best", fontsize=8)
 
 
-def _literal_text(draw: Callable[P, R]) -> Callable[P, R]:
-    """Run `draw` with matplotlib's mathtext off: names and labels from results files are
-    drawn as written (a `$\\frac$` in a label would otherwise abort the plot)."""
-
-    @functools.wraps(draw)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        import matplotlib
-
-        with matplotlib.rc_context({"text.parse_math": False}):
-            return draw(*args, **kwargs)
-
-    return wrapper
-
-
-@_literal_text
 def plot_history(
     records: Sequence[RunRecord], out_dir: Path, by: HistoryAxis = "time"
 ) -> tuple[list[Path], list[CaseHistory]]:
@@ -173,18 +151,18 @@ def plot_history(
         raise BenchError("no successful case in the runs given: no history to plot.")
     columns = 1 if len(histories) <= 4 else 2 if len(histories) <= 12 else 3
     rows = math.ceil(len(histories) / columns)
-    figure = _new_figure(rows, width=10.0 * columns if columns < 3 else 24.0)
-    figure.suptitle(f"accelbench history: {len(records)} runs", fontsize=12)
-    grid = figure.subplots(rows, columns, squeeze=False)
-    for index, axes in enumerate(grid.flat):
-        if index < len(histories):
-            _plot_history(axes, histories[index], by)
-        else:
-            axes.set_visible(False)
-    return _save(figure, out_dir, "history"), histories
+    width = 10.0 * columns if columns < 3 else 24.0
+    with literal_figure(figsize=_figsize(rows, width)) as figure:
+        figure.suptitle(f"accelbench history: {len(records)} runs", fontsize=12)
+        grid = figure.subplots(rows, columns, squeeze=False)
+        for index, axes in enumerate(grid.flat):
+            if index < len(histories):
+                _plot_history(axes, histories[index], by)
+            else:
+                axes.set_visible(False)
+        return _save(figure, out_dir, "history"), histories
 
 
-@_literal_text
 def plot_throughput(records: Sequence[RunRecord], out_dir: Path) -> list[Path]:
     """Per workload, grouped bars of throughput by mode (train vs infer, and any other mode)
     for each dtype/batch/preset of each run. Writes throughput.png and throughput.svg."""
@@ -205,7 +183,18 @@ def plot_throughput(records: Sequence[RunRecord], out_dir: Path) -> list[Path]:
                 case.throughput.unit,
             )
     workloads = sorted(data)
-    figure = _new_figure(max(len(workloads), 1))
+    with literal_figure(figsize=_figsize(max(len(workloads), 1))) as figure:
+        _draw_throughput(figure, data, workloads, several)
+        return _save(figure, out_dir, "throughput")
+
+
+def _draw_throughput(
+    figure: Figure,
+    data: dict[str, dict[str, dict[str, tuple[float, str]]]],
+    workloads: list[str],
+    several: bool,
+) -> None:
+    """One panel of grouped bars (a bar per mode) per workload, on `figure`."""
     figure.suptitle("train vs infer throughput", fontsize=12)
     grid = figure.subplots(max(len(workloads), 1), 1, squeeze=False)
     if not workloads:
@@ -227,4 +216,3 @@ def plot_throughput(records: Sequence[RunRecord], out_dir: Path) -> list[Path]:
         axes.set_xlabel("dtype, batch, preset" + (", run" if several else ""))
         axes.grid(axis="y", alpha=0.3)
         axes.legend(title="mode", fontsize=8)
-    return _save(figure, out_dir, "throughput")
