@@ -1,5 +1,36 @@
-"""Errors a user can cause; the CLI prints their message and exits with code 2."""
+"""Errors a user can cause (BenchError: the CLI prints its message and exits with code 2), and
+how a failure inside a case, a check or a rank is described in its result."""
+
+from __future__ import annotations
+
+import traceback
 
 
 class BenchError(Exception):
     """Bad input or an unusable file: the message names what is wrong and the valid choices."""
+
+
+_OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memory")
+"""How device and host allocators word a failed allocation (CUDA/NPU, torch's CPU allocator)."""
+
+
+def is_oom(exc: BaseException) -> bool:
+    """Whether `exc` is an allocation failure on the device or the host."""
+    import torch  # here, so that importing the CLI's error type stays cheap
+
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(exc).lower()
+    return any(phrase in text for phrase in _OOM_PHRASES)
+
+
+def raising_frame(exc: BaseException) -> traceback.FrameSummary | None:
+    """The innermost frame `exc` was raised from, or None without a traceback."""
+    return traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+
+
+def describe_exception(exc: BaseException) -> str:
+    """`Type: message (at file:line)` of the innermost frame: what a failed result reports."""
+    frame = raising_frame(exc)
+    where = f" (at {frame.filename}:{frame.lineno})" if frame else ""
+    return f"{type(exc).__name__}: {exc}{where}"

@@ -20,7 +20,7 @@ collect_ignore = [] if OWN_INTERPRETER else ["unit/test_ascend.py"]
 interpreter (with that variable set) instead of collecting it here."""
 
 
-def _pythonpath(*extra: Path) -> str:
+def pythonpath(*extra: Path) -> str:
     parts = [str(p) for p in extra] + [str(ROOT)]
     if os.environ.get("PYTHONPATH"):
         parts.append(os.environ["PYTHONPATH"])
@@ -31,7 +31,7 @@ def run_bench(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     """Run `bench ARGS...` as a user would (a new process) and capture its output."""
-    full_env = {**os.environ, "PYTHONPATH": _pythonpath(), "COLUMNS": "200", **(env or {})}
+    full_env = {**os.environ, "PYTHONPATH": pythonpath(), "COLUMNS": "200", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "harness", *args],
         cwd=cwd,
@@ -73,6 +73,6 @@ def test_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """Installs the misbehaving test plugins (tests/fixtures/plugins) for this test only:
     on sys.path for in-process code, on PYTHONPATH for `bench` subprocesses and workers."""
     monkeypatch.syspath_prepend(str(PLUGINS))
-    env = {"PYTHONPATH": _pythonpath(PLUGINS)}
+    env = {"PYTHONPATH": pythonpath(PLUGINS)}
     monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])
     yield env

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from backends.base import DeviceInfo
+from harness.analysis.mfu import apply_peaks
 from harness.fidelity.check import TOLERANCES
 from harness.measurement.timing import summarize
 from harness.results.config import RunConfig
@@ -24,7 +25,6 @@ from harness.results.schema import (
     RunRecord,
     Throughput,
 )
-from harness.run.runner import apply_peaks
 from workloads.flops import decoder_serving_bytes
 
 HOSTILE = "<script>alert(1)</script>|**x**"

@@ -10,7 +10,6 @@ from typing import Any
 
 import torch
 
-from harness.measurement.timing import measure
 from workloads.base import BuildContext, Instance, Work, Workload, WorkloadError, mode_error
 
 SWEEP_SIZES: tuple[int, ...] = (256, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192)
@@ -67,23 +66,22 @@ class MatmulInstance(Instance):
                 break
             self._allocate(shape)
             m, k, n = shape
-            result = measure(
-                self._probe,
-                self.ctx.backend,
-                warmup_s=0.01,
-                warmup_iterations=1,
-                min_samples=3,
-                max_samples=20,
-                max_time_s=max(budget / 20, 0.02),
-                precision=0.05,
-                time_cold_start=False,
-            )
-            rate = 2.0 * m * k * n / result.median
+            rate = 2.0 * m * k * n / self._best_seconds(max(budget / 20, 0.02))
             self.tried.append((shape, rate))
             if best is None or rate > best[1]:
                 best = (shape, rate)
         assert best is not None  # the smallest shape is always tried
         return best[0]
+
+    def _best_seconds(self, budget_s: float, blocks: int = 3) -> float:
+        """The fastest of `blocks` timed blocks of the probe (seconds per call), each block
+        about budget_s / blocks long, after one untimed call. The search needs a ranking of
+        shapes, not a CI: the fastest block is the least disturbed by other work."""
+        timer = self.ctx.backend.timer()
+        self._probe()
+        once = timer.time_block(self._probe, 1)
+        iterations = max(1, int(budget_s / blocks / max(once, 1e-9)))
+        return min(timer.time_block(self._probe, iterations) / iterations for _ in range(blocks))
 
     def step(self, mode: str) -> Callable[[], None]:
         if mode != "probe":

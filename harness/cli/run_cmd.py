@@ -14,14 +14,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.cli.tables import fidelity_table, print_distributed, summary_table
-from harness.distributed.launch import check_options
+from harness.distributed.launch import check_options, is_distributed
+from harness.distributed.supervisor import run_distributed
 from harness.errors import BenchError
 from harness.fidelity.check import FidelitySpec
 from harness.results.config import RunConfig
 from harness.results.fidelity import FidelityResult
 from harness.results.schema import CaseResult
 from harness.run.execute import CaseSpec
-from harness.run.runner import RunInterrupted, RunOutcome, run
+from harness.run.runner import run
+from harness.run.session import RunInterrupted, RunOutcome
 
 
 def split_list(value: str | None) -> list[str]:
@@ -214,6 +216,8 @@ def _run_with_progress(config: RunConfig, console: Console) -> RunOutcome:
             console.print(f"[fidelity {index + 1}/{total}] {label}: {result.verdict}")
 
     with progress:
+        if is_distributed(config.nproc, config.nnodes, config.scaling):
+            return run_distributed(config, ["bench", *sys.argv[1:]], on_case)
         return run(
             config,
             command=["bench", *sys.argv[1:]],

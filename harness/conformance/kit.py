@@ -94,9 +94,14 @@ def _worker_context(name: str, timeout_s: float) -> KitContext:
 
 
 def run_check_job(job: CheckJob) -> CheckResult:
-    """Run one named check in this (worker) process; the worker's handler for 'check'."""
+    """Run one named check in this (worker) process."""
     check = next(c for c in plan_checks() if c.name == job.check)
     return run_check(check, _worker_context(job.backend, job.timeout_s), job.timeout_s)
+
+
+def check_job(payload: str) -> str:
+    """The isolation job of one check: a CheckJob as JSON in, its CheckResult out."""
+    return run_check_job(CheckJob.model_validate_json(payload)).model_dump_json()
 
 
 def _isolated(check: Check, name: str, executor: Executor, timeout_s: float) -> CheckResult:
@@ -104,7 +109,7 @@ def _isolated(check: Check, name: str, executor: Executor, timeout_s: float) -> 
     start = time.perf_counter()
     job = CheckJob(backend=name, check=check.name, timeout_s=timeout_s)
     try:
-        answer = executor.run("check", job.model_dump_json(), timeout_s + WORKER_SLACK_S)
+        answer = executor.run(check_job, job.model_dump_json(), timeout_s + WORKER_SLACK_S)
     except WorkerFailure as exc:
         row = {"name": check.name, "required": check.required}
         seconds = time.perf_counter() - start

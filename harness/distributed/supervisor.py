@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from backends.registry import get_backend
+from harness.analysis.mfu import apply_peaks
 from harness.distributed.job import DistJob, EventReader, job_file, read_errors, read_pids
 from harness.distributed.launch import (
     check_devices,
@@ -49,13 +50,12 @@ from harness.run.plan import (
     plan_cases,
     supported_dtype_names,
 )
-from harness.run.runner import (
+from harness.run.session import (
     ProgressFn,
     RunInterrupted,
     RunOutcome,
-    _signals_raise,
-    apply_peaks,
     new_record,
+    signals_raise,
 )
 
 START_TIMEOUT_S = 120.0
@@ -372,7 +372,7 @@ def run_distributed(
         save_run(record, path)
     supervisor = Supervisor(config, record, path, sum(map(len, groups)), progress, env)
     try:
-        with _signals_raise():
+        with signals_raise():
             for group in groups:
                 supervisor.run_all(group)
     except RunInterrupted:

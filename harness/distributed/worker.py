@@ -33,6 +33,7 @@ from pydantic import BaseModel
 
 from backends.base import Backend
 from backends.registry import get_backend
+from harness.analysis.mfu import apply_peaks
 from harness.distributed.context import DistributedBuildContext
 from harness.distributed.job import (
     DistJob,
@@ -44,6 +45,7 @@ from harness.distributed.job import (
     write_pid,
 )
 from harness.distributed.measure import SyncedSamples, measure_synchronized
+from harness.errors import describe_exception, is_oom, raising_frame
 from harness.measurement.timing import summarize
 from harness.results.schema import (
     CaseError,
@@ -54,8 +56,7 @@ from harness.results.schema import (
     Throughput,
 )
 from harness.results.store import load_run, save_run
-from harness.run.execute import CaseSpec, _is_oom, describe_exception, failed, raising_frame
-from harness.run.runner import apply_peaks
+from harness.run.execute import CaseSpec, failed
 from workloads.allreduce import CollectiveInstance
 from workloads.base import CaseUnsupported, Instance
 from workloads.registry import get_workload
@@ -254,7 +255,7 @@ def _combine(result: CaseResult, reports: list[RankReport]) -> CaseResult:
 
 def _give_up(folder: Path, me: Rank, exc: BaseException) -> None:
     """Record why this rank cannot go on, then exit (torchrun ends the other ranks)."""
-    kind = "oom" if _is_oom(exc) else "exception"
+    kind = "oom" if is_oom(exc) else "exception"
     frame = raising_frame(exc)
     message = f"rank {me.rank}: {describe_exception(exc)}"
     in_collective = frame is not None and "torch/distributed" in frame.filename.replace("\\", "/")

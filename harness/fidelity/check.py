@@ -19,9 +19,8 @@ from pydantic import BaseModel, Field
 from backends.base import DTYPES, Backend
 from backends.cpu import CPUBackend
 from backends.registry import get_backend
-from harness.errors import BenchError
+from harness.errors import BenchError, describe_exception
 from harness.results.fidelity import FidelityResult, FidelityTolerance
-from harness.run.execute import describe_exception
 from workloads.base import BuildContext, Workload
 from workloads.registry import get_workload
 
@@ -426,3 +425,8 @@ def failed_fidelity(spec: FidelitySpec, error: str) -> FidelityResult:
         reasons=[f"the fidelity check did not complete: {error}"],
         error=error,
     )
+
+
+def fidelity_job(payload: str) -> str:
+    """The isolation job of one check: a FidelitySpec as JSON in, its FidelityResult out."""
+    return run_fidelity_spec(FidelitySpec.model_validate_json(payload)).model_dump_json()

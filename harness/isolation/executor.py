@@ -1,8 +1,10 @@
 """Case isolation: jobs run in a worker process that is respawned after a crash or a hang.
 
-The parent sends a job (a kind and a JSON payload) over a pipe and waits at most the case
-timeout for the JSON answer. A worker that dies is reported with its signal; one that hangs
-is killed. Either way the next job gets a fresh worker.
+A job is a module-level function from a JSON payload to a JSON answer, handed in by the
+caller; this module knows no job type. The parent sends the function (pickled by reference,
+so the worker imports its module) and the payload over a pipe, and waits at most the
+timeout for the answer. A worker that dies is reported with its signal; one that hangs is
+killed. Either way the next job gets a fresh worker.
 """
 
 from __future__ import annotations
@@ -12,9 +14,6 @@ import signal
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Literal
-
-from harness.fidelity.check import FidelitySpec, run_fidelity_spec
-from harness.run.execute import CaseSpec, execute_case
 
 Isolation = Literal["none", "worker", "case"]
 
@@ -29,30 +28,8 @@ class WorkerFailure(Exception):
         self.kind = kind
 
 
-def _run_case(payload: str) -> str:
-    return execute_case(CaseSpec.model_validate_json(payload)).model_dump_json()
-
-
-def _run_fidelity(payload: str) -> str:
-    return run_fidelity_spec(FidelitySpec.model_validate_json(payload)).model_dump_json()
-
-
-def _run_check(payload: str) -> str:
-    from harness.conformance.kit import CheckJob, run_check_job  # the kit imports this module
-
-    return run_check_job(CheckJob.model_validate_json(payload)).model_dump_json()
-
-
-HANDLERS: dict[str, Callable[[str], str]] = {
-    "case": _run_case,
-    "fidelity": _run_fidelity,
-    "check": _run_check,
-}
-
-
-def handle(kind: str, payload: str) -> str:
-    """Run one job in this process and return its JSON answer."""
-    return HANDLERS[kind](payload)
+Job = Callable[[str], str]
+"""A job: a module-level function from a JSON payload to a JSON answer."""
 
 
 def _worker_main(conn: Connection) -> None:
@@ -61,10 +38,10 @@ def _worker_main(conn: Connection) -> None:
     conn.send(_READY)
     while True:
         try:
-            kind, payload = conn.recv()
+            job, payload = conn.recv()
         except (EOFError, OSError):  # the parent is gone
             return
-        conn.send(handle(kind, payload))
+        conn.send(job(payload))
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -103,11 +80,11 @@ class Worker:
                 "crash", f"the worker process {describe_exit(self.process.exitcode)} at start"
             ) from None
 
-    def run(self, kind: str, payload: str, timeout_s: float) -> str:
+    def run(self, job: Job, payload: str, timeout_s: float) -> str:
         """Send one job and return its answer; raises WorkerFailure on a crash or timeout
         (the worker is then unusable)."""
         try:
-            self._conn.send((kind, payload))
+            self._conn.send((job, payload))
             ready = self._conn.poll(timeout_s)
             if ready:
                 return self._conn.recv()
@@ -141,14 +118,15 @@ class Executor:
         self.isolate = isolate
         self._worker: Worker | None = None
 
-    def run(self, kind: str, payload: str, timeout_s: float) -> str:
-        """The job's JSON answer; raises WorkerFailure when the worker crashed or hung."""
+    def run(self, job: Job, payload: str, timeout_s: float) -> str:
+        """`job(payload)`, run under the isolation policy; raises WorkerFailure when the
+        worker crashed or hung."""
         if self.isolate == "none":
-            return handle(kind, payload)
+            return job(payload)
         if self._worker is None or not self._worker.alive():
             self._worker = Worker()
         try:
-            return self._worker.run(kind, payload, timeout_s)
+            return self._worker.run(job, payload, timeout_s)
         except WorkerFailure:
             self._worker = None
             raise

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import time
-import traceback
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -13,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from backends.base import DTYPES, Backend
 from backends.registry import get_backend
+from harness.errors import describe_exception, is_oom
 from harness.measurement.timing import measure, summarize
 from harness.results.config import MeasureSettings
 from harness.results.schema import CaseError, CaseKey, CaseResult, Throughput
@@ -57,30 +57,6 @@ class CaseSpec(BaseModel):
         )
 
 
-_OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memory")
-"""How device and host allocators word a failed allocation (CUDA/NPU, torch's CPU allocator)."""
-
-
-def _is_oom(exc: BaseException) -> bool:
-    """Whether `exc` is an allocation failure on the device or the host."""
-    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
-        return True
-    text = str(exc).lower()
-    return any(phrase in text for phrase in _OOM_PHRASES)
-
-
-def raising_frame(exc: BaseException) -> traceback.FrameSummary | None:
-    """The innermost frame `exc` was raised from, or None without a traceback."""
-    return traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-
-
-def describe_exception(exc: BaseException) -> str:
-    """`Type: message (at file:line)` of the innermost frame: what a failed result reports."""
-    frame = raising_frame(exc)
-    where = f" (at {frame.filename}:{frame.lineno})" if frame else ""
-    return f"{type(exc).__name__}: {exc}{where}"
-
-
 def failed(spec: CaseSpec, kind: str, message: str, **extra: Any) -> CaseResult:
     """A CaseResult for a case that produced no measurement."""
     status = "unsupported" if kind == "unsupported" else "failed"
@@ -102,7 +78,7 @@ def execute_case(spec: CaseSpec) -> CaseResult:
     except CaseUnsupported as exc:
         result = failed(spec, "unsupported", str(exc))
     except Exception as exc:
-        result = failed(spec, "oom" if _is_oom(exc) else "exception", describe_exception(exc))
+        result = failed(spec, "oom" if is_oom(exc) else "exception", describe_exception(exc))
     result.started_at = started
     result.duration_s = time.perf_counter() - t0
     return result
@@ -166,3 +142,8 @@ def _measure_case(spec: CaseSpec) -> CaseResult:
         peak_memory_bytes=peak_memory,
         extra=instance.extra_metrics(key.mode, seconds),
     )
+
+
+def case_job(payload: str) -> str:
+    """The isolation job of one case: a CaseSpec as JSON in, its CaseResult as JSON out."""
+    return execute_case(CaseSpec.model_validate_json(payload)).model_dump_json()

@@ -11,6 +11,7 @@ from harness.fidelity.check import (
     FIDELITY_WORKLOADS,
     FidelitySpec,
     failed_fidelity,
+    fidelity_job,
     fidelity_steps,
     parse_reference,
 )
@@ -19,7 +20,7 @@ from harness.results.config import RunConfig
 from harness.results.fidelity import FidelityResult
 from harness.results.schema import RunRecord
 from harness.results.store import save_run
-from harness.run.plan import _split_params, default_workloads
+from harness.run.plan import default_workloads, split_params
 from workloads.registry import all_workloads, get_workload
 
 TIMEOUT_FACTOR = 3.0
@@ -47,7 +48,7 @@ def plan_fidelity(config: RunConfig) -> list[FidelitySpec]:
         if preset == config.preset
         else f"the run's preset is {config.preset}; fidelity ran at {preset} to keep it bounded"
     )
-    routed = _split_params(config.params, [get_workload(n) for n in names if n in known])
+    routed = split_params(config.params, [get_workload(n) for n in names if n in known])
     specs: list[FidelitySpec] = []
     for name in chosen:
         params = get_workload(name).resolve_params(preset, routed.get(name, {}))
@@ -82,7 +83,7 @@ def run_fidelity_checks(
         if progress:
             progress(index, len(specs), spec, None)
         try:
-            answer = executor.run("fidelity", spec.model_dump_json(), timeout_s * TIMEOUT_FACTOR)
+            answer = executor.run(fidelity_job, spec.model_dump_json(), timeout_s * TIMEOUT_FACTOR)
             result = FidelityResult.model_validate_json(answer)
         except WorkerFailure as exc:
             result = failed_fidelity(spec, f"{exc.kind}: {exc}")

@@ -30,7 +30,7 @@ def _check_choices(kind: str, given: list[str], valid: tuple[str, ...] | list[st
             raise BenchError(f"unknown {kind} '{value}'; choose from: {', '.join(valid)}.")
 
 
-def _split_params(params: dict[str, str], workloads: list[Workload]) -> dict[str, dict[str, str]]:
+def split_params(params: dict[str, str], workloads: list[Workload]) -> dict[str, dict[str, str]]:
     """Route `key=value` to every selected workload that has `key`, and `name.key=value` to one.
 
     Raises BenchError for a key no selected workload has."""
@@ -76,7 +76,7 @@ def plan_cases(config: RunConfig) -> list[CaseSpec]:
             f"no selected workload supports mode(s) {', '.join(config.modes)}; "
             f"they offer: {', '.join(offered)}."
         )
-    routed = _split_params(config.params, workloads)
+    routed = split_params(config.params, workloads)
     measure = config.measure_settings()
     specs: list[CaseSpec] = []
     for workload in workloads:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _pythonpath, invoke_bench
+from tests.conftest import invoke_bench, pythonpath
 
 BROKEN = Path(__file__).resolve().parent.parent / "fixtures" / "broken_plugins"
 LIB_ERROR = "libvendorrt.so: cannot open shared object file"
@@ -18,7 +18,7 @@ LIB_ERROR = "libvendorrt.so: cannot open shared object file"
 def broken_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Installs the test plugins whose import fails, for this test and its workers."""
     monkeypatch.syspath_prepend(str(BROKEN))
-    monkeypatch.setenv("PYTHONPATH", _pythonpath(BROKEN))
+    monkeypatch.setenv("PYTHONPATH", pythonpath(BROKEN))
     yield
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from harness.results.schema import RunRecord
 from harness.results.store import load_run
-from tests.conftest import _pythonpath, invoke_bench, run_bench
+from tests.conftest import invoke_bench, pythonpath, run_bench
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -142,7 +142,7 @@ def test_a_dead_or_hung_rank_fails_its_case_and_the_run_goes_on(tmp_path: Path) 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
 def test_ctrl_c_stops_every_rank_and_keeps_an_incomplete_file(tmp_path: Path) -> None:
     marker = uuid.uuid4().hex
-    env = {"OMP_NUM_THREADS": "1", "ACCELBENCH_TEST_MARKER": marker, "PYTHONPATH": _pythonpath()}
+    env = {"OMP_NUM_THREADS": "1", "ACCELBENCH_TEST_MARKER": marker, "PYTHONPATH": pythonpath()}
     batches = ",".join(str(b) for b in range(1, 41))
     args = ["run", "--preset", "tiny", "--workload", "mlp", "--mode", "train", "--batch", batches]
     bench = subprocess.Popen(
@@ -182,7 +182,7 @@ def test_two_nodes_pass_through_to_torchrun_and_node_0_writes(tmp_path: Path) ->
     """Two `bench` processes on this machine play two nodes of one process each."""
     args = ["--workload", "mlp", "--mode", "train", "--nproc", "1", "--nnodes", "2"]
     args += ["--rdzv-endpoint", f"127.0.0.1:{_free_port()}"]
-    env = {"OMP_NUM_THREADS": "1", "PYTHONPATH": _pythonpath()}
+    env = {"OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath()}
     other = subprocess.Popen(
         [sys.executable, "-m", "harness", "run", "--preset", "tiny", *args, "--node-rank", "1"],
         env={**os.environ, **env, "COLUMNS": "200"},

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.results.store import save_run
-from tests.conftest import _pythonpath, run_bench
+from tests.conftest import pythonpath, run_bench
 from tests.run_records import record
 
 TRAP_MODULE = "accelbench_trap_module"
@@ -54,7 +54,7 @@ def test_names_in_a_results_file_are_never_imported(
     folder, sentinel = trap
     run = hostile_run(tmp_path / "hostile.json")
     args = [a.format(run=run, out=tmp_path / "out") for a in command]
-    proc = run_bench(*args, env={"PYTHONPATH": _pythonpath(folder)}, timeout=120)
+    proc = run_bench(*args, env={"PYTHONPATH": pythonpath(folder)}, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert not sentinel.exists(), f"`bench {command[0]}` imported a module named in a results file"

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from harness.results.store import load_run
-from tests.conftest import PLUGINS, ROOT, _pythonpath
+from tests.conftest import PLUGINS, ROOT, pythonpath
 
 
 def _start(out: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": _pythonpath(PLUGINS)}
+    env = {**os.environ, "PYTHONPATH": pythonpath(PLUGINS)}
     return subprocess.Popen(
         [
             sys.executable,
@@ -92,7 +92,7 @@ def test_signal_mid_run_keeps_a_valid_incomplete_file(
 
 
 def test_sigkill_of_the_worker_fails_that_case_and_the_run_goes_on(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": _pythonpath(PLUGINS)}
+    env = {**os.environ, "PYTHONPATH": pythonpath(PLUGINS)}
     proc = subprocess.Popen(
         [
             sys.executable,

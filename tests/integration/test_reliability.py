@@ -11,12 +11,12 @@ import pytest
 
 import backends.registry
 from harness.results.store import load_run, save_run
-from tests.conftest import ROOT, _pythonpath, invoke_bench
+from tests.conftest import ROOT, invoke_bench, pythonpath
 from tests.run_records import record
 
 
 def test_two_runs_at_once_into_one_folder_write_two_valid_files(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": _pythonpath()}
+    env = {**os.environ, "PYTHONPATH": pythonpath()}
     argv = [
         sys.executable,
         "-m",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.analysis.answer import PENALTY_NOT_READY, answer
+from harness.analysis.mfu import apply_peaks
 from harness.measurement.stats import bootstrap_median_ratio_ci
-from harness.run.runner import apply_peaks
 from tests.run_records import case, failed_case, fidelity, record
 
 

@@ -8,13 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT, _pythonpath
+from tests.conftest import ROOT, pythonpath
 from tests.unit.test_ascend import OWN_INTERPRETER
 
 
 def test_ascend_backend_on_the_stand_in_torch_npu_in_its_own_interpreter() -> None:
     module = Path(__file__).with_name("test_ascend.py")
-    env = {**os.environ, "PYTHONPATH": _pythonpath(), OWN_INTERPRETER: "1"}
+    env = {**os.environ, "PYTHONPATH": pythonpath(), OWN_INTERPRETER: "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", str(module)],
         cwd=ROOT,

@@ -1,0 +1,76 @@
+"""The session of a run, shared by the single-process runner and the distributed supervisor:
+a fresh record, signal handling, the outcome, and the progress callback's shape."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from pydantic import BaseModel
+
+from backends.base import Backend
+from harness.measurement.environment import capture_environment
+from harness.results.config import RunConfig
+from harness.results.schema import CaseResult, RunRecord
+from harness.run.execute import CaseSpec
+
+ProgressFn = Callable[[int, int, CaseSpec, CaseResult | None], None]
+"""Called before (result None) and after each case: index, total, spec, result."""
+
+
+class RunInterrupted(Exception):
+    """SIGINT or SIGTERM arrived during a run; the partial results were kept."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class RunOutcome(BaseModel):
+    """The finished record and where it was written."""
+
+    record: RunRecord
+    path: Path | None
+    """None on the nodes other than 0 of a multi-node run (node 0 writes the file)."""
+
+    @property
+    def failed_cases(self) -> list[CaseResult]:
+        return [c for c in self.record.cases if c.status == "failed"]
+
+
+@contextmanager
+def signals_raise() -> Iterator[None]:
+    """Turn SIGINT/SIGTERM into RunInterrupted for the duration of the run."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise RunInterrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def new_record(
+    config: RunConfig, command: list[str] | None, backend: Backend, **extra: Any
+) -> RunRecord:
+    """A fresh, running RunRecord for `config` on `backend`: new id, start time, environment."""
+    return RunRecord(
+        run_id=uuid.uuid4().hex,
+        started_at=datetime.now(timezone.utc),
+        command=command or [],
+        label=config.label,
+        backend=config.backend,
+        config=config,
+        environment=capture_environment(),
+        device=backend.describe(),
+        **extra,
+    )
