@@ -18,6 +18,7 @@ from harness.errors import BenchError
 from harness.report.mpl import literal_figure
 from harness.results.schema import CaseKey, RunRecord
 from harness.results.store import prepare_out_dir
+from harness.units import time_unit
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -77,14 +78,6 @@ def case_histories(records: Sequence[RunRecord]) -> list[CaseHistory]:
     return sorted(grouped.values(), key=lambda h: h.title)
 
 
-def _time_unit(seconds: Sequence[float]) -> tuple[str, float]:
-    top = max(seconds) if seconds else 1.0
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if top >= scale:
-            return unit, scale
-    return "ns", 1e-9
-
-
 def _figsize(rows: int, width: float = 10.0, row_height: float = 3.2) -> tuple[float, float]:
     return width, max(row_height * rows, 3.0)
 
@@ -98,7 +91,7 @@ def _save(figure: Figure, out_dir: Path, stem: str) -> list[Path]:
 
 
 def _plot_history(axes: Axes, history: CaseHistory, by: HistoryAxis) -> None:
-    unit, scale = _time_unit([p.ci95_s[1] for p in history.points])
+    unit, scale = time_unit(max((p.ci95_s[1] for p in history.points), default=1.0), micro="µs")
     medians = [p.median_s / scale for p in history.points]
     lows = [p.ci95_s[0] / scale for p in history.points]
     highs = [p.ci95_s[1] / scale for p in history.points]

@@ -116,7 +116,7 @@ def test_the_spec_peak_wins_over_measured_probes() -> None:
 def test_the_summary_table_says_when_mfu_was_dropped() -> None:
     from rich.console import Console
 
-    from harness.cli.run_cmd import summary_table
+    from harness.cli.tables import summary_table
 
     probe = case("matmul", 50e9)
     model = case("gpt", 60e9)
