@@ -54,7 +54,14 @@ class TrainInferRow(BaseModel):
     time_ratio: float
     flops_ratio: float | None = None
     penalty: float | None = None
+    """time_ratio / flops_ratio."""
     penalty_ci: tuple[float, float] | None = None
+    """95% CI of the penalty: from the between-round variation of the per-round ratios when
+    both cases share >= 2 rounds (stats.paired_round_ratio), else the independent bootstrap
+    of the two sample sets."""
+    paired_rounds: int = 0
+    """Rounds in which both train and infer were measured; with >= 2, `time_ratio` is the
+    median over those rounds of median(train in round r) / median(infer in round r)."""
     throughput_train: float | None = None
     throughput_infer: float | None = None
     throughput_unit: str = ""
@@ -175,7 +182,9 @@ def _ok(case: CaseResult) -> bool:
 
 def train_infer_rows(system: str, cases: list[CaseResult]) -> list[TrainInferRow]:
     """One row per case that has both an ok train and infer case (`CaseKey.pair_key`: same
-    workload and version, dtype, batch, preset, params, compile and world size)."""
+    workload and version, dtype, batch, preset, params, compile and world size). With rounds
+    shared by both cases the time ratio and penalty are paired per round (see
+    TrainInferRow.paired_rounds); otherwise the ratio of the two medians."""
     by_key: dict[str, dict[str, CaseResult]] = defaultdict(dict)
     for case in cases:
         if _ok(case) and case.key.mode in ("train", "infer"):
@@ -206,10 +215,17 @@ def train_infer_rows(system: str, cases: list[CaseResult]) -> list[TrainInferRow
         )
         if train.flops_per_step and infer.flops_per_step:
             row.flops_ratio = train.flops_per_step / infer.flops_per_step
-            row.penalty = row.time_ratio / row.flops_ratio
-            low, high = stats.bootstrap_median_ratio_ci(
-                train.measurement.samples_s, infer.measurement.samples_s
+            paired = stats.paired_round_ratio(
+                train.measurement.samples_s,
+                train.measurement.sample_rounds,
+                infer.measurement.samples_s,
+                infer.measurement.sample_rounds,
             )
+            row.paired_rounds = paired.rounds
+            if paired.rounds >= 2:
+                row.time_ratio = paired.value
+            row.penalty = row.time_ratio / row.flops_ratio
+            low, high = paired.ci95
             row.penalty_ci = (low / row.flops_ratio, high / row.flops_ratio)
         rows.append(row)
     return sorted(rows, key=lambda r: (r.workload, r.dtype, r.batch))

@@ -61,6 +61,7 @@ def run_schedule(
     max_time_s: float,
     precision: float,
     min_sample_s: float,
+    iterations: int | None = None,
 ) -> Schedule:
     """The one sampling schedule behind `measure` and the distributed harness.
 
@@ -70,7 +71,8 @@ def run_schedule(
     call is timed apart as the cold start (unless `time_cold_start` is False); `warm_up` runs
     for `warmup_s` and `warmup_iterations`; blocks are sized by `block_size`; then samples are
     taken until `max_samples`, stopping early (after at least `min_samples`) once
-    `precise_enough` (`stable=True`) or once the time spent reaches `max_time_s`."""
+    `precise_enough` (`stable=True`) or once the time spent reaches `max_time_s`. A given
+    `iterations` fixes the block size (later rounds of a case keep the first round's)."""
     if take_sample is None:
 
         def take_sample(calls: int, sampling_start: float) -> tuple[float, float]:
@@ -79,7 +81,8 @@ def run_schedule(
 
     cold_start = time_block(1) if time_cold_start else None
     per_call, warmup_done = warm_up(time_block, warmup_s, warmup_iterations)
-    iterations = block_size(per_call, overhead_s(), min_sample_s)
+    if iterations is None:
+        iterations = block_size(per_call, overhead_s(), min_sample_s)
 
     samples: list[float] = []
     stable = False
@@ -115,6 +118,7 @@ def measure(
     precision: float = 0.01,
     min_sample_s: float = 1e-3,
     time_cold_start: bool = True,
+    iterations: int | None = None,
 ) -> Measurement:
     """Time `fn` on `backend` (the CPU when None) and return its samples and statistics.
 
@@ -123,6 +127,7 @@ def measure(
     timer's own overhead; at least `min_samples` samples are taken; sampling stops once the 95%
     CI of the median is within `precision` x median (`stable=True`) or when `max_time_s` of
     sampling has passed or `max_samples` were taken (`stable=False`). Samples are never dropped.
+    `iterations` fixes the calls per sample instead (used by later rounds of a case).
     """
     if backend is None:
         from backends.cpu import CPUBackend
@@ -141,6 +146,7 @@ def measure(
         max_time_s=max_time_s,
         precision=precision,
         min_sample_s=min_sample_s,
+        iterations=iterations,
     )
     return summarize_schedule(schedule, total_time_s=time.perf_counter() - start)
 
@@ -188,10 +194,25 @@ def summarize(
     cold_start_s: float | None = None,
     total_time_s: float = 0.0,
     stable: bool = False,
+    sample_rounds: list[int] | None = None,
+    precision: float | None = None,
 ) -> Measurement:
-    """The Measurement of raw per-iteration samples: quartiles, bootstrap CI, outlier labels."""
+    """The Measurement of raw per-iteration samples: quartiles, CIs, outlier labels.
+
+    `sample_rounds` gives each sample's round (None: all round 0). `ci95` is
+    `stats.hierarchical_median_ci` (the single-window bootstrap when there is one round),
+    `ci95_within_round` the single-window bootstrap over all samples. With several rounds
+    and a `precision`, `stable` is whether `ci95`'s half-width is within precision x median
+    (the caller's `stable` describes one window only); `stability` is `stats.stability` with
+    `ci95`."""
     q1, median, q3 = stats.quartiles(samples)
     iqr = q3 - q1
+    labels = list(sample_rounds) if sample_rounds is not None else [0] * len(samples)
+    rounds = len(set(labels))
+    within = stats.bootstrap_median_ci(samples)
+    ci = stats.hierarchical_median_ci(samples, labels) if rounds > 1 else within
+    if rounds > 1 and precision is not None:
+        stable = stats.ci_half_width_ratio(ci, median) <= precision
     return Measurement(
         samples_s=samples,
         iterations_per_sample=iterations_per_sample,
@@ -204,10 +225,13 @@ def summarize(
         q1=q1,
         q3=q3,
         iqr=iqr,
-        ci95=stats.bootstrap_median_ci(samples),
+        ci95=ci,
+        ci95_within_round=within,
         stable=stable,
-        stability=stats.stability(iqr, median),
+        stability=stats.stability(iqr, median, ci if rounds > 1 else None),
         outliers=stats.tukey_labels(samples),
+        sample_rounds=labels,
+        rounds=rounds,
     )
 
 

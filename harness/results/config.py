@@ -10,6 +10,11 @@ from pydantic import BaseModel, Field
 Isolation = Literal["none", "worker", "case"]
 """Where cases run: in this process, in one reused worker process, or a fresh process each."""
 
+Interleave = Literal["run", "workload"]
+"""How rounds interleave: across every case of the run (`run`: all built cases stay alive in
+the worker), or one workload group at a time (`workload`: the cache is emptied between
+groups, so only one model's cases are alive at once: for big presets)."""
+
 
 class MeasureSettings(BaseModel):
     """How hard `measure` works on one case."""
@@ -29,6 +34,12 @@ PRESET_MEASURE: dict[str, MeasureSettings] = {
     "base": MeasureSettings(warmup_s=1.0, min_samples=20, max_time_s=10.0),
 }
 """Per-preset defaults: tiny keeps CI fast, base is what a GPU user would run."""
+
+PRESET_ROUNDS: dict[str, int] = {"tiny": 5, "small": 5, "base": 3}
+"""Default rounds per preset: enough rounds for a between-round CI; fewer where cases are long."""
+
+PRESET_INTERLEAVE: dict[str, Interleave] = {"tiny": "run", "small": "run", "base": "workload"}
+"""Default interleaving per preset: base models are too big to keep all alive at once."""
 
 PRESET_CASE_TIMEOUT_S: dict[str, float] = {"tiny": 60.0, "small": 180.0, "base": 900.0}
 
@@ -67,9 +78,23 @@ class RunConfig(BaseModel):
     out: Path = Path("results")
     measure: MeasureSettings | None = None
     """None means the preset's defaults (PRESET_MEASURE)."""
+    rounds: int | None = Field(None, ge=1)
+    """Rounds each case is measured in, its measurement budget split across them; None means
+    by preset (PRESET_ROUNDS). The runner stores the number it used."""
+    round_seed: int | None = None
+    """Seed of the order of cases within each round; None means a fresh one, stored by the
+    runner so the order can be reproduced."""
+    interleave: Interleave | None = None
+    """None means by preset (PRESET_INTERLEAVE); the runner stores what it used."""
 
     def measure_settings(self) -> MeasureSettings:
         return self.measure or PRESET_MEASURE.get(self.preset, MeasureSettings())
+
+    def rounds_count(self) -> int:
+        return self.rounds or PRESET_ROUNDS.get(self.preset, 3)
+
+    def interleave_mode(self) -> Interleave:
+        return self.interleave or PRESET_INTERLEAVE.get(self.preset, "workload")
 
     def case_timeout(self) -> float:
         return self.case_timeout_s or PRESET_CASE_TIMEOUT_S.get(self.preset, 300.0)

@@ -13,7 +13,9 @@ from backends.base import DeviceInfo
 from harness.results.config import RunConfig
 from harness.results.fidelity import FidelityResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: measurements taken in rounds (`Measurement.sample_rounds`, `rounds`, and a `ci95` that
+accounts for drift between rounds); version-1 files load as one round."""
 """Bumped on any change that an older reader could misread; readers refuse newer files."""
 
 CaseStatus = Literal["ok", "failed", "unsupported"]
@@ -97,16 +99,51 @@ class Measurement(BaseModel):
     q3: float
     iqr: float
     ci95: tuple[float, float]
+    """95% CI of the median over rounds (harness.measurement.stats.hierarchical_median_ci):
+    it accounts for drift between rounds; with one round it is `ci95_within_round`."""
+    ci95_within_round: tuple[float, float] | None = None
+    """The bootstrap CI of the median that treats all samples as one window: blind to drift
+    between rounds, so narrower than `ci95` on a drifting machine. Kept for reference."""
     stable: bool
-    """True when the 95% CI half-width of the median reached the requested precision."""
+    """True when the 95% CI (`ci95`) half-width of the median reached the requested
+    precision."""
     stability: Stability
-    """IQR/median: below 10% ok, below 25% warn, else severe."""
+    """The worse of IQR/median (below 10% ok, below 25% warn, else severe) and the `ci95`
+    half-width over the median (below 5% ok, below 12.5% warn, else severe)."""
     outliers: list[Literal["", "mild", "severe"]] = Field(default_factory=list)
     """Tukey label of each sample (1.5 and 3 IQR fences); samples are never dropped."""
+    sample_rounds: list[int] = Field(default_factory=list)
+    """The round each sample was taken in, parallel to `samples_s` (rounds count from 0)."""
+    rounds: int = 1
+    """Rounds this measurement spans (rounds with at least one sample)."""
 
     @property
     def n(self) -> int:
         return len(self.samples_s)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_round_when_unrecorded(cls, data: Any) -> Any:
+        """Version-1 files have no rounds: all their samples are round 0 and their `ci95` is
+        the single-window CI."""
+        if not isinstance(data, dict):
+            return data
+        filled = dict(data)
+        if not filled.get("sample_rounds"):
+            filled["sample_rounds"] = [0] * len(filled.get("samples_s") or [])
+            filled.setdefault("rounds", 1)
+        if filled.get("ci95_within_round") is None and filled.get("rounds", 1) == 1:
+            filled["ci95_within_round"] = filled.get("ci95")
+        return filled
+
+    @model_validator(mode="after")
+    def _rounds_match_samples(self) -> Measurement:
+        if len(self.sample_rounds) != len(self.samples_s):
+            raise ValueError(
+                f"sample_rounds has {len(self.sample_rounds)} entries for "
+                f"{len(self.samples_s)} samples"
+            )
+        return self
 
 
 class CaseError(BaseModel):

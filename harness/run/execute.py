@@ -1,9 +1,19 @@
-"""Run one case in the current process: build, time, derive figures, classify failures."""
+"""Run one case in the current process: build, time, derive figures, classify failures.
+
+A case is measured either in one go (`execute_case`, `case_job`) or in rounds (`round_job`):
+a round job measures one case for one round and keeps the built instance in this process's
+cache (`_BUILT`), so the case's later rounds reuse it; `clear_cache_job` empties the cache.
+The cache lives in whatever process runs the jobs (a worker, or the runner with
+`--isolate none`); a fresh process simply rebuilds on its first round of a case.
+"""
 
 from __future__ import annotations
 
 import functools
+import gc
+import math
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -146,3 +156,162 @@ def measured_result(
 def case_job(payload: str) -> str:
     """The isolation job of one case: a CaseSpec as JSON in, its CaseResult as JSON out."""
     return execute_case(CaseSpec.model_validate_json(payload)).model_dump_json()
+
+
+class RoundSpec(BaseModel):
+    """One round job: measure `case` for round `round` (from 0) of `rounds`, appending to
+    `previous`, the case's result over its earlier rounds (None for its first round)."""
+
+    case: CaseSpec
+    round: int = Field(ge=0)
+    rounds: int = Field(ge=1)
+    previous: CaseResult | None = None
+
+
+@dataclass
+class _Built:
+    """A built case kept alive between its rounds."""
+
+    backend: Backend
+    instance: Instance
+    step: Any
+    peak_memory_bytes: int | None
+
+
+_BUILT: dict[str, _Built] = {}
+"""Built cases of this process by `_cache_key`; emptied by `clear_cache`."""
+
+
+def _cache_key(spec: CaseSpec) -> str:
+    return spec.model_dump_json(exclude={"measure"})
+
+
+def clear_cache() -> None:
+    """Drop every built case of this process and collect the garbage they leave."""
+    _BUILT.clear()
+    gc.collect()
+
+
+def clear_cache_job(payload: str) -> str:
+    """The isolation job that empties the worker's cache of built cases (payload unused)."""
+    clear_cache()
+    return ""
+
+
+def round_settings(settings: MeasureSettings, rounds: int, first: bool) -> dict[str, Any]:
+    """The `measure` keyword arguments of one of `rounds` rounds: the sampling budget
+    (`max_time_s`, `min_samples`, `max_samples`) divided by the rounds (at least 3 samples a
+    round), the full warm-up on a case's first round in a process (`first`), else a short
+    one (warmup_s / rounds, one call)."""
+    values = settings.model_dump()
+    values["max_time_s"] = settings.max_time_s / rounds
+    values["min_samples"] = max(3, math.ceil(settings.min_samples / rounds))
+    values["max_samples"] = max(values["min_samples"], math.ceil(settings.max_samples / rounds))
+    if not first:
+        values["warmup_s"] = settings.warmup_s / rounds
+        values["warmup_iterations"] = min(1, settings.warmup_iterations)
+    return values
+
+
+def _held_memory(backend: Backend) -> int | None:
+    """What this process holds now, in the backend's peak-memory terms (reset, then read)."""
+    backend.synchronize()
+    backend.reset_peak_memory()
+    return backend.peak_memory_bytes()
+
+
+def merge_rounds(
+    previous: Measurement | None, new: Measurement, round_index: int, precision: float
+) -> Measurement:
+    """One Measurement of `previous` (earlier rounds) and `new` (one round, taken as round
+    `round_index`): samples concatenated with their rounds, warm-up and time summed, the cold
+    start of the first round, statistics recomputed over all rounds (`summarize`)."""
+    if previous is None:
+        samples, labels = list(new.samples_s), [round_index] * new.n
+        return summarize(
+            samples,
+            iterations_per_sample=new.iterations_per_sample,
+            warmup_iterations=new.warmup_iterations,
+            cold_start_s=new.cold_start_s,
+            total_time_s=new.total_time_s,
+            stable=new.stable,
+            sample_rounds=labels,
+            precision=precision,
+        )
+    return summarize(
+        previous.samples_s + new.samples_s,
+        iterations_per_sample=previous.iterations_per_sample,
+        warmup_iterations=previous.warmup_iterations + new.warmup_iterations,
+        cold_start_s=previous.cold_start_s,
+        total_time_s=previous.total_time_s + new.total_time_s,
+        stable=new.stable,
+        sample_rounds=previous.sample_rounds + [round_index] * new.n,
+        precision=precision,
+    )
+
+
+def execute_round(job: RoundSpec) -> CaseResult:
+    """Measure one round of a case here, building it on a miss of this process's cache and
+    reusing it after. Never raises for a failure of the case: like `execute_case`, failures
+    become failed results (and the case leaves the cache). `started_at` is the first round's,
+    `duration_s` sums the rounds."""
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    spec = job.case
+    try:
+        result = _measure_round(job)
+    except CaseUnsupported as exc:
+        result = failed(spec, "unsupported", str(exc))
+    except Exception as exc:
+        result = failed(spec, "oom" if is_oom(exc) else "exception", describe_exception(exc))
+    if result.status != "ok":
+        _BUILT.pop(_cache_key(spec), None)
+    previous = job.previous
+    result.started_at = previous.started_at if previous and previous.started_at else started
+    earlier = (previous.duration_s or 0.0) if previous is not None else 0.0
+    result.duration_s = earlier + time.perf_counter() - t0
+    return result
+
+
+def _measure_round(job: RoundSpec) -> CaseResult:
+    spec, key = job.case, job.case.key
+    prime_process()
+    cache_key = _cache_key(spec)
+    built = _BUILT.get(cache_key)
+    fresh = built is None
+    if built is None:
+        backend = get_backend(spec.backend)
+        reason = spec.unsupported_reason(backend)
+        if reason is not None:
+            return failed(spec, "unsupported", reason)
+        held = _held_memory(backend)
+        instance = get_workload(key.workload).build(spec.build_context(backend))
+        built = _Built(backend, instance, instance.step(key.mode), None)
+        built.backend.synchronize()
+        built.backend.reset_peak_memory()
+    before = job.previous.measurement if job.previous is not None else None
+    measurement = measure(
+        built.step,
+        built.backend,
+        **round_settings(spec.measure, job.rounds, first=fresh),
+        time_cold_start=before is None,
+        iterations=before.iterations_per_sample if before is not None else None,
+    )
+    if fresh:
+        peak = built.backend.peak_memory_bytes()
+        built.peak_memory_bytes = max(peak - (held or 0), 0) if peak is not None else None
+        _BUILT[cache_key] = built
+    reason = built.instance.nonfinite_reason()
+    if reason is not None:
+        return failed(spec, "nonfinite", reason, measurement=measurement)
+    merged = merge_rounds(before, measurement, job.round, spec.measure.precision)
+    result = measured_result(spec, built.instance, merged)
+    kept = job.previous.peak_memory_bytes if job.previous is not None else None
+    result.peak_memory_bytes = kept if kept is not None else built.peak_memory_bytes
+    return result
+
+
+def round_job(payload: str) -> str:
+    """The isolation job of one round of one case: a RoundSpec as JSON in, the case's
+    CaseResult over all its rounds so far as JSON out."""
+    return execute_round(RoundSpec.model_validate_json(payload)).model_dump_json()

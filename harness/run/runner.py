@@ -1,11 +1,18 @@
-"""`bench run` without the CLI: plan the cases, run each in isolation, flush each result.
+"""`bench run` without the CLI: plan the cases, measure each in rounds in isolation, flush
+each result.
 
-The results file is created before the first case and replaced atomically after every case,
-so an interrupted or crashed run still leaves a valid file (status `incomplete`).
+Every case is measured in R rounds (`RunConfig.rounds_count`), in the order of
+`harness.run.schedule.round_schedule`: one round job measures one case for one round, in the
+worker that keeps the case built between its rounds (harness.run.execute). The results file
+is created before the first job and replaced atomically after every job, so an interrupted or
+crashed run still leaves a valid file (status `incomplete`) whose cases hold the rounds done.
+A case that fails in a round is failed; its later rounds are skipped.
 """
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 from datetime import datetime, timezone
 
 from backends.registry import get_backend
@@ -14,9 +21,16 @@ from harness.isolation.executor import Executor, WorkerFailure
 from harness.results.config import RunConfig
 from harness.results.schema import CaseResult
 from harness.results.store import claim_run_path, prepare_out_dir, save_run
-from harness.run.execute import CaseSpec, case_job, failed
+from harness.run.execute import (
+    RoundSpec,
+    clear_cache,
+    clear_cache_job,
+    failed,
+    round_job,
+)
 from harness.run.fidelity_suite import FidelityProgressFn, plan_fidelity, run_fidelity_checks
 from harness.run.plan import check_dtypes_supported, plan_cases, supported_dtype_names
+from harness.run.schedule import round_schedule
 from harness.run.session import ProgressFn, RunInterrupted, RunOutcome, new_record, signals_raise
 
 
@@ -31,7 +45,18 @@ def run(
     Raises BenchError for bad input before any case runs, RunInterrupted after a signal (the
     file is then saved with status `incomplete`). A single process: `--nproc > 1`,
     `--nnodes > 1` and `--scaling` are harness.distributed.supervisor.run_distributed's.
+    The stored config holds the rounds, round seed and interleaving used. `progress` is
+    called before and after every round job (index and total count jobs).
     """
+    config = config.model_copy(
+        update={
+            "rounds": config.rounds_count(),
+            "round_seed": config.round_seed
+            if config.round_seed is not None
+            else secrets.randbits(31),
+            "interleave": config.interleave_mode(),
+        }
+    )
     specs = plan_cases(config)
     fidelity_specs = plan_fidelity(config)
     backend = get_backend(config.backend)
@@ -42,19 +67,38 @@ def run(
     path = claim_run_path(out, record)
     save_run(record, path)
     timeout = config.case_timeout()
+    rounds = config.rounds_count()
+    assert config.round_seed is not None
+    segments = round_schedule(
+        [s.key for s in specs], rounds, config.round_seed, config.interleave_mode()
+    )
+    total = sum(len(segment.jobs) for segment in segments)
+    results: dict[int, CaseResult] = {}
+    done = 0
     try:
         with signals_raise(), Executor(config.isolate) as executor:
-            for index, spec in enumerate(specs):
-                if progress:
-                    progress(index, len(specs), spec, None)
-                result = _run_one(executor, spec, timeout)
-                record.cases.append(result)
-                apply_peaks(record)
-                save_run(record, path)
-                if progress:
-                    progress(index, len(specs), spec, result)
+            for segment in segments:
+                for job in segment.jobs:
+                    spec, previous = specs[job.case], results.get(job.case)
+                    if previous is not None and previous.status != "ok":
+                        total -= 1  # a failed case skips its later rounds
+                        continue
+                    if progress:
+                        progress(done, total, spec, None)
+                    round_spec = RoundSpec(
+                        case=spec, round=job.round, rounds=rounds, previous=previous
+                    )
+                    results[job.case] = _run_round(executor, round_spec, timeout)
+                    record.cases = [results[i] for i in sorted(results)]
+                    apply_peaks(record)
+                    save_run(record, path)
+                    if progress:
+                        progress(done, total, spec, results[job.case])
+                    done += 1
+                _clear(executor, timeout)
             run_fidelity_checks(executor, fidelity_specs, record, path, timeout, fidelity_progress)
     except RunInterrupted:
+        clear_cache()
         record.status = "incomplete"
         record.finished_at = datetime.now(timezone.utc)
         save_run(record, path)
@@ -65,9 +109,20 @@ def run(
     return RunOutcome(record=record, path=path)
 
 
-def _run_one(executor: Executor, spec: CaseSpec, timeout: float) -> CaseResult:
+def _run_round(executor: Executor, job: RoundSpec, timeout: float) -> CaseResult:
+    """One round job under the case timeout; a crash or hang of the worker fails the case
+    (later round jobs of other cases rebuild in the fresh worker)."""
     try:
-        answer = executor.run(case_job, spec.model_dump_json(), timeout)
+        answer = executor.run(round_job, job.model_dump_json(), timeout)
     except WorkerFailure as exc:
-        return failed(spec, exc.kind, str(exc))
+        return failed(job.case, exc.kind, str(exc))
     return CaseResult.model_validate_json(answer)
+
+
+def _clear(executor: Executor, timeout: float) -> None:
+    """Empty the cache of built cases where the jobs ran (a worker that fails at it is
+    replaced by the next job anyway; a fresh process per job has nothing to empty)."""
+    if executor.isolate == "case":
+        return
+    with contextlib.suppress(WorkerFailure):
+        executor.run(clear_cache_job, "", timeout)
