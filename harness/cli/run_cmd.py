@@ -107,6 +107,10 @@ def run_command(
     case_timeout: Annotated[
         float | None, typer.Option(help="Seconds per case before it is killed.")
     ] = None,
+    fidelity_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds per fidelity check (default: 3 x the case timeout)."),
+    ] = None,
     isolate: Annotated[
         str, typer.Option(help="none | worker (default) | case: where cases run.")
     ] = "worker",
@@ -124,10 +128,30 @@ def run_command(
     scaling: Annotated[
         bool, typer.Option("--scaling", help="Measure 1..--nproc processes; scaling efficiency.")
     ] = False,
+    rounds: Annotated[
+        int | None,
+        typer.Option(
+            help="Rounds each case is measured in, its time budget split across them "
+            "(default: tiny/small 5, base 3)."
+        ),
+    ] = None,
+    round_seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of the case order within rounds (default: fresh, stored)."),
+    ] = None,
+    interleave: Annotated[
+        str | None,
+        typer.Option(
+            help="run | workload: interleave rounds across the whole run, or one workload "
+            "group at a time (default: run; workload for base)."
+        ),
+    ] = None,
 ) -> None:
     """Measure workloads on one backend; write results/<time>-<backend>-<id>.json."""
     if isolate not in ("none", "worker", "case"):
         raise BenchError(f"unknown --isolate '{isolate}'; choose from: none, worker, case.")
+    if interleave not in (None, "run", "workload"):
+        raise BenchError(f"unknown --interleave '{interleave}'; choose from: run, workload.")
     check_options(nproc, nnodes, node_rank, rdzv_endpoint, scaling)
     config = _config(
         backend=backend,
@@ -142,6 +166,7 @@ def run_command(
         reference=reference,
         fidelity_steps=fidelity_steps,
         case_timeout_s=case_timeout,
+        fidelity_timeout_s=fidelity_timeout,
         isolate=isolate,  # type: ignore[arg-type]
         label=label,
         seed=seed,
@@ -151,6 +176,9 @@ def run_command(
         node_rank=node_rank,
         rdzv_endpoint=rdzv_endpoint,
         scaling=scaling,
+        rounds=rounds,
+        round_seed=round_seed,
+        interleave=interleave,
     )
     console = Console(width=None if sys.stdout.isatty() else 160)
     try:

@@ -44,6 +44,11 @@ PRESET_INTERLEAVE: dict[str, Interleave] = {"tiny": "run", "small": "run", "base
 PRESET_CASE_TIMEOUT_S: dict[str, float] = {"tiny": 60.0, "small": 180.0, "base": 900.0}
 
 
+FIDELITY_TIMEOUT_FACTOR = 3.0
+"""A fidelity check trains about three runs' worth of steps: by default it gets this many
+case timeouts."""
+
+
 class RunConfig(BaseModel):
     """A `bench run` request. Lists are cross-multiplied into cases."""
 
@@ -72,6 +77,8 @@ class RunConfig(BaseModel):
     scaling: bool = False
     """Measure 1..nproc processes per node and report scaling efficiency."""
     case_timeout_s: float | None = Field(None, gt=0)
+    fidelity_timeout_s: float | None = Field(None, gt=0)
+    """Seconds per fidelity check; None means FIDELITY_TIMEOUT_FACTOR x the case timeout."""
     isolate: Isolation = "worker"
     label: str = ""
     seed: int = 0
@@ -98,3 +105,6 @@ class RunConfig(BaseModel):
 
     def case_timeout(self) -> float:
         return self.case_timeout_s or PRESET_CASE_TIMEOUT_S.get(self.preset, 300.0)
+
+    def fidelity_timeout(self) -> float:
+        return self.fidelity_timeout_s or FIDELITY_TIMEOUT_FACTOR * self.case_timeout()

@@ -23,9 +23,6 @@ from harness.results.store import save_run
 from harness.run.plan import default_workloads, split_params
 from workloads.registry import all_workloads, get_workload
 
-TIMEOUT_FACTOR = 3.0
-"""A fidelity check trains about three runs' worth of steps: it gets this many case timeouts."""
-
 FidelityProgressFn = Callable[[int, int, FidelitySpec, FidelityResult | None], None]
 """Called before (result None) and after each check: index, total, spec, result."""
 
@@ -77,13 +74,13 @@ def run_fidelity_checks(
     timeout_s: float,
     progress: FidelityProgressFn | None = None,
 ) -> None:
-    """Run each check through `executor` (at most TIMEOUT_FACTOR x the case timeout
-    `timeout_s` each), appending to `record.fidelity` and saving the file after every check."""
+    """Run each check through `executor` (at most `timeout_s` each: RunConfig.fidelity_timeout),
+    appending to `record.fidelity` and saving the file after every check."""
     for index, spec in enumerate(specs):
         if progress:
             progress(index, len(specs), spec, None)
         try:
-            answer = executor.run(fidelity_job, spec.model_dump_json(), timeout_s * TIMEOUT_FACTOR)
+            answer = executor.run(fidelity_job, spec.model_dump_json(), timeout_s)
             result = FidelityResult.model_validate_json(answer)
         except WorkerFailure as exc:
             result = failed_fidelity(spec, f"{exc.kind}: {exc}")

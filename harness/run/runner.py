@@ -96,7 +96,14 @@ def run(
                         progress(done, total, spec, results[job.case])
                     done += 1
                 _clear(executor, timeout)
-            run_fidelity_checks(executor, fidelity_specs, record, path, timeout, fidelity_progress)
+            run_fidelity_checks(
+                executor,
+                fidelity_specs,
+                record,
+                path,
+                config.fidelity_timeout(),
+                fidelity_progress,
+            )
     except RunInterrupted:
         clear_cache()
         record.status = "incomplete"

@@ -152,7 +152,8 @@ def test_a_hang_during_fidelity_times_out_as_a_failed_check(
     out = tmp_path / "results"
     proc = run_bench(
         "run", "--backend", "hang-train", "--workload", "mlp", "--mode", "infer",
-        "--preset", "tiny", "--fidelity", "--case-timeout", "2", "--out", str(out),
+        "--preset", "tiny", "--fidelity", "--case-timeout", "120", "--fidelity-timeout", "6",
+        "--out", str(out),
         env=test_plugins,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
