@@ -1,6 +1,13 @@
 """Comparing two runs case by case: a change is reported only when it is both significant
-(Mann-Whitney U on the raw samples) and larger than the threshold (bootstrap CI of the ratio
-of medians wholly beyond it). Pure over RunRecords; the CLI renders the result."""
+and larger than what counts (the CI of the ratio of medians wholly beyond the threshold and
+beyond the spread of earlier runs). Pure over RunRecords; the CLI renders the result.
+
+Measurements taken in rounds are judged by their between-round variation (rounds are the
+independent units: `stats.compare_rounds`, Welch's t on per-round log-medians); single-round
+measurements (version-1 files) by Mann-Whitney U and the bootstrap of the raw samples. Each
+case gets a noise floor: the larger of the between-round half-width of the ratio and, with
+at least HISTORY_MIN_RUNS earlier runs of the case on the same host and device, their spread
+(`stats.history_floor`). A change within the floor is never `regressed`."""
 
 from __future__ import annotations
 
@@ -12,7 +19,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from harness.errors import BenchError
-from harness.measurement.stats import SampleComparison, compare_samples
+from harness.measurement.stats import (
+    SampleComparison,
+    compare_rounds,
+    compare_samples,
+    history_floor,
+)
 from harness.results.schema import CaseKey, CaseResult, KeyField, RunRecord
 
 Verdict = Literal[
@@ -33,6 +45,8 @@ GATE_VERDICTS: frozenset[Verdict] = frozenset({"regressed", "failed"})
 
 DEFAULT_THRESHOLD = 0.05
 ALPHA = 0.05
+HISTORY_MIN_RUNS = 3
+"""Earlier runs of a case (same host and device) needed before their spread sets a floor."""
 
 _MUST_MATCH: tuple[KeyField, ...] = ("workload_version", "dtype", "preset", "batch")
 """Key fields that make two otherwise matching cases not comparable when they differ."""
@@ -134,6 +148,13 @@ class CaseComparison(BaseModel):
     """median(new) / median(base) of the time per iteration: above 1 is slower."""
     ratio_ci95: tuple[float, float] | None = None
     p_value: float | None = None
+    noise_floor: float | None = None
+    """Smallest relative change these runs can resolve (0.12 = 12%); None when neither the
+    rounds nor the history give one."""
+    floor_source: str = ""
+    """Where the floor comes from: `rounds`, `history of N runs`, or both."""
+    history_runs: int = 0
+    """Earlier runs of this case on the same host and device that were looked at."""
 
 
 class RunComparison(BaseModel):
@@ -153,14 +174,22 @@ class RunComparison(BaseModel):
         return [case for case in self.cases if case.verdict in GATE_VERDICTS]
 
 
-def classify(result: SampleComparison, threshold: float, alpha: float = ALPHA) -> Verdict:
+def classify(
+    result: SampleComparison,
+    threshold: float,
+    alpha: float = ALPHA,
+    history: float | None = None,
+) -> Verdict:
     """improved/regressed only when p < alpha and the ratio's CI lies wholly beyond
-    1 -/+ threshold; noisy when the ratio itself is beyond it but that is not established."""
+    1 -/+ max(threshold, history); noisy when the ratio itself is beyond the threshold but
+    that is not established. (The between-round floor is inside the CI already: a ratio
+    whose CI clears the limit also lies beyond that floor.)"""
     significant = result.p_value == result.p_value and result.p_value < alpha
+    limit = max(threshold, history or 0.0)
     low, high = result.ci95
-    if significant and low > 1.0 + threshold:
+    if significant and low > 1.0 + limit:
         return "regressed"
-    if significant and high < 1.0 - threshold:
+    if significant and high < 1.0 - limit:
         return "improved"
     if result.ratio > 1.0 + threshold or result.ratio < 1.0 - threshold:
         return "noisy"
@@ -222,6 +251,7 @@ def _compare_case(
     reasons: list[str],
     thresholds: Thresholds,
     resamples: int,
+    history: list[float],
 ) -> CaseComparison:
     case_id = new.key.id if new.key.id == base.key.id else f"{base.key.id} vs {new.key.id}"
     threshold = thresholds.for_workload(new.key.workload)
@@ -242,17 +272,62 @@ def _compare_case(
         return entry.model_copy(
             update={"verdict": "not comparable", "reason": f"base run failed ({why})"}
         )
-    result = compare_samples(
-        base.measurement.samples_s, new.measurement.samples_s, resamples=resamples
+    b, n = base.measurement, new.measurement
+    rounds = compare_rounds(
+        b.samples_s, b.sample_rounds, n.samples_s, n.sample_rounds, resamples=resamples
     )
+    floors: dict[str, float] = {}
+    if rounds is not None:
+        result = SampleComparison(rounds.ratio, rounds.ci95, rounds.p_value)
+        floors["rounds"] = rounds.floor
+    else:
+        result = compare_samples(b.samples_s, n.samples_s, resamples=resamples)
+    spread = history_floor(history, HISTORY_MIN_RUNS)
+    if spread is not None:
+        floors[f"history of {len(history)} runs"] = spread
+    floor = max(floors.values()) if floors else None
+    verdict = classify(result, threshold, history=spread)
+    reason = f"noise floor {floor:.0%}" if floor is not None and verdict == "noisy" else ""
     return entry.model_copy(
         update={
-            "verdict": classify(result, threshold),
+            "verdict": verdict,
+            "reason": reason,
             "ratio": result.ratio,
             "ratio_ci95": result.ci95,
             "p_value": result.p_value,
+            "noise_floor": floor,
+            "floor_source": " and ".join(floors),
+            "history_runs": len(history),
         }
     )
+
+
+def _same_machine(run: RunRecord, other: RunRecord) -> bool:
+    return (
+        run.environment.hostname == other.environment.hostname
+        and run.backend == other.backend
+        and run.device.name == other.device.name
+    )
+
+
+def case_history(
+    new: RunRecord, runs: list[RunRecord], case: CaseResult, exclude: set[str]
+) -> list[float]:
+    """Medians of `case` (same `CaseKey.identity`) in the ok runs of `runs` on the same host,
+    backend and device as `new` that started before `new`, leaving out run ids in `exclude`,
+    oldest first."""
+    identity = case.key.identity()
+    medians = []
+    for run in sorted(runs, key=lambda r: r.started_at):
+        if run.run_id in exclude or run.started_at >= new.started_at:
+            continue
+        if not _same_machine(run, new):
+            continue
+        for other in run.cases:
+            if other.key.identity() == identity and other.status == "ok" and other.measurement:
+                medians.append(other.measurement.median)
+                break
+    return medians
 
 
 def compare_runs(
@@ -260,8 +335,13 @@ def compare_runs(
     new: RunRecord,
     thresholds: Thresholds | None = None,
     resamples: int = 2000,
+    history: list[RunRecord] | None = None,
 ) -> RunComparison:
     """Match the cases of two runs by key and give each a verdict.
+
+    `history`: other runs (e.g. the rest of the folders the two runs are in); those on the
+    same machine started before `new` give each case a noise floor from the spread of their
+    medians (the base run counts as one of them, `new` does not).
 
     Cases with the same key are compared; cases that match except for workload version,
     dtype, preset or batch are paired as not comparable with the reason; any case is not
@@ -298,11 +378,14 @@ def compare_runs(
         else:
             only_new.append(case)
     results: list[CaseComparison] = []
+    earlier = [run for run in history or [] if run.run_id not in (base.run_id, new.run_id)]
+    earlier.append(base)
     for old, now in paired:
-        results.append(_compare_case(old, now, device_reasons, thresholds, resamples))
+        medians = case_history(new, earlier, now, {new.run_id})
+        results.append(_compare_case(old, now, device_reasons, thresholds, resamples, medians))
     for old, now in loose:
         reasons = device_reasons + _key_differences(old.key, now.key)
-        results.append(_compare_case(old, now, reasons, thresholds, resamples))
+        results.append(_compare_case(old, now, reasons, thresholds, resamples, []))
     for remaining in base_by_identity.values():
         for old in remaining:
             results.append(

@@ -21,6 +21,7 @@ from harness.cli.inputs import resolve_run
 from harness.cli.tables import comparison_table
 from harness.errors import BenchError
 from harness.results.schema import RunRecord
+from harness.results.store import load_runs
 
 
 def _describe(path: Path, record: RunRecord) -> str:
@@ -29,6 +30,15 @@ def _describe(path: Path, record: RunRecord) -> str:
         f"{path} (run {record.run_id[:8]}{label}, {record.started_at:%Y-%m-%d %H:%M:%S} UTC, "
         f"{record.status})"
     )
+
+
+def _history(*given: Path) -> list[RunRecord]:
+    """Every readable run in the folders of the given paths (a folder, or a file's folder):
+    compare_runs takes those on the same machine started before the new run as the case
+    history. Unreadable files there are skipped silently: they were not named."""
+    folders = sorted({path if path.is_dir() else path.parent for path in given})
+    runs, _ = load_runs(folders)
+    return runs
 
 
 def compare_command(
@@ -49,9 +59,11 @@ def compare_command(
         typer.Option("--fail-on-regression", help="Exit 1 when any case regressed or broke."),
     ] = False,
 ) -> None:
-    """Compare two runs case by case. A change counts only when Mann-Whitney U on the raw
-    samples gives p < 0.05 and the 95% CI of the ratio of medians lies wholly beyond the
-    threshold; big but unproven changes show as ~ noisy."""
+    """Compare two runs case by case. A change counts only when it is significant (p < 0.05:
+    Welch's t on per-round medians, or Mann-Whitney U for single-round files) and the 95% CI
+    of the ratio of medians lies wholly beyond the threshold and beyond the spread of earlier
+    runs in the same folders (3 or more, same machine); smaller or unproven changes show as
+    ~ noisy with the noise floor."""
     try:
         default = parse_threshold(threshold) if threshold is not None else None
     except ValueError as exc:
@@ -65,7 +77,7 @@ def compare_command(
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(f"base: {escape(_describe(base_path, base_run))}", highlight=False)
     console.print(f"new:  {escape(_describe(new_path, new_run))}", highlight=False)
-    result = compare_runs(base_run, new_run, limits)
+    result = compare_runs(base_run, new_run, limits, history=_history(base, new))
     if result.differences:
         console.print("[bold yellow]the runs differ in:[/]")
         for line in result.differences:

@@ -171,10 +171,28 @@ def _comparison_median(entry: CaseComparison, which: str) -> str:
     return format_seconds(case.measurement.median)
 
 
+def _floor(entry: CaseComparison) -> str:
+    """The case's noise floor and where it comes from, e.g. `12% (rounds)`."""
+    if entry.noise_floor is None:
+        return "-"
+    return f"{entry.noise_floor:.0%} ({entry.floor_source})"
+
+
 def comparison_table(result: RunComparison) -> Table:
-    """One row per case: medians, ratio new/base with its 95% CI, p-value, verdict."""
+    """One row per case: medians, ratio new/base with its 95% CI, p-value, the threshold, the
+    noise floor, verdict."""
     table = Table(title="new vs base (time per iteration; ratio > 1 is slower)")
-    for column in ("case", "base median", "new median", "ratio (95% CI)", "p", "limit", "verdict"):
+    columns = (
+        "case",
+        "base median",
+        "new median",
+        "ratio (95% CI)",
+        "p",
+        "limit",
+        "noise floor",
+        "verdict",
+    )
+    for column in columns:
         table.add_column(column, overflow="fold")
     for entry in result.cases:
         if entry.ratio is not None and entry.ratio_ci95 is not None:
@@ -193,6 +211,7 @@ def comparison_table(result: RunComparison) -> Table:
             ratio,
             format_number(entry.p_value, 2),
             limit,
+            _floor(entry),
             verdict,
         )
     return table

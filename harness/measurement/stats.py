@@ -337,3 +337,71 @@ def _labelled_groups(
             f"sample_rounds has {labels.size} entries for {data.size} samples; they must match"
         )
     return [(int(r), data[labels == r]) for r in np.unique(labels)]
+
+
+class RoundComparison(NamedTuple):
+    """How a new measurement relates to a base one, judged by the between-round variation.
+
+    `ratio` is median(new) / median(base) of all samples; `ci95` its 95% CI; `p_value` the
+    two-sided Welch t-test of the per-round log-medians; `floor` the between-round noise
+    floor: the relative half-width exp(t * SE) - 1 of the ratio's t-interval, i.e. the
+    smallest change these two runs can resolve."""
+
+    ratio: float
+    ci95: tuple[float, float]
+    p_value: float
+    floor: float
+
+
+def compare_rounds(
+    base: Sequence[float],
+    base_rounds: Sequence[int],
+    new: Sequence[float],
+    new_rounds: Sequence[int],
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> RoundComparison | None:
+    """Compare two measurements taken in rounds; None unless each has >= 2 rounds (then use
+    `compare_samples`).
+
+    With per-round medians a_i (base, R rounds) and b_j (new, S rounds), in logs: the
+    difference of means d = mean(log b) - mean(log a) has standard error
+    SE = sqrt(var(log a) / R + var(log b) / S), and Welch-Satterthwaite degrees of freedom
+    give the t quantile. The CI is the union of exp(log(ratio) +- t * SE) x ratio and the
+    single-window bootstrap CI (`bootstrap_median_ratio_ci`), so it is never narrower than
+    the old one; the p-value is Welch's t-test on the log-medians (rounds, not samples, are
+    the independent units: samples within a round share the machine's state)."""
+    base_groups = round_groups(base, base_rounds)
+    new_groups = round_groups(new, new_rounds)
+    if len(base_groups) < 2 or len(new_groups) < 2:
+        return None
+    from scipy import stats as sps
+
+    ratio = float(np.median(np.asarray(new, dtype=float)) / np.median(np.asarray(base, float)))
+    log_a = np.log([np.median(g) for g in base_groups])
+    log_b = np.log([np.median(g) for g in new_groups])
+    var_a, var_b = np.var(log_a, ddof=1) / log_a.size, np.var(log_b, ddof=1) / log_b.size
+    se = float(np.sqrt(var_a + var_b))
+    window = bootstrap_median_ratio_ci(new, base, confidence, resamples, seed)
+    if se == 0.0:
+        same = bool(np.mean(log_b) == np.mean(log_a))
+        return RoundComparison(ratio, window, 1.0 if same else 0.0, 0.0)
+    df = (var_a + var_b) ** 2 / (var_a**2 / (log_a.size - 1) + var_b**2 / (log_b.size - 1))
+    quantile = float(sps.t.ppf(0.5 + confidence / 2.0, df))
+    half = quantile * se
+    p_value = float(sps.ttest_ind(log_b, log_a, equal_var=False).pvalue)
+    low = min(ratio * float(np.exp(-half)), window[0])
+    high = max(ratio * float(np.exp(half)), window[1])
+    return RoundComparison(ratio, (low, high), p_value, float(np.expm1(half)))
+
+
+def history_floor(medians: Sequence[float], minimum_runs: int = 3) -> float | None:
+    """The noise floor from earlier runs of one case on one machine: exp(2 sqrt(2) s) - 1,
+    where s is the sample standard deviation of their log-medians (the ratio of two runs
+    scatters sqrt(2) times as much as one run; 2 of those is a ~95% band). None with fewer
+    than `minimum_runs` runs."""
+    values = np.asarray(medians, dtype=float)
+    if values.size < minimum_runs:
+        return None
+    return float(np.expm1(2.0 * np.sqrt(2.0) * np.std(np.log(values), ddof=1)))
