@@ -53,7 +53,9 @@ def test_a_real_slowdown_beyond_the_floor_is_regressed() -> None:
 
 def test_the_spread_of_earlier_runs_on_this_machine_raises_the_floor() -> None:
     levels = (1.0e-3, 1.2e-3, 0.85e-3, 1.1e-3)
-    history = [run([in_rounds(level, 0.005, seed=10 + i)], index=i) for i, level in enumerate(levels)]
+    history = [
+        run([in_rounds(level, 0.005, seed=10 + i)], index=i) for i, level in enumerate(levels)
+    ]
     base = history[-1]
     new = run([in_rounds(1.25e-3, 0.005, seed=20)], index=10)
     alone = compare_runs(base, new).cases[0]
