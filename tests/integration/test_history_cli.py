@@ -58,14 +58,7 @@ def test_same_code_same_machine_is_no_regression(
     result = invoke_bench(capsys, "compare", str(base), str(new), "--fail-on-regression")
     assert "same machine, device and libraries." in result.stdout
     assert TRAIN in result.stdout and INFER in result.stdout
-    if result.returncode == 1:
-        loads = [load_run(p).environment.load_average for p in real_runs]
-        cores = load_run(base).environment.logical_cores
-        if any(load and load[0] > cores for load in loads):
-            pytest.skip(
-                f"machine too loaded for a same-machine comparison (load averages {loads} on "
-                f"{cores} cores): the slowdown it reports is real contention"
-            )
+    assert "noise floor" in result.stdout
     assert result.returncode == 0, result.stdout
 
 
