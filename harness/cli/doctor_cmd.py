@@ -10,16 +10,24 @@ from rich.markup import escape
 from rich.table import Table
 
 from backends.registry import get_backend
-from harness.measurement.doctor import run_doctor
+from harness.measurement.doctor import DRIFT_S, run_doctor
 
 COLOURS = {"pass": "green", "warn": "yellow", "fail": "red", "info": "blue"}
 
 
 def doctor(
     backend: Annotated[str, typer.Option(help="Backend whose timer to validate.")] = "cpu",
+    drift_s: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Seconds to watch a fixed matmul for drift (0: skip); default 20.",
+        ),
+    ] = DRIFT_S,
 ) -> None:
-    """Warn about benchmarking hazards here and validate the harness's timing."""
-    checks = run_doctor(get_backend(backend))
+    """Warn about benchmarking hazards here, validate the harness's timing, and measure how
+    much this machine drifts (the smallest change a comparison can resolve here)."""
+    checks = run_doctor(get_backend(backend), drift_s=drift_s)
     table = Table(title="bench doctor")
     for column in ("check", "value", "verdict", "detail"):
         table.add_column(column, overflow="fold")

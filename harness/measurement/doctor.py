@@ -3,21 +3,33 @@ torch.utils.benchmark in the same process."""
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
+from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel
 
 from backends.base import Backend
 from harness.measurement.environment import capture_environment
 from harness.measurement.timing import measure, timer_overhead_s
+from harness.results.config import PRESET_ROUNDS
 
 Verdict = Literal["pass", "warn", "fail", "info"]
 
 TARGET_RATIO_TOLERANCE = 0.03
 TARGET_LOOP_OVERHEAD_S = 1e-6
+DRIFT_S = 20.0
+"""Default seconds `bench doctor` watches a fixed kernel for drift."""
+DRIFT_WINDOW_S = 0.5
+DRIFT_MATMUL = 256
+RESOLVE_WARN = 0.05
+"""A smallest resolvable change above this (the default compare threshold) warns."""
+STEAL_WARN = 0.05
+_PROC_STAT = Path("/proc/stat")
 
 
 class Check(BaseModel):
@@ -154,12 +166,148 @@ def agreement_with_torch_benchmark(size: int = 512, rounds: int = 3) -> Check:
     )
 
 
-def run_doctor(backend: Backend) -> list[Check]:
-    """Every doctor check, hazards first."""
+def cpu_times() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs from /proc/stat, or None where it is not there or
+    has no steal column (kernels before 2.6.11, other systems)."""
+    try:
+        fields = _PROC_STAT.read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 9:
+        return None
+    values = [int(v) for v in fields[1:]]
+    # user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
+    return values[7], sum(values[:8])
+
+
+class Drift(BaseModel):
+    """Window medians of a fixed kernel over time, and what they mean for comparisons."""
+
+    window_medians_s: list[float]
+    window_s: float
+    size: int
+    """The matmul's side."""
+    spread: float
+    """max / min of the window medians."""
+    cv: float
+    """Coefficient of variation of the window medians (sd of their logs)."""
+    steal: float | None
+    """Fraction of CPU time stolen by the hypervisor during the windows (None: unknown)."""
+    resolvable: float
+    """Smallest relative change a comparison of two runs of `rounds` rounds resolves here."""
+    rounds: int
+
+
+def resolvable_change(cv: float, rounds: int, confidence: float = 0.95) -> float:
+    """The noise floor `bench compare` would find between two runs of `rounds` rounds each on
+    a machine whose round medians scatter with log-sd `cv`: exp(t * cv * sqrt(2 / rounds)) - 1,
+    t the Student quantile at 2 (rounds - 1) degrees of freedom."""
+    from scipy import stats as sps
+
+    quantile = float(sps.t.ppf(0.5 + confidence / 2.0, max(2 * (rounds - 1), 1)))
+    return math.expm1(quantile * cv * math.sqrt(2.0 / rounds))
+
+
+def measure_drift(
+    backend: Backend,
+    seconds: float = DRIFT_S,
+    window_s: float = DRIFT_WINDOW_S,
+    size: int = DRIFT_MATMUL,
+    rounds: int = PRESET_ROUNDS["small"],
+) -> Drift:
+    """Time a `size`x`size` fp32 matmul on `backend` (torch threads as configured) in
+    consecutive windows of `window_s` for about `seconds` (at least 2 windows), with one block
+    size for all; report the spread of the window medians, CPU steal over the windows and
+    the smallest change two runs of `rounds` rounds could resolve (each window standing for
+    one round)."""
+    import torch
+
+    device = backend.device()
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+
+    def step() -> object:
+        return torch.mm(a, b)
+
+    first = measure(step, backend, max_time_s=window_s / 2, min_samples=3)
+    windows = max(2, round(seconds / window_s))
+    before = cpu_times()
+    medians = [
+        measure(
+            step,
+            backend,
+            warmup_s=0.0,
+            warmup_iterations=1,
+            min_samples=3,
+            max_time_s=window_s,
+            precision=1e-9,  # sample the whole window
+            iterations=first.iterations_per_sample,
+            time_cold_start=False,
+        ).median
+        for _ in range(windows)
+    ]
+    after = cpu_times()
+    steal = None
+    if before is not None and after is not None and after[1] > before[1]:
+        steal = (after[0] - before[0]) / (after[1] - before[1])
+    cv = float(np.std(np.log(medians), ddof=1))
+    return Drift(
+        window_medians_s=medians,
+        window_s=window_s,
+        size=size,
+        spread=max(medians) / min(medians),
+        cv=cv,
+        steal=steal,
+        resolvable=resolvable_change(cv, rounds),
+        rounds=rounds,
+    )
+
+
+def drift_checks(drift: Drift) -> list[Check]:
+    """The doctor's findings from `measure_drift`."""
+    windows = len(drift.window_medians_s)
+    checks = [
+        Check(
+            name=f"drift ({drift.size}x{drift.size} matmul, {windows} windows of "
+            f"{drift.window_s:g} s)",
+            value=f"window medians max/min {drift.spread:.3f}, CV {drift.cv:.1%}",
+            verdict="warn" if drift.spread > 1.0 + RESOLVE_WARN else "pass",
+            detail="the machine's speed changes over seconds: compare runs with rounds"
+            if drift.spread > 1.0 + RESOLVE_WARN
+            else "",
+        ),
+        Check(
+            name=f"smallest resolvable change ({drift.rounds} rounds per run)",
+            value=f"{drift.resolvable:.1%}",
+            verdict="warn" if drift.resolvable > RESOLVE_WARN else "pass",
+            detail="bench compare calls smaller changes noisy here; use more --rounds or a "
+            "quieter machine"
+            if drift.resolvable > RESOLVE_WARN
+            else "",
+        ),
+    ]
+    if drift.steal is not None:
+        stolen = drift.steal > STEAL_WARN
+        checks.append(
+            Check(
+                name="CPU steal time (during the drift windows)",
+                value=f"{drift.steal:.1%} of CPU time",
+                verdict="warn" if stolen else "pass",
+                detail="the hypervisor takes CPU from this VM: timings drift" if stolen else "",
+            )
+        )
+    return checks
+
+
+def run_doctor(backend: Backend, drift_s: float = DRIFT_S) -> list[Check]:
+    """Every doctor check, hazards first; the drift checks watch a kernel for `drift_s`
+    seconds (none when 0)."""
+    drift = drift_checks(measure_drift(backend, seconds=drift_s)) if drift_s > 0 else []
     return [
         *hazards(),
         *timer_checks(backend),
         loop_overhead(backend),
         agreement_with_torch_benchmark(),
+        *drift,
         Check(name="process", value=f"pid {os.getpid()}", verdict="info"),
     ]

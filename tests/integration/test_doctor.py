@@ -4,9 +4,12 @@ from tests.conftest import invoke_bench
 
 
 def test_doctor_prints_each_figure_and_a_verdict(capsys: pytest.CaptureFixture[str]) -> None:
-    proc = invoke_bench(capsys, "doctor")
+    proc = invoke_bench(capsys, "doctor", "--drift-s", "1")
     assert proc.returncode in (0, 1)  # 1 only if a validation failed on a busy machine
     for figure in (
+        "drift (256x256 matmul, 2 windows of 0.5 s)",
+        "window medians max/min",
+        "smallest resolvable change (5 rounds per run)",
         "load average",
         "torch threads vs usable cores",
         "host clock resolution",

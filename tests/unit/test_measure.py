@@ -13,7 +13,8 @@ def test_measure_returns_requested_minimum_and_one_ms_blocks() -> None:
     m = measure(lambda: a @ a, min_samples=12, max_time_s=0.3, warmup_s=0.01)
     assert m.n >= 12
     assert m.iterations_per_sample >= 1
-    assert m.median * m.iterations_per_sample >= 0.9e-3
+    # Blocks are sized from the warm-up (deterministic clock: test_schedule_*); on a shared
+    # machine the samples can run faster than the warm-up did, so no bound on real time here.
     assert m.ci95[0] <= m.median <= m.ci95[1]
     assert len(m.outliers) == m.n
 
@@ -72,6 +73,8 @@ def test_schedule_stops_on_precision_with_the_samples_it_was_given() -> None:
     assert schedule.cold_start_s == 1e-4 and blocks[0] == 1
     assert schedule.iterations_per_sample == 10  # 1 ms blocks of 0.1 ms calls
     assert schedule.stable and schedule.samples_s == [1e-4] * 5
+    fixed = run_schedule(time_block, lambda: 0.0, **SCHEDULE, iterations=3)
+    assert fixed.iterations_per_sample == 3 and blocks[-1] == 3  # a later round's block size
 
 
 def test_schedule_stops_on_the_time_the_sample_function_reports() -> None:
