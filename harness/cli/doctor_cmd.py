@@ -29,7 +29,8 @@ def doctor(
     much this machine drifts (the smallest change a comparison can resolve here)."""
     checks = run_doctor(get_backend(backend), drift_s=drift_s)
     table = Table(title="bench doctor")
-    for column in ("check", "value", "verdict", "detail"):
+    table.add_column("check", no_wrap=True)  # one line each: greppable names
+    for column in ("value", "verdict", "detail"):
         table.add_column(column, overflow="fold")
     for check in checks:
         colour = COLOURS[check.verdict]

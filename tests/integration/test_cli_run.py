@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.results.schema import SCHEMA_VERSION
 from harness.results.store import load_run
 from tests.conftest import invoke_bench, run_bench
 
@@ -41,7 +42,13 @@ def test_tiny_run_writes_a_valid_results_file_and_a_summary(tmp_path: Path) -> N
         assert case.flops_per_step and case.achieved_flops
     # round trip: load, dump, equal
     assert type(record).model_validate_json(record.model_dump_json()) == record
-    assert json.loads(path.read_text())["schema_version"] == 1
+    assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION == 2
+    # Measured in the preset's 5 rounds, the order's seed stored.
+    assert record.config.rounds == 5 and record.config.round_seed is not None
+    assert record.config.interleave == "run"
+    for case in record.cases:
+        assert case.measurement and case.measurement.rounds == 5
+        assert sorted(set(case.measurement.sample_rounds)) == [0, 1, 2, 3, 4]
 
 
 def test_list_backends_shows_cpu_ok_and_why_others_are_unavailable() -> None:
