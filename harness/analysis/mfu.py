@@ -44,18 +44,43 @@ def measured_peaks(cases: list[CaseResult]) -> dict[str, PeakFigure]:
     return peaks
 
 
+def sustained_peaks(cases: list[CaseResult]) -> dict[str, PeakFigure]:
+    """Per dtype, the best sustained rate (last window) of a qualifying matmul probe run with
+    sustain_s > 0."""
+    best: dict[str, PeakFigure] = {}
+    for case in cases:
+        rate = case.extra.get("sustained_flops", 0.0)
+        if not _qualifies(case) or rate <= 0:
+            continue
+        dtype = case.key.dtype
+        if dtype not in best or rate > best[dtype].flops:
+            held = case.extra.get("sustain_s", 0.0)
+            best[dtype] = PeakFigure(
+                flops=rate,
+                source=f"measured sustained: matmul held {held:g} s, last window ({case.key.id})",
+            )
+    return best
+
+
 def apply_peaks(record: RunRecord) -> None:
-    """Fill `record.peaks` (known spec, else the measured matmul peak) and each case's MFU,
-    or its `mfu_note` saying why there is none."""
+    """Fill `record.peaks` (known spec, else the measured matmul peak), `record.sustained_peaks`
+    and each case's MFU with the source of the peak it used, or its `mfu_note` saying why there
+    is none. Training cases use the sustained peak of their dtype when the run measured one (a
+    training run holds the device at its power limit; the burst rate overstates what it can
+    keep), every other case the peak in `record.peaks`."""
     peaks = measured_peaks(record.cases)
     for dtype, flops in record.device.peak_flops.items():
-        peaks[dtype] = PeakFigure(flops=flops, source=f"spec: {record.device.peak_source}")
+        source = record.device.peak_sources.get(dtype) or record.device.peak_source
+        peaks[dtype] = PeakFigure(flops=flops, source=f"spec: {source}")
     record.peaks = peaks
+    record.sustained_peaks = sustained_peaks(record.cases)
     for case in record.cases:
         case.mfu, case.peak_flops_source, case.mfu_note = None, None, None
         if not case.achieved_flops:
             continue
         peak = peaks.get(case.key.dtype)
+        if case.key.mode == "train":
+            peak = record.sustained_peaks.get(case.key.dtype, peak)
         if peak is None:
             case.mfu_note = (
                 f"no known {case.key.dtype} peak for this device and no matmul probe of at "

@@ -114,6 +114,23 @@ class CollectivePoint(BaseModel):
     samples: int
 
 
+class CaseEnergy(BaseModel):
+    """Energy of one case over its measurement window (cold start, warm-up and samples)."""
+
+    joules: float
+    """Energy the device used during the window."""
+    seconds: float
+    """Length of the window."""
+    average_power_w: float
+    joules_per_step: float
+    """average power x median seconds per step."""
+    joules_per_item: float | None = None
+    item_unit: str = ""
+    """What an item is (tokens, samples, images): joules_per_item is J per one of them."""
+    method: str = ""
+    """How the energy was read (counter or integrated power samples, and from where)."""
+
+
 class CaseResult(BaseModel):
     """The outcome of one case: its measurement and derived figures, or why it failed."""
 
@@ -140,6 +157,9 @@ class CaseResult(BaseModel):
     """Collectives probes: one point per message size."""
     scaling_efficiency: float | None = None
     """--scaling: (throughput / world) / (throughput_base / world_base), base = smallest world."""
+    energy: CaseEnergy | None = None
+    energy_note: str | None = None
+    """Why `energy` is missing (no energy source on this device, or the source failed)."""
 
 
 class EnvironmentInfo(BaseModel):
@@ -202,6 +222,8 @@ class RunRecord(BaseModel):
     device: DeviceInfo
     peaks: dict[str, PeakFigure] = Field(default_factory=dict)
     """dtype name -> peak FLOP/s used for MFU (known spec, else measured matmul)."""
+    sustained_peaks: dict[str, PeakFigure] = Field(default_factory=dict)
+    """dtype name -> sustained matmul FLOP/s (matmul sustain_s=...), used for training MFU."""
     cases: list[CaseResult] = Field(default_factory=list)
     distributed: DistInfo | None = None
     """Set for distributed runs; None for single-process runs."""

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from backends.base import DTYPES, Backend
 from backends.registry import get_backend
 from harness.errors import describe_exception, is_oom
+from harness.measurement.energy import case_energy
 from harness.measurement.timing import measure, summarize
 from harness.results.config import MeasureSettings
 from harness.results.schema import CaseError, CaseKey, CaseResult, Throughput
@@ -111,6 +112,8 @@ def _measure_case(spec: CaseSpec) -> CaseResult:
     backend.synchronize()
     backend.reset_peak_memory()
     settings = spec.measure
+    meter = backend.energy_meter()
+    meter.start()
     measurement = measure(
         step,
         backend,
@@ -122,6 +125,7 @@ def _measure_case(spec: CaseSpec) -> CaseResult:
         precision=settings.precision,
         min_sample_s=settings.min_sample_s,
     )
+    energy_reading = meter.stop()
     peak_memory = backend.peak_memory_bytes()
     reason = instance.nonfinite_reason()
     if reason is not None:
@@ -130,7 +134,7 @@ def _measure_case(spec: CaseSpec) -> CaseResult:
     work = instance.work(key.mode)
     flops = instance.flops(key.mode)
     moved = instance.bytes_moved(key.mode)
-    return CaseResult(
+    result = CaseResult(
         key=key,
         status="ok",
         measurement=measurement,
@@ -142,6 +146,8 @@ def _measure_case(spec: CaseSpec) -> CaseResult:
         peak_memory_bytes=peak_memory,
         extra=instance.extra_metrics(key.mode, seconds),
     )
+    result.energy, result.energy_note = case_energy(energy_reading, seconds, work.items, work.unit)
+    return result
 
 
 def case_job(payload: str) -> str:
