@@ -45,7 +45,7 @@ def cuda_fp32_downcasts() -> list[str]:
     on = []
     if torch.backends.cuda.matmul.allow_tf32:
         on.append("torch.backends.cuda.matmul.allow_tf32=True")
-    if torch.get_float32_matmul_precision() != "highest":
+    elif torch.get_float32_matmul_precision() != "highest":  # the same switch as allow_tf32
         on.append(f"torch.float32_matmul_precision={torch.get_float32_matmul_precision()}")
     if torch.backends.cudnn.allow_tf32:
         on.append("torch.backends.cudnn.allow_tf32=True")

@@ -13,7 +13,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harness.cli.run_report import fidelity_table, report_hint
+from harness.analysis.device_facts import peak_kind
+from harness.cli.run_report import device_facts, fidelity_table, report_hint
 from harness.distributed.launch import check_options, is_distributed
 from harness.distributed.supervisor import run_distributed
 from harness.errors import BenchError
@@ -81,9 +82,12 @@ def format_rate(value: float, unit: str) -> str:
 
 
 def summary_table(cases: list[CaseResult]) -> Table:
-    """One row per case: median with CI, throughput, MFU, peak memory, status."""
+    """One row per case: median with CI, throughput, MFU with the kind of peak it used (spec,
+    burst or sustained), energy per step with the average power, peak memory, status."""
     table = Table(title="results")
-    for column in ("case", "median (95% CI)", "throughput", "MFU", "peak mem", "status"):
+    columns = ("case", "median (95% CI)", "throughput", "MFU (peak)", "energy/step", "peak mem",
+               "status")  # fmt: skip
+    for column in columns:
         table.add_column(column, overflow="fold")
     for case in cases:
         m = case.measurement
@@ -95,7 +99,14 @@ def summary_table(cases: list[CaseResult]) -> Table:
         throughput = (
             format_rate(case.throughput.value, case.throughput.unit) if case.throughput else "-"
         )
-        mfu = f"{case.mfu:.1%}" if case.mfu is not None else "-"
+        mfu = (
+            f"{case.mfu:.1%} ({peak_kind(case.peak_flops_source)})" if case.mfu is not None else "-"
+        )
+        energy = (
+            f"{case.energy.joules_per_step:.3g} J ({case.energy.average_power_w:.3g} W)"
+            if case.energy
+            else "-"
+        )
         if case.mfu is None and case.mfu_note and case.peak_flops_source:
             mfu = "dropped (> 100%)"  # the peak was not the device's maximum; see mfu_note
         if case.status == "ok":
@@ -111,6 +122,7 @@ def summary_table(cases: list[CaseResult]) -> Table:
             median,
             throughput,
             mfu,
+            energy,
             format_bytes(case.peak_memory_bytes),
             status,
         )
@@ -227,6 +239,7 @@ def run_command(
         console.print(f"node {node_rank} done; results: written by global rank 0 on node 0")
     else:
         console.print(summary_table(outcome.record.cases))
+        device_facts(console, outcome.record)
         print_distributed(console, outcome.record)
         if outcome.record.fidelity:
             console.print(fidelity_table(outcome.record.fidelity))

@@ -8,7 +8,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from harness.analysis.device_facts import energy_not_measured, sustain_summary
 from harness.results.fidelity import FidelityResult
+from harness.results.schema import RunRecord
 from harness.run.session import RunOutcome
 
 _VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "skipped": "dim"}
@@ -60,3 +62,18 @@ def report_hint(console: Console, outcome: RunOutcome, default_suite: bool) -> N
         except Exception as exc:  # the results are safe on disk; the report is a convenience
             console.print(f"[yellow]could not write the report: {escape(str(exc))}")
     console.print(f"make the report with: {escape(command)}")
+
+
+def device_facts(console: Console, record: RunRecord) -> None:
+    """Sustained-vs-burst lines of matmul probes, the peak training MFU used, and
+    `energy: not measured (reason)` once per distinct reason."""
+    for case in record.cases:
+        line = sustain_summary(case)
+        if line is not None:
+            console.print(f"{escape(case.key.id)}: {escape(line)}")
+    for dtype, peak in record.sustained_peaks.items():
+        console.print(
+            f"training MFU ({dtype}) uses the sustained peak {peak.flops / 1e9:.4g} GFLOP/s"
+        )
+    for line in energy_not_measured(record.cases):
+        console.print(escape(line))

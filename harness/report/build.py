@@ -38,6 +38,12 @@ def _seconds(value: float | None) -> str:
     return f"{value / 1e-9:.3g} ns"
 
 
+def _per_joule(value: float | None, throughput_unit: str) -> str:
+    """Items per joule, the unit taken from the throughput's (`tokens/s` -> `tokens/J`)."""
+    item = throughput_unit.removesuffix("/s")
+    return _rate(value, f"{item}/J" if item else "/J")
+
+
 def _rate(value: float | None, unit: str = "") -> str:
     if value is None:
         return "-"
@@ -128,19 +134,24 @@ def train_infer_section(a: Answer, figures: dict[str, Figure]) -> Section:
                 _num(r.penalty) + ci,
                 _rate(r.throughput_infer, r.throughput_unit),
                 _rate(r.throughput_train, r.throughput_unit),
+                _num(r.energy_penalty),
+                _per_joule(r.items_per_joule_infer, r.throughput_unit),
             ]
         )
     cols = [
         "system", "workload", "dtype", "batch", "preset", "t infer", "t train",
         "time ratio", "FLOPs ratio", "training penalty (95% CI)", "infer throughput",
-        "train throughput",
+        "train throughput", "energy penalty", "infer per joule",
     ]  # fmt: skip
     return Section(
         title="Training vs inference",
         paragraphs=[
             "Training penalty = (t_train / t_infer) / (FLOPs_train / FLOPs_infer): 1.0 means "
             "backward and optimizer run as efficiently as the forward. The CI is a bootstrap "
-            "over the raw timing samples of both cases."
+            "over the raw timing samples of both cases. Energy penalty = (E_train / E_infer) / "
+            "(FLOPs_train / FLOPs_infer) from the joules per step of both cases; infer per "
+            "joule = inference items (tokens, samples, images) per joule. '-' where the device "
+            "gave no energy reading (the notes say why)."
         ]
         + ([] if rows else ["No workload has both an ok train and an ok infer case."]),
         tables=[Table(columns=cols, rows=rows)] if rows else [],
@@ -158,7 +169,9 @@ def mfu_section(a: Answer, figures: dict[str, Figure]) -> Section:
     return Section(
         title="MFU per mode",
         paragraphs=["MFU = achieved FLOP/s / peak FLOP/s (the device's known spec, else the "
-                    "best measured matmul probe of that dtype; '-' when neither exists)."],
+                    "best measured matmul probe of that dtype; '-' when neither exists). "
+                    "Training cases use the sustained matmul rate (matmul sustain_s=...) when "
+                    "the run measured one. 'peak used' names the peak of each row."],
         tables=[Table(columns=cols, rows=rows)] if rows else [],
         figures=_figures(figures, "mfu.png"),
     )  # fmt: skip
