@@ -75,6 +75,7 @@ class PowerSampler(EnergyMeter):
         self._error = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._t0 = time.perf_counter()
 
     def _sample(self) -> None:
         try:
