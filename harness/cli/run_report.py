@@ -70,10 +70,10 @@ def device_facts(console: Console, record: RunRecord) -> None:
     for case in record.cases:
         line = sustain_summary(case)
         if line is not None:
-            console.print(f"{escape(case.key.id)}: {escape(line)}")
+            console.print(f"{escape(case.key.id)}: {escape(line)}", soft_wrap=True)
     for dtype, peak in record.sustained_peaks.items():
         console.print(
             f"training MFU ({dtype}) uses the sustained peak {peak.flops / 1e9:.4g} GFLOP/s"
         )
     for line in energy_not_measured(record.cases):
-        console.print(escape(line))
+        console.print(escape(line), soft_wrap=True)
