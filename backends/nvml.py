@@ -5,7 +5,6 @@ of one GPU. Every query is best effort; nothing here raises."""
 from __future__ import annotations
 
 import functools
-import importlib
 from types import ModuleType
 from typing import Any
 
@@ -24,7 +23,7 @@ _CLOCK_SM, _CLOCK_MEM, _TEMPERATURE_GPU = 1, 2, 0
 def load_nvml() -> tuple[ModuleType | None, str]:
     """(pynvml, "") once NVML is initialised in this process, else (None, why not)."""
     try:
-        nvml = importlib.import_module("pynvml")
+        import pynvml as nvml
     except ImportError:
         return None, f"nvidia-ml-py is not installed ({NVML_HINT})"
     try:
