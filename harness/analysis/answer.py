@@ -274,7 +274,7 @@ def roof(system: str, runs: list[RunRecord], cases: list[CaseResult]) -> Roof:
             out.bandwidth_source = f"measured: bandwidth ({c.key.id})"
     if out.bandwidth is None and device.peak_bandwidth:
         out.bandwidth = device.peak_bandwidth
-        out.bandwidth_source = f"spec: {device.peak_source}"
+        out.bandwidth_source = f"spec: {device.peak_sources.get('bandwidth') or device.peak_source}"
     return out
 
 
