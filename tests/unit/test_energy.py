@@ -3,12 +3,14 @@ sys.path), a fake npu-smi on PATH and a fake powercap (RAPL) tree."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from backends.ascend import npu_smi_power_meter, parse_npu_smi_power
 from backends.base import EnergyReading, NoEnergy
@@ -231,3 +233,25 @@ def test_energy_penalty_and_items_per_joule_in_the_answer() -> None:
     (row,) = train_infer_rows("sys", [infer, train])
     assert row.energy_penalty is None
     assert energy_not_measured([infer, train]) == ["energy: not measured (no RAPL energy counter)"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or importlib.util.find_spec("pynvml") is None,
+    reason="needs a CUDA GPU and nvidia-ml-py (NVML) for a real energy counter",
+)
+def test_real_gpu_energy_settings_and_telemetry() -> None:
+    from backends.cuda import CUDABackend
+
+    backend = CUDABackend()
+    found = backend.settings()
+    assert "version.cuda" in found and "nvml.driver_version" in found
+    assert set(backend.telemetry()) >= {"clock_mhz", "power_w"}
+    a = torch.randn(4096, 4096, device="cuda")
+    meter = backend.energy_meter()
+    meter.start()
+    for _ in range(50):
+        a @ a
+    backend.synchronize()
+    reading = meter.stop()
+    assert reading.joules is not None and reading.joules > 0, reading.reason
