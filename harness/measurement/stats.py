@@ -41,6 +41,37 @@ def bootstrap_median_ci(
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
+def bootstrap_quantile_ci(
+    samples: Sequence[float],
+    quantile: float,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile-bootstrap confidence interval of the `quantile` (0..1, linear interpolation)
+    of the samples (degenerate if n < 2). Wide for tail quantiles of few samples: the p99 of
+    100 samples rests on its top two."""
+    data = np.asarray(samples, dtype=float)
+    if data.size < 2 or np.ptp(data) == 0.0:
+        value = float(np.quantile(data, quantile)) if data.size else float("nan")
+        return value, value
+    from scipy import stats as sps
+
+    def statistic(values: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.quantile(values, quantile, axis=axis)
+
+    result = sps.bootstrap(
+        (data,),
+        statistic,
+        confidence_level=confidence,
+        n_resamples=resamples,
+        method="percentile",
+        vectorized=True,
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 def order_statistic_median_ci(
     samples: Sequence[float], confidence: float = 0.95
 ) -> tuple[float, float]:
