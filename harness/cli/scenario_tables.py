@@ -59,8 +59,17 @@ def scenario_settings(
             raise BenchError(f"unknown --scenario '{name}'; choose from: {', '.join(SCENARIOS)}.")
     if lengths not in ("fixed", "uniform", "lognormal"):
         raise BenchError(f"unknown --lengths '{lengths}'; choose from: fixed, uniform, lognormal.")
+    for option, value in (
+        ("--target-ttft-ms", target_ttft_ms),
+        ("--target-tpot-ms", target_tpot_ms),
+        ("--target-latency-ms", target_latency_ms),
+        ("--max-wait-ms", max_wait_ms),
+    ):
+        if value is not None and (value < 0 or (value == 0 and option != "--max-wait-ms")):
+            raise BenchError(f"{option} must be a positive number of milliseconds; got {value:g}.")
     defaults = ScenarioSettings().for_preset(preset).targets
-    assert defaults is not None
+    if defaults is None:
+        raise BenchError(f"no default latency targets for preset '{preset}'.")
     try:
         targets = LatencyTargets(
             ttft_s=target_ttft_ms / 1e3 if target_ttft_ms is not None else defaults.ttft_s,

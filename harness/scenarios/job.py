@@ -176,12 +176,13 @@ def execute_scenario(spec: ScenarioSpec) -> ScenarioResult:
     return result
 
 
-def failed(spec: ScenarioSpec, kind: str, message: str, **extra: Any) -> ScenarioResult:
-    """A ScenarioResult for scenarios that produced no (usable) measurement."""
+def failed(spec: ScenarioSpec, error: str, message: str, **extra: Any) -> ScenarioResult:
+    """A ScenarioResult for scenarios that produced no (usable) measurement; `error` is the
+    ErrorKind (crash, timeout, oom, nonfinite, ...)."""
     return ScenarioResult(
         key=spec.key,
-        status="unsupported" if kind == "unsupported" else "failed",
-        error=CaseError(kind=kind, message=message),  # type: ignore[arg-type]
+        status="unsupported" if error == "unsupported" else "failed",
+        error=CaseError(kind=error, message=message),  # type: ignore[arg-type]
         seed=spec.seed,
         **extra,
     )
@@ -215,6 +216,9 @@ def _run(spec: ScenarioSpec, t0: float) -> ScenarioResult:
     # rates size the measured runs: at least `requests`, and long enough (min_duration_s).
     single_rate = session.single_stream(WARMUP_SINGLE, stream=99).achieved_rate
     offline_rate = session.offline(2 * spec.key.batch, stream=98).achieved_rate
+    reason = instance.nonfinite_reason()
+    if reason is not None:  # a broken output is not worth measuring
+        return failed(spec, "nonfinite", reason, kind=server.kind)
     extra: dict[str, Any] = {}
     if "single-stream" in wanted or search:
         extra["single_stream"] = session.single_stream(session.requests_at(single_rate))
