@@ -42,7 +42,8 @@ def serve(workload: str, backend: str = "cpu", **settings: object) -> ScenarioRe
 
 
 def test_llm_offline_beats_single_stream_and_max_rate_lies_between() -> None:
-    result = serve("gpt", max_batch=4, lengths=LengthSpec(kind="uniform"), search_steps=2)
+    quick = {"requests": 30, "min_duration_s": 0.2, "max_batch": 4}
+    result = serve("gpt", lengths=LengthSpec(kind="uniform"), search_steps=2, **quick)
     assert result.status == "ok", result.error
     single, offline = result.single_stream, result.offline
     assert single is not None and offline is not None
@@ -57,7 +58,7 @@ def test_llm_offline_beats_single_stream_and_max_rate_lies_between() -> None:
 
     # Server p99 grows with the arrival rate: a fifth of single-stream vs twice offline.
     rates = [single.achieved_rate / 5, 2 * offline.achieved_rate]
-    loaded = serve("gpt", max_batch=4, scenarios=["server"], rates=rates, requests=40)
+    loaded = serve("gpt", scenarios=["server"], rates=rates, **quick)
     low, high = loaded.server
     assert [low.target_rate, high.target_rate] == rates
     for metric in ("latency", "ttft"):
