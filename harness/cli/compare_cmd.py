@@ -13,6 +13,7 @@ from rich.table import Table
 
 from harness.analysis.compare import (
     DEFAULT_THRESHOLD,
+    GATE_VERDICTS,
     CaseComparison,
     RunComparison,
     Thresholds,
@@ -20,6 +21,7 @@ from harness.analysis.compare import (
     load_thresholds,
     parse_threshold,
 )
+from harness.analysis.scenario_compare import ScenarioComparison, compare_scenarios
 from harness.cli.inputs import resolve_run
 from harness.cli.run_cmd import format_seconds
 from harness.errors import BenchError
@@ -80,6 +82,26 @@ def comparison_table(result: RunComparison) -> Table:
     return table
 
 
+def scenario_comparison_table(rows: list[ScenarioComparison]) -> Table:
+    """One row per compared scenario figure: base, new, ratio with its 95% CI, p, verdict."""
+    table = Table(title="inference scenarios, new vs base (latency ratio > 1 is slower)")
+    for column in ("case", "figure", "base", "new", "ratio (95% CI)", "p", "verdict"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        rate = "rate" in row.figure or "throughput" in row.figure
+        shown = [
+            "-" if v is None else (f"{v:.4g} req/s" if rate else format_seconds(v))
+            for v in (row.base, row.new)
+        ]
+        ratio = "-" if row.ratio is None else f"{row.ratio:.3f}"
+        if row.ratio_ci95 is not None:
+            ratio += f" ({row.ratio_ci95[0]:.3f}-{row.ratio_ci95[1]:.3f})"
+        verdict = _STYLE[row.verdict] + (f": {escape(row.reason)}" if row.reason else "")
+        p_value = f"{row.p_value:.2g}" if row.p_value is not None else "-"
+        table.add_row(escape(row.case_id), row.figure, *shown, ratio, p_value, verdict)
+    return table
+
+
 def compare_command(
     base: Annotated[Path, typer.Argument(help="Base results file, or a folder (its latest run).")],
     new: Annotated[Path, typer.Argument(help="New results file, or a folder (its latest run).")],
@@ -124,9 +146,13 @@ def compare_command(
     console.print(comparison_table(result))
     counts = ", ".join(f"{count} {verdict}" for verdict, count in result.counts().items())
     console.print(f"verdicts: {counts or 'no cases'}")
-    failures = result.gate_failures()
+    scenarios = compare_scenarios(base_run, new_run, limits)
+    if scenarios:
+        console.print(scenario_comparison_table(scenarios))
+    failures = [entry.case_id for entry in result.gate_failures()]
+    failures += [f"{row.case_id} {row.figure}" for row in scenarios if row.verdict in GATE_VERDICTS]
     if failures:
-        names = ", ".join(escape(entry.case_id) for entry in failures)
+        names = ", ".join(escape(name) for name in failures)
         console.print(f"[bold red]{len(failures)} case(s) regressed or failed:[/] {names}")
         if fail_on_regression:
             raise typer.Exit(1)

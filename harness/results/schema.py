@@ -209,6 +209,9 @@ class ScenarioResult(BaseModel):
     """Every server rate measured, in the order tried."""
     max_rate: float | None = None
     """Highest arrival rate whose p99s met the targets (requests/s); None if none did."""
+    missed_rate: float | None = None
+    """The lowest rate above max_rate that missed them: the max rate lies in
+    [max_rate, missed_rate). None when the offline throughput itself met them."""
     search_note: str = ""
     """How the max-rate search bracketed and why it stopped."""
     started_at: datetime | None = None

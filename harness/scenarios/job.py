@@ -234,7 +234,12 @@ def _run(spec: ScenarioSpec, t0: float) -> ScenarioResult:
             settings.search_steps or 1,
             session.time_budget_s,
         )
-        extra.update(server=outcome.points, max_rate=outcome.max_rate, search_note=outcome.note)
+        extra.update(
+            server=outcome.points,
+            max_rate=outcome.max_rate,
+            missed_rate=outcome.missed_rate,
+            search_note=outcome.note,
+        )
     lengths: dict[str, Any] = {}
     if isinstance(server, TokenServer):
         lengths = resolved(settings.lengths, server.max_len).model_dump()

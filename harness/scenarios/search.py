@@ -27,6 +27,8 @@ class SearchOutcome(BaseModel):
 
     points: list[ScenarioPoint]
     max_rate: float | None
+    missed_rate: float | None = None
+    """The lowest measured rate above max_rate that missed the targets (None: none did)."""
     note: str
 
 
@@ -54,7 +56,7 @@ def search_max_rate(
         bracket = f"below the single-stream throughput {high:.4g} req/s (it misses the target)"
         if not passes(low):
             note = f"no rate met the targets; even {low:.4g} req/s (1/{LOW_FACTOR:g} of it) missed"
-            return SearchOutcome(points=points, max_rate=None, note=note)
+            return SearchOutcome(points=points, max_rate=None, missed_rate=low, note=note)
     elif passes(high):
         note = f"the offline throughput {high:.4g} req/s meets the targets: the upper bound"
         return SearchOutcome(points=points, max_rate=high, note=note)
@@ -72,4 +74,4 @@ def search_max_rate(
         f"bisection {bracket}; stopped by {stop}; the max rate lies in "
         f"[{low:.4g}, {high:.4g}) req/s"
     )
-    return SearchOutcome(points=points, max_rate=low, note=note)
+    return SearchOutcome(points=points, max_rate=low, missed_rate=high, note=note)
