@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from harness.analysis.answer import group_systems
 from harness.results.schema import RunRecord, ScenarioPoint, ScenarioResult
+from harness.units import format_rate, format_seconds
 
 _METRIC_NAMES = {"ttft": "TTFT", "tpot": "TPOT", "latency": "latency"}
 
@@ -47,13 +48,13 @@ class ServingRow(BaseModel):
         if self.status != "ok":
             return f"{self.status}: {self.error or 'no result'}"
         bounds = ", ".join(
-            f"p99 {_METRIC_NAMES.get(m, m)} <= {v * 1e3:.3g} ms" for m, v in self.targets.items()
+            f"p99 {_METRIC_NAMES.get(m, m)} <= {format_seconds(v)}" for m, v in self.targets.items()
         )
         if self.max_rate is None:
             if not self.curve:
                 return "no server search in this run"
             return f"meets no tested rate at {bounds}"
-        return f"serves {self.max_rate:.3g} req/s at {bounds}"
+        return f"serves {format_rate(self.max_rate, 'req/s')} at {bounds}"
 
 
 def _p99(point: ScenarioPoint) -> dict[str, float]:

@@ -10,17 +10,10 @@ from typing import Any
 from harness.analysis.serving import ServingRow
 from harness.report.mpl import literal_figure, plot_text
 from harness.report.render import Figure, Section, Table
+from harness.units import format_rate, format_seconds
 
 CURVE_METRICS = ("ttft", "tpot", "latency")
 _LABELS = {"ttft": "p99 TTFT", "tpot": "p99 TPOT", "latency": "p99 latency"}
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1e3:.3g} ms"
-
-
-def _rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g}"
 
 
 def _log_axes(ax: Any) -> None:
@@ -77,12 +70,15 @@ def serving_section(rows: list[ServingRow]) -> Section | None:
         return None
     table_rows = []
     for r in rows:
-        single = ", ".join(f"{_LABELS[m]} {_ms(v)}" for m, v in r.single_stream_p99.items()
-                           if m in _LABELS)  # fmt: skip
+        single = ", ".join(
+            f"{_LABELS[m]} {format_seconds(v)}"
+            for m, v in r.single_stream_p99.items()
+            if m in _LABELS
+        )
         table_rows.append(
             [
                 r.system, r.workload, r.dtype, str(r.max_batch), r.preset, single or "-",
-                _rate(r.single_stream_rate), _rate(r.offline_rate), r.claim,
+                format_rate(r.single_stream_rate), format_rate(r.offline_rate), r.claim,
             ]
         )  # fmt: skip
     columns = [

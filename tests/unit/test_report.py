@@ -132,3 +132,17 @@ def test_figure_text_is_drawn_literally_not_as_mathtext() -> None:
     with literal_figure() as fig:
         fig.add_subplot().set_title(r"$\frac$ and $x^2$")
         fig.savefig(io.BytesIO(), format="png")
+
+
+def test_histories_follow_a_case_across_workload_versions() -> None:
+    from harness.report.plots import case_histories
+
+    old = record("cpu", "Xeon")
+    new = record("cpu", "Xeon", offset_s=60)
+    for c in new.cases:
+        c.key = c.key.model_copy(update={"workload_version": "2"})
+    histories = case_histories([old, new])
+    assert len(histories) == len(old.cases)
+    assert all(len(h.points) == 2 for h in histories)
+    gpt_train = [h for h in histories if h.title.startswith("gpt/train/")]
+    assert len(gpt_train) == 1 and "[" in gpt_train[0].title

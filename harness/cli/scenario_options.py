@@ -1,19 +1,12 @@
-"""What `bench run --scenario` reads from its options and prints: the scenario settings and
-one table row per measured scenario point."""
+"""What `bench run --scenario` reads from its options: the scenario settings, with errors
+that name the option and the valid choices."""
 
 from __future__ import annotations
 
 from pydantic import ValidationError
-from rich.markup import escape
-from rich.table import Table
 
 from harness.errors import BenchError
 from harness.results.config import SCENARIOS, LatencyTargets, LengthSpec, ScenarioSettings
-from harness.results.schema import ScenarioPoint, ScenarioResult
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1e3:.3g} ms"
 
 
 def parse_rates(text: str | None) -> list[float]:
@@ -96,50 +89,3 @@ def scenario_settings(
             for error in exc.errors()
         ]
         raise BenchError("bad scenario option: " + "; ".join(problems) + ".") from None
-
-
-def _row(point: ScenarioPoint) -> list[str]:
-    stats = point.percentiles
-    cells = []
-    for metric in ("latency", "ttft", "tpot"):
-        found = stats.get(metric)
-        cells.append(f"{_ms(found.p50)} / {_ms(found.p99)}" if found else "-")
-    rate = f"{point.target_rate:.4g}" if point.target_rate is not None else "-"
-    verdict = "-" if point.meets_target is None else ("meets" if point.meets_target else "misses")
-    if point.meets_target is not None and not point.decided:
-        verdict += " (undecided)"
-    achieved = f"{point.achieved_rate:.4g}"
-    return [point.scenario, rate, achieved, str(point.requests), *cells, verdict]
-
-
-def scenario_table(results: list[ScenarioResult]) -> Table:
-    """One row per measured point: offered and achieved rate, p50 / p99 of latency, TTFT and
-    TPOT, and the verdict against the targets; the max rate at target per case."""
-    table = Table(title="inference scenarios (p50 / p99)")
-    for column in (
-        "case",
-        "scenario",
-        "rate (req/s)",
-        "achieved (req/s)",
-        "requests",
-        "latency",
-        "TTFT",
-        "TPOT",
-        "target",
-    ):
-        table.add_column(column, overflow="fold")
-    for result in results:
-        case = escape(result.key.id)
-        if result.status != "ok":
-            why = f"{result.error.kind}: {result.error.message}" if result.error else ""
-            table.add_row(case, f"[red]{result.status}[/] {escape(why)}", *["-"] * 7)
-            continue
-        points = [p for p in (result.single_stream, result.offline) if p] + result.server
-        for point in points:
-            table.add_row(case, *_row(point))
-        if result.max_rate is not None or result.search_note:
-            bounds = ", ".join(f"p99 {m} <= {_ms(v)}" for m, v in result.targets.items())
-            rate = f"{result.max_rate:.4g} req/s" if result.max_rate is not None else "none"
-            note = escape(result.search_note)
-            table.add_row(case, "[bold]max rate[/]", rate, "", "", escape(bounds), "", "", note)
-    return table
