@@ -67,10 +67,13 @@ def test_llm_offline_beats_single_stream_and_max_rate_lies_between() -> None:
 
 
 def test_same_seed_issues_the_same_arrivals_and_lengths() -> None:
-    runs = [serve("gpt", scenarios=["server"], rates=[200.0], requests=10) for _ in range(2)]
+    loose = LatencyTargets(ttft_s=10.0, tpot_s=10.0, latency_s=10.0)  # decided at once
+    settings = {"scenarios": ["server"], "rates": [200.0], "requests": 10, "targets": loose}
+    runs = [serve("gpt", min_duration_s=0.1, **settings) for _ in range(2)]
     first, second = (run.server[0] for run in runs)
     assert first.arrival_s == second.arrival_s == poisson_arrivals(200.0, first.requests, 0, 0)
     assert first.input_len == second.input_len and first.output_len == second.output_len
+    assert first.requests == 20  # rate x min duration
 
 
 def predicted_p99(
