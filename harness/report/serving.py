@@ -5,28 +5,14 @@ sentence) and the latency-vs-rate curve of the server scenario."""
 from __future__ import annotations
 
 import io
-from typing import Any
 
 from harness.analysis.serving import ServingRow
-from harness.report.mpl import literal_figure, plot_text
+from harness.report.mpl import literal_figure, log_axes, plot_text
 from harness.report.render import Figure, Section, Table
 from harness.units import format_rate, format_seconds
 
 CURVE_METRICS = ("ttft", "tpot", "latency")
 _LABELS = {"ttft": "p99 TTFT", "tpot": "p99 TPOT", "latency": "p99 latency"}
-
-
-def _log_axes(ax: Any) -> None:
-    """Log scales with plain-number tick labels: the default labels are mathtext, which the
-    report's figures draw literally (harness.report.mpl)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        axis.set_minor_formatter(NullFormatter())
 
 
 def latency_rate_figure(rows: list[ServingRow]) -> Figure | None:
@@ -51,7 +37,7 @@ def latency_rate_figure(rows: list[ServingRow]) -> Figure | None:
                     label=label,
                 )
                 ax.axhline(row.targets[metric] * 1e3, color=line[0].get_color(), linestyle=":")
-            _log_axes(ax)
+            log_axes(ax)
             ax.set_xlabel("offered arrival rate (requests/s)")
             ax.set_ylabel(f"{_LABELS[metric]} (ms)")
             ax.set_title(f"{_LABELS[metric]} vs rate (dotted: target)")
