@@ -15,6 +15,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from backends.base import DTYPES, Backend
+from workloads.serving import Server
 
 COLLECTIVE_MODES: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")
 """Modes of the collectives probe (workloads/allreduce.py)."""
@@ -170,6 +171,11 @@ class Instance(ABC):
 
     def fidelity_step(self, index: int) -> FidelityStep | None:
         """One training step on the index-th batch of real data; None if not supported."""
+        return None
+
+    def server(self, max_batch: int) -> Server | None:
+        """A server answering requests one at a time or batched up to `max_batch` (workloads/
+        serving.py), for the inference scenarios; None when the workload does not serve."""
         return None
 
     def nonfinite_reason(self) -> str | None:

@@ -12,8 +12,10 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from harness.analysis.answer import PENALTY_CAVEAT, PENALTY_NOT_READY, Answer, answer
+from harness.analysis.serving import serving_rows
 from harness.report.figures import all_figures
 from harness.report.render import Figure, Report, Section, Table, render_html, render_markdown
+from harness.report.serving import claims_by_case, serving_section
 from harness.results.schema import RunRecord
 from harness.units import (
     format_bytes,
@@ -30,6 +32,12 @@ class ReportPaths(BaseModel):
     markdown: Path
     html: Path
     figures: list[Path]
+
+
+def _per_joule(value: float | None, throughput_unit: str) -> str:
+    """Items per joule, the unit taken from the throughput's (`tokens/s` -> `tokens/J`)."""
+    item = throughput_unit.removesuffix("/s")
+    return format_rate(value, f"{item}/J" if item else "/J")
 
 
 def _figures(figures: dict[str, Figure], *names: str) -> list[Figure]:
@@ -87,7 +95,12 @@ def systems_section(records: list[RunRecord], a: Answer) -> Section:
     return Section(title="Systems", tables=[Table(columns=cols, rows=rows)])
 
 
-def train_infer_section(a: Answer, figures: dict[str, Figure]) -> Section:
+def train_infer_section(
+    a: Answer, figures: dict[str, Figure], serves: dict[tuple[str, str, str], str] | None = None
+) -> Section:
+    """The training penalty per case; beside it, where the runs have scenario results, what
+    the same system serves under load at the p99 targets."""
+    serves = serves or {}
     rows = []
     for r in a.train_infer:
         low, high = r.penalty_ci or (None, None)
@@ -106,19 +119,28 @@ def train_infer_section(a: Answer, figures: dict[str, Figure]) -> Section:
                 format_number(r.penalty) + ci,
                 format_rate(r.throughput_infer, r.throughput_unit),
                 format_rate(r.throughput_train, r.throughput_unit),
+                format_number(r.energy_penalty),
+                _per_joule(r.items_per_joule_infer, r.throughput_unit),
             ]
         )
+        if serves:
+            rows[-1].append(serves.get((r.system, r.workload, r.dtype), "-"))
     cols = [
         "system", "workload", "dtype", "batch", "preset", "t infer", "t train",
         "time ratio", "FLOPs ratio", "training penalty (95% CI)", "infer throughput",
-        "train throughput",
+        "train throughput", "energy penalty", "infer per joule",
     ]  # fmt: skip
+    if serves:
+        cols.append("inference under load (scenarios)")
     return Section(
         title="Training vs inference",
         paragraphs=[
             "Training penalty = (t_train / t_infer) / (FLOPs_train / FLOPs_infer): 1.0 means "
             "backward and optimizer run as efficiently as the forward. The CI is a bootstrap "
-            "over the raw timing samples of both cases."
+            "over the raw timing samples of both cases. Energy penalty = (E_train / E_infer) / "
+            "(FLOPs_train / FLOPs_infer) from the joules per step of both cases; infer per "
+            "joule = inference items (tokens, samples, images) per joule. '-' where the device "
+            "gave no energy reading (the notes say why)."
         ]
         + ([] if rows else ["No workload has both an ok train and an ok infer case."]),
         tables=[Table(columns=cols, rows=rows)] if rows else [],
@@ -136,7 +158,9 @@ def mfu_section(a: Answer, figures: dict[str, Figure]) -> Section:
     return Section(
         title="MFU per mode",
         paragraphs=["MFU = achieved FLOP/s / peak FLOP/s (the device's known spec, else the "
-                    "best measured matmul probe of that dtype; '-' when neither exists)."],
+                    "best measured matmul probe of that dtype; '-' when neither exists). "
+                    "Training cases use the sustained matmul rate (matmul sustain_s=...) when "
+                    "the run measured one. 'peak used' names the peak of each row."],
         tables=[Table(columns=cols, rows=rows)] if rows else [],
         figures=_figures(figures, "mfu.png"),
     )  # fmt: skip
@@ -243,10 +267,13 @@ def build_report(records: list[RunRecord], warnings: list[str] | None = None) ->
     """The whole report for `records` (several systems side by side)."""
     a = answer(records)
     figures = all_figures(a)
+    serving = serving_rows(records)
+    under_load = serving_section(serving)
     sections = [
         verdict_section(a),
         systems_section(records, a),
-        train_infer_section(a, figures),
+        train_infer_section(a, figures, claims_by_case(serving)),
+        *([under_load] if under_load else []),
         mfu_section(a, figures),
         memory_section(a, figures),
         fidelity_section(a, figures),

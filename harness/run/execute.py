@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from backends.base import DTYPES, Backend
 from backends.registry import get_backend
 from harness.errors import describe_exception, is_oom
+from harness.measurement.energy import case_energy
 from harness.measurement.timing import measure, summarize
 from harness.results.config import MeasureSettings
 from harness.results.schema import CaseError, CaseKey, CaseResult, Measurement, Throughput
@@ -117,13 +118,20 @@ def _measure_case(spec: CaseSpec) -> CaseResult:
     step = instance.step(key.mode)
     backend.synchronize()
     backend.reset_peak_memory()
+    meter = backend.energy_meter()
+    meter.start()
     measurement = measure(step, backend, **spec.measure.model_dump())
+    energy_reading = meter.stop()
     peak_memory = backend.peak_memory_bytes()
     reason = instance.nonfinite_reason()
     if reason is not None:
         return failed(spec, "nonfinite", reason, measurement=measurement)
     result = measured_result(spec, instance, measurement)
     result.peak_memory_bytes = peak_memory
+    work = instance.work(key.mode)
+    result.energy, result.energy_note = case_energy(
+        energy_reading, measurement.median, work.items, work.unit
+    )
     return result
 
 
