@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, Field
 
-from backends.base import DTYPES, Backend
+from backends.base import DTYPES, Backend, EnergyReading
 from backends.registry import get_backend
 from harness.errors import describe_exception, is_oom
 from harness.measurement.energy import case_energy
@@ -298,6 +298,8 @@ def _measure_round(job: RoundSpec) -> CaseResult:
         built.backend.synchronize()
         built.backend.reset_peak_memory()
     before = job.previous.measurement if job.previous is not None else None
+    meter = built.backend.energy_meter()
+    meter.start()
     measurement = measure(
         built.step,
         built.backend,
@@ -305,6 +307,7 @@ def _measure_round(job: RoundSpec) -> CaseResult:
         time_cold_start=before is None,
         iterations=before.iterations_per_sample if before is not None else None,
     )
+    reading = meter.stop()
     if fresh:
         peak = built.backend.peak_memory_bytes()
         built.peak_memory_bytes = max(peak - (held or 0), 0) if peak is not None else None
@@ -316,7 +319,21 @@ def _measure_round(job: RoundSpec) -> CaseResult:
     result = measured_result(spec, built.instance, merged)
     kept = job.previous.peak_memory_bytes if job.previous is not None else None
     result.peak_memory_bytes = kept if kept is not None else built.peak_memory_bytes
+    work = built.instance.work(key.mode)
+    result.energy, result.energy_note = case_energy(
+        _add_readings(job.previous, reading), merged.median, work.items, work.unit
+    )
     return result
+
+
+def _add_readings(previous: CaseResult | None, reading: EnergyReading) -> EnergyReading:
+    """This round's energy reading plus the earlier rounds' (their joules and seconds), so
+    the case's average power covers every measured round; a round without joules says why."""
+    earlier = previous.energy if previous is not None else None
+    if earlier is None or reading.joules is None:
+        return reading
+    joules, seconds = earlier.joules + reading.joules, earlier.seconds + reading.seconds
+    return reading.model_copy(update={"joules": joules, "seconds": seconds})
 
 
 def round_job(payload: str) -> str:

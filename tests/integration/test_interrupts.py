@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.results.schema import CaseKey
 from harness.results.store import load_run
+from harness.run.schedule import round_schedule
 from tests.conftest import PLUGINS, ROOT, pythonpath
 
 
@@ -91,7 +93,19 @@ def test_signal_mid_run_keeps_a_valid_incomplete_file(
     assert not [w for w in workers if _alive(w)], "the worker outlived the run"
 
 
+HANGING_FIRST_SEED = 0
+"""A round seed whose first round starts with the hanging case (checked below), so the kill
+lands on it whatever the machine's speed."""
+
+
 def test_sigkill_of_the_worker_fails_that_case_and_the_run_goes_on(tmp_path: Path) -> None:
+    keys = [  # the plan's order: workloads as given; only their grouping matters here
+        CaseKey(workload=name, workload_version="1", mode="infer", dtype="fp32", batch=16,
+                preset="tiny")
+        for name in ("hanging", "mlp")
+    ]  # fmt: skip
+    first = round_schedule(keys, 2, HANGING_FIRST_SEED, "run")[0].jobs[0]
+    assert keys[first.case].workload == "hanging"
     env = {**os.environ, "PYTHONPATH": pythonpath(PLUGINS)}
     proc = subprocess.Popen(
         [
@@ -107,6 +121,10 @@ def test_sigkill_of_the_worker_fails_that_case_and_the_run_goes_on(tmp_path: Pat
             "tiny",
             "--case-timeout",
             "60",
+            "--rounds",
+            "2",
+            "--round-seed",
+            str(HANGING_FIRST_SEED),
             "--out",
             str(tmp_path),
         ],
