@@ -208,12 +208,13 @@ def clear_cache_job(payload: str) -> str:
 
 def round_settings(settings: MeasureSettings, rounds: int, first: bool) -> dict[str, Any]:
     """The `measure` keyword arguments of one of `rounds` rounds: the sampling budget
-    (`max_time_s`, `min_samples`, `max_samples`) divided by the rounds (at least 3 samples a
-    round), the full warm-up on a case's first round in a process (`first`), else a short
+    (`max_time_s`, `min_samples`, `max_samples`) divided by the rounds (at least 2 samples a
+    round, so slow cases whose samples outlast the budget take as many samples in all as
+    without rounds), the full warm-up on a case's first round in a process (`first`), else a short
     one (warmup_s / rounds, one call)."""
     values = settings.model_dump()
     values["max_time_s"] = settings.max_time_s / rounds
-    values["min_samples"] = max(3, math.ceil(settings.min_samples / rounds))
+    values["min_samples"] = max(2, math.ceil(settings.min_samples / rounds))
     values["max_samples"] = max(values["min_samples"], math.ceil(settings.max_samples / rounds))
     if not first:
         values["warmup_s"] = settings.warmup_s / rounds

@@ -110,7 +110,7 @@ def test_the_budget_of_a_case_is_split_across_its_rounds() -> None:
     later = round_settings(settings, 5, first=False)
     assert first["max_time_s"] * 5 == pytest.approx(2.0)
     assert first["warmup_s"] == 0.2 and later["warmup_s"] == pytest.approx(0.04)
-    assert first["min_samples"] == 3 and later["warmup_iterations"] == 1
+    assert first["min_samples"] == 2 and later["warmup_iterations"] == 1
 
 
 def test_round_jobs_reuse_the_built_case_and_keep_every_round() -> None:
