@@ -27,6 +27,8 @@ class BackendUnavailable(RuntimeError):
 class EventTimer(DeviceTimer):
     """Device events recorded between iterations; one synchronize per block."""
 
+    clock: ClassVar[str] = "device events"
+
     def __init__(self, make_event: Callable[[], Any], synchronize: Callable[[], None]) -> None:
         self._make_event = make_event
         self._synchronize = synchronize
@@ -41,6 +43,18 @@ class EventTimer(DeviceTimer):
         self._synchronize()
         total_ms = sum(events[i].elapsed_time(events[i + 1]) for i in range(iterations))
         return total_ms / 1000.0
+
+    def stamp(self) -> Any:
+        """A timing event recorded on the current stream; no wait."""
+        event = self._make_event()
+        event.record()
+        return event
+
+    def settle(self) -> None:
+        self._synchronize()
+
+    def seconds_between(self, start: Any, end: Any) -> float:
+        return float(start.elapsed_time(end)) / 1000.0
 
 
 class AcceleratorBackend(Backend):

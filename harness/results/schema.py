@@ -149,6 +149,38 @@ class CollectivePoint(BaseModel):
     samples: int
 
 
+PHASES = ("h2d", "forward", "backward", "communication", "optimizer", "zero_grad")
+"""The phases of a training step, in the order a step runs them."""
+
+
+class PhaseBreakdown(BaseModel):
+    """Where one training step's time goes, from instrumented iterations taken after the
+    headline measurement (so the headline timing is not perturbed by them)."""
+
+    phases_s: dict[str, float]
+    """Median seconds per phase over the instrumented iterations (keys from PHASES, or any
+    name a user timed)."""
+    step_s: float
+    """Median seconds of a whole instrumented iteration (first phase start to last end)."""
+    coverage: float
+    """How much of the step the phases account for: the median over iterations of (sum of
+    the iteration's phase times) / (its step time)."""
+    iterations: int
+    clock: str = ""
+    """How the phases were timed: `device events` or `host clock`."""
+    attribution: str = ""
+    """How overlapping work was attributed (e.g. DDP's all-reduce inside backward)."""
+    optimizer_bytes: float | None = None
+    """Bytes one optimizer step reads and writes (the workload's count), or None."""
+    optimizer_bytes_note: str = ""
+    """How `optimizer_bytes` was counted, in words."""
+
+    @property
+    def other_s(self) -> float:
+        """Step time no phase accounts for (Python overhead, loss scaling), never negative."""
+        return max(self.step_s - sum(self.phases_s.values()), 0.0)
+
+
 class CaseResult(BaseModel):
     """The outcome of one case: its measurement and derived figures, or why it failed."""
 
@@ -179,6 +211,9 @@ class CaseResult(BaseModel):
     """Collectives probes: one point per message size."""
     scaling_efficiency: float | None = None
     """--scaling: (throughput / world) / (throughput_base / world_base), base = smallest world."""
+    phases: PhaseBreakdown | None = None
+    """Train cases: forward / backward / optimizer / ... seconds from separate instrumented
+    iterations; None for other modes and for results written before phases existed."""
 
     @model_validator(mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from backends.base import DTYPES, Backend
 from backends.registry import get_backend
 from harness.errors import describe_exception, is_oom
+from harness.measurement.phases import instance_phases
 from harness.measurement.timing import measure, summarize
 from harness.results.config import MeasureSettings
 from harness.results.schema import CaseError, CaseKey, CaseResult, Measurement, Throughput
@@ -114,6 +115,7 @@ def _measure_case(spec: CaseSpec) -> CaseResult:
         return failed(spec, "nonfinite", reason, measurement=measurement)
     result = measured_result(spec, instance, measurement)
     result.peak_memory_bytes = peak_memory
+    result.phases = instance_phases(instance, key.mode, backend)
     return result
 
 

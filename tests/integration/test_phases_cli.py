@@ -1,0 +1,50 @@
+"""The phase breakdown end to end: a backend whose backward is slower by a fixed delay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.results.schema import CaseResult
+from harness.results.store import load_run
+from tests.conftest import invoke_bench
+
+
+def _run(capsys: pytest.CaptureFixture[str], backend: str, out: Path) -> CaseResult:
+    result = invoke_bench(
+        capsys, "run", "--backend", backend, "--workload", "mlp", "--mode", "train,infer",
+        "--preset", "tiny", "--isolate", "none", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (path,) = out.glob("*.json")
+    (train,) = [c for c in load_run(path).cases if c.key.mode == "train"]
+    return train
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one thread for this test: on a loaded 2-core machine a second intra-op thread
+    waits for the scheduler at every parallel op, a delay far larger than a tiny step that
+    lands in whichever phase it hits."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_slower_backward_is_attributed_to_backward(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    test_plugins: dict[str, str],
+    one_thread: None,
+) -> None:
+    plain = _run(capsys, "cpu", tmp_path / "cpu")
+    slow = _run(capsys, "slow-backward", tmp_path / "slow")
+    assert plain.phases and slow.phases
+    # The breakdown puts at least 80% of the time the delay added to the step into backward.
+    added = slow.phases.step_s - plain.phases.step_s
+    into_backward = slow.phases.phases_s["backward"] - plain.phases.phases_s["backward"]
+    assert added > 0 and into_backward >= 0.8 * added
