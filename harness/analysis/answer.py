@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from harness.analysis.mfu import peaks
+from harness.analysis.phases import PhaseRow, phase_rows
 from harness.measurement import stats
 from harness.results.fidelity import FidelityResult
 from harness.results.schema import CaseResult, RunRecord
@@ -129,6 +130,8 @@ class Answer(BaseModel):
     roofline: list[RooflinePoint]
     fidelity: list[SystemFidelity]
     notes: list[str] = Field(default_factory=list)
+    phases: list[PhaseRow] = Field(default_factory=list)
+    """Train cases with a phase breakdown next to their inference forward."""
 
 
 def _system_id(record: RunRecord) -> str:
@@ -365,6 +368,7 @@ def answer(records: list[RunRecord]) -> Answer:
     """Everything the report shows, per system (backend and device), from `records`."""
     systems, verdicts, rows, modes, roofs, points, fidelity = [], [], [], [], [], [], []
     notes: list[str] = []
+    phase_list: list[PhaseRow] = []
     for sid, (system, runs) in group_systems(records).items():
         cases = latest_cases(runs)
         checks = [f for r in runs for f in r.fidelity]
@@ -372,7 +376,9 @@ def answer(records: list[RunRecord]) -> Answer:
         systems.append(system)
         rows += mine
         modes += mode_rows(sid, cases)
-        roofs.append(roof(sid, runs, cases))
+        system_roof = roof(sid, runs, cases)
+        roofs.append(system_roof)
+        phase_list += phase_rows(sid, cases, system_roof.bandwidth, system_roof.bandwidth_source)
         points += roofline_points(sid, cases)
         fidelity += [SystemFidelity(system=sid, result=f) for f in checks]
         verdicts.append(
@@ -400,4 +406,5 @@ def answer(records: list[RunRecord]) -> Answer:
         roofline=points,
         fidelity=fidelity,
         notes=notes,
+        phases=phase_list,
     )

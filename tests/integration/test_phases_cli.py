@@ -48,3 +48,12 @@ def test_a_slower_backward_is_attributed_to_backward(
     added = slow.phases.step_s - plain.phases.step_s
     into_backward = slow.phases.phases_s["backward"] - plain.phases.phases_s["backward"]
     assert added > 0 and into_backward >= 0.8 * added
+
+    # The report's sentence for that backend says where the excess goes: backward.
+    folders = [str(tmp_path / "cpu"), str(tmp_path / "slow")]
+    report = invoke_bench(capsys, "report", *folders, "--out", str(tmp_path / "report"))
+    assert report.returncode == 0, report.stdout + report.stderr
+    lines = (tmp_path / "report" / "report.md").read_text().splitlines()
+    (line,) = [s for s in lines if s.startswith("slow-backward / ")]
+    assert "most of the excess goes to backward" in line
+    assert (tmp_path / "report" / "figures" / "phases.png").is_file()
