@@ -131,6 +131,14 @@ class AcceleratorBackend(Backend):
     def timer(self) -> DeviceTimer:
         return EventTimer(self._make_event, self.synchronize)
 
+    def profiler_activities(self) -> list[torch.profiler.ProfilerActivity]:
+        """The host and the device: torch.profiler's activity of this device type, the
+        PrivateUse1 one for out-of-tree devices (npu and vendor plugins)."""
+        activity = torch.profiler.ProfilerActivity
+        known = {"cuda": activity.CUDA, "xpu": activity.XPU, "mtia": activity.MTIA}
+        known["hpu"] = activity.HPU
+        return [activity.CPU, known.get(self.device_type, activity.PrivateUse1)]
+
     def supports(self, dtype: torch.dtype) -> bool:
         """The declared dtypes; for bf16 also the device module's is_bf16_supported() where it
         has one (older GPUs and first-generation Ascend 910 lack bf16)."""

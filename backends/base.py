@@ -163,6 +163,11 @@ class Backend(ABC):
         """Vendor hook applied to every model before it runs; identity by default."""
         return model
 
+    def profiler_activities(self) -> list[torch.profiler.ProfilerActivity]:
+        """What torch.profiler must record to see this backend's work: the host only, by
+        default (a host-synchronous device)."""
+        return [torch.profiler.ProfilerActivity.CPU]
+
     @abstractmethod
     def describe(self) -> DeviceInfo:
         """Name, count, memory, runtime versions and known peaks of the device."""

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from harness.analysis.mfu import peaks
-from harness.analysis.phases import PhaseRow, phase_rows
+from harness.analysis.phases import OpShiftRow, PhaseRow, op_shift_rows, phase_rows
 from harness.measurement import stats
 from harness.results.fidelity import FidelityResult
 from harness.results.schema import CaseResult, RunRecord
@@ -132,6 +132,8 @@ class Answer(BaseModel):
     notes: list[str] = Field(default_factory=list)
     phases: list[PhaseRow] = Field(default_factory=list)
     """Train cases with a phase breakdown next to their inference forward."""
+    op_shifts: list[OpShiftRow] = Field(default_factory=list)
+    """Profiled train/infer pairs: the operators whose share grows most in training."""
 
 
 def _system_id(record: RunRecord) -> str:
@@ -369,6 +371,7 @@ def answer(records: list[RunRecord]) -> Answer:
     systems, verdicts, rows, modes, roofs, points, fidelity = [], [], [], [], [], [], []
     notes: list[str] = []
     phase_list: list[PhaseRow] = []
+    shifts: list[OpShiftRow] = []
     for sid, (system, runs) in group_systems(records).items():
         cases = latest_cases(runs)
         checks = [f for r in runs for f in r.fidelity]
@@ -379,6 +382,7 @@ def answer(records: list[RunRecord]) -> Answer:
         system_roof = roof(sid, runs, cases)
         roofs.append(system_roof)
         phase_list += phase_rows(sid, cases, system_roof.bandwidth, system_roof.bandwidth_source)
+        shifts += op_shift_rows(sid, cases)
         points += roofline_points(sid, cases)
         fidelity += [SystemFidelity(system=sid, result=f) for f in checks]
         verdicts.append(
@@ -407,4 +411,5 @@ def answer(records: list[RunRecord]) -> Answer:
         fidelity=fidelity,
         notes=notes,
         phases=phase_list,
+        op_shifts=shifts,
     )

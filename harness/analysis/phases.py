@@ -170,5 +170,70 @@ def sentence(row: PhaseRow) -> str:
     return text + "."
 
 
+class OpShift(BaseModel):
+    """One operator's share of the profiled step, inference against training."""
+
+    op: str
+    """The forward operator (its forward and backward together), or `optimizer` /
+    `zero_grad` for those phases' operators."""
+    infer_share: float
+    train_share: float
+
+    @property
+    def growth(self) -> float:
+        return self.train_share - self.infer_share
+
+
+class OpShiftRow(BaseModel):
+    """The operators whose share grows most from inference to training, for one workload."""
+
+    system: str
+    workload: str
+    dtype: str
+    batch: int
+    time_kind: str
+    shifts: list[OpShift]
+
+
+def _shares(case: CaseResult) -> dict[str, float]:
+    assert case.profile is not None
+    shares: dict[str, float] = defaultdict(float)
+    for op in case.profile.ops:
+        group = op.forward_op if op.phase in ("forward", "backward") else op.phase
+        shares[group] += op.share
+    return shares
+
+
+def op_shift_rows(system: str, cases: list[CaseResult], top: int = 3) -> list[OpShiftRow]:
+    """Per ok train/infer pair that both have a profile: the `top` operators (forward and
+    backward of one operator counted together) whose share of the step grows most."""
+    pairs: dict[str, dict[str, CaseResult]] = defaultdict(dict)
+    for case in cases:
+        if _ok(case) and case.key.mode in ("train", "infer") and case.profile is not None:
+            pairs[case.key.pair_key()][case.key.mode] = case
+    rows = []
+    for pair in pairs.values():
+        train, infer = pair.get("train"), pair.get("infer")
+        if train is None or infer is None or train.profile is None:
+            continue
+        before, after = _shares(infer), _shares(train)
+        shifts = [
+            OpShift(op=op, infer_share=before.get(op, 0.0), train_share=after.get(op, 0.0))
+            for op in set(before) | set(after)
+        ]
+        shifts.sort(key=lambda s: s.growth, reverse=True)
+        rows.append(
+            OpShiftRow(
+                system=system,
+                workload=train.key.workload,
+                dtype=train.key.dtype,
+                batch=train.key.batch,
+                time_kind=train.profile.time_kind,
+                shifts=[s for s in shifts[:top] if s.growth > 0],
+            )
+        )
+    return sorted(rows, key=lambda r: (r.workload, r.dtype, r.batch))
+
+
 STACK_ORDER = (*PHASES, OTHER)
 """Phases in the order a stacked bar draws them (names outside it are drawn after)."""

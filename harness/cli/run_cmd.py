@@ -124,11 +124,24 @@ def run_command(
     scaling: Annotated[
         bool, typer.Option("--scaling", help="Measure 1..--nproc processes; scaling efficiency.")
     ] = False,
+    profile: Annotated[
+        bool,
+        typer.Option("--profile", help="Profile each case; store its top operators."),
+    ] = False,
+    profile_trace: Annotated[
+        bool,
+        typer.Option("--profile-trace", help="--profile, and write Chrome traces to OUT/traces."),
+    ] = False,
 ) -> None:
     """Measure workloads on one backend; write results/<time>-<backend>-<id>.json."""
     if isolate not in ("none", "worker", "case"):
         raise BenchError(f"unknown --isolate '{isolate}'; choose from: none, worker, case.")
     check_options(nproc, nnodes, node_rank, rdzv_endpoint, scaling)
+    if (profile or profile_trace) and is_distributed(nproc, nnodes, scaling):
+        raise BenchError(
+            "--profile and --profile-trace profile single-process cases only; drop them or "
+            "run without --nproc/--nnodes/--scaling."
+        )
     config = _config(
         backend=backend,
         workloads=split_list(workload),
@@ -151,6 +164,8 @@ def run_command(
         node_rank=node_rank,
         rdzv_endpoint=rdzv_endpoint,
         scaling=scaling,
+        profile=profile,
+        profile_trace=profile_trace,
     )
     console = Console(width=None if sys.stdout.isatty() else 160)
     try:

@@ -185,12 +185,41 @@ def phases_section(a: Answer, figures: dict[str, Figure]) -> Section:
     if sources:
         paragraphs.append("Optimizer bandwidth is compared with " + "; ".join(sources) + ".")
     paragraphs += [f"Communication: {text}." for text in attributions]
+    tables = [Table(columns=cols, rows=rows)]
+    if a.op_shifts:
+        paragraphs.append(
+            "Operators (bench run --profile) whose share of the step grows most from inference "
+            "to training; an operator's forward and backward count together, the optimizer's "
+            "operators as `optimizer`."
+        )
+        tables.append(op_shift_table(a))
     return Section(
         title="Where the training step's time goes",
         paragraphs=paragraphs,
-        tables=[Table(columns=cols, rows=rows)],
+        tables=tables,
         figures=_figures(figures, "phases.png"),
     )
+
+
+def op_shift_table(a: Answer) -> Table:
+    """One row per profiled workload: its top growing operators, infer share -> train share."""
+    rows = [
+        [
+            r.system,
+            r.workload,
+            r.dtype,
+            str(r.batch),
+            r.time_kind,
+            "; ".join(
+                f"{s.op} {format_percent(s.infer_share)} -> {format_percent(s.train_share)}"
+                for s in r.shifts
+            )
+            or "-",
+        ]
+        for r in a.op_shifts
+    ]
+    cols = ["system", "workload", "dtype", "batch", "time", "share infer -> train"]
+    return Table(columns=cols, rows=rows)
 
 
 def mfu_section(a: Answer, figures: dict[str, Figure]) -> Section:

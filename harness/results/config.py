@@ -67,6 +67,10 @@ class RunConfig(BaseModel):
     out: Path = Path("results")
     measure: MeasureSettings | None = None
     """None means the preset's defaults (PRESET_MEASURE)."""
+    profile: bool = False
+    """Profile each case's step (torch.profiler) and store its top operators."""
+    profile_trace: bool = False
+    """Also write each profiled step's Chrome trace under `out`/traces (implies profile)."""
 
     def measure_settings(self) -> MeasureSettings:
         return self.measure or PRESET_MEASURE.get(self.preset, MeasureSettings())

@@ -181,6 +181,38 @@ class PhaseBreakdown(BaseModel):
         return max(self.step_s - sum(self.phases_s.values()), 0.0)
 
 
+class ProfiledOp(BaseModel):
+    """One operator of a profiled step, its time summed over its calls."""
+
+    name: str
+    """The profiler's event name (e.g. `aten::mm`)."""
+    phase: str
+    """forward, backward, optimizer, zero_grad or other (from its place in the call tree)."""
+    forward_op: str
+    """The forward operator it belongs to: its own name for forward ops, the autograd node's
+    (MmBackward0 -> mm) for backward ops, so one operator's forward and backward add up."""
+    seconds: float
+    """Per step: device time where the device was profiled, else self CPU time."""
+    share: float
+    """seconds / the step's total profiled time."""
+    calls: float
+    """Calls per step."""
+
+
+class OpProfile(BaseModel):
+    """The top operators of one case's step (torch.profiler), not the trace."""
+
+    activities: list[str]
+    time_kind: Literal["device", "self cpu"]
+    iterations: int
+    total_s: float
+    """Per step, all profiled operators together (of `time_kind`)."""
+    ops: list[ProfiledOp]
+    """The largest operators, by seconds, at most PROFILE_TOP of them."""
+    trace: str | None = None
+    """Path of the Chrome trace (`--profile-trace`), relative to the results folder."""
+
+
 class CaseResult(BaseModel):
     """The outcome of one case: its measurement and derived figures, or why it failed."""
 
@@ -211,6 +243,8 @@ class CaseResult(BaseModel):
     """Collectives probes: one point per message size."""
     scaling_efficiency: float | None = None
     """--scaling: (throughput / world) / (throughput_base / world_base), base = smallest world."""
+    profile: OpProfile | None = None
+    """`--profile`: the step's top operators; None when not profiled."""
     phases: PhaseBreakdown | None = None
     """Train cases: forward / backward / optimizer / ... seconds from separate instrumented
     iterations; None for other modes and for results written before phases existed."""

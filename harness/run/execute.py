@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,9 +16,17 @@ from backends.base import DTYPES, Backend
 from backends.registry import get_backend
 from harness.errors import describe_exception, is_oom
 from harness.measurement.phases import instance_phases
+from harness.measurement.profile import profile_step
 from harness.measurement.timing import measure, summarize
 from harness.results.config import MeasureSettings
-from harness.results.schema import CaseError, CaseKey, CaseResult, Measurement, Throughput
+from harness.results.schema import (
+    CaseError,
+    CaseKey,
+    CaseResult,
+    Measurement,
+    OpProfile,
+    Throughput,
+)
 from workloads.base import BuildContext, CaseUnsupported, ContextT, Instance
 from workloads.registry import get_workload
 
@@ -29,6 +39,10 @@ class CaseSpec(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
     measure: MeasureSettings = Field(default_factory=MeasureSettings)
+    profile: bool = False
+    """Profile the step after its measurement (`bench run --profile`)."""
+    trace_dir: str | None = None
+    """Where the profiled step's Chrome trace goes (`--profile-trace`); None: no trace."""
 
     def unsupported_reason(self, backend: Backend) -> str | None:
         """Why `backend` cannot run this case's dtype, or None when it can."""
@@ -116,7 +130,25 @@ def _measure_case(spec: CaseSpec) -> CaseResult:
     result = measured_result(spec, instance, measurement)
     result.peak_memory_bytes = peak_memory
     result.phases = instance_phases(instance, key.mode, backend)
+    if spec.profile:
+        result.profile = case_profile(spec, step, backend)
     return result
+
+
+def case_profile(spec: CaseSpec, step: Callable[[], None], backend: Backend) -> OpProfile:
+    """The case's top operators (harness.measurement.profile), and its Chrome trace in
+    `spec.trace_dir` when asked (named by time, backend and case; stored as the path
+    relative to the results folder)."""
+    trace: Path | None = None
+    if spec.trace_dir is not None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        trace = (
+            Path(spec.trace_dir) / f"{stamp}-{spec.backend}-{spec.key.id.replace('/', '_')}.json"
+        )
+    profile = profile_step(step, backend, trace_path=trace)
+    if trace is not None:
+        profile.trace = f"{trace.parent.name}/{trace.name}"
+    return profile
 
 
 def measured_result(

@@ -13,10 +13,10 @@ from harness.results.store import load_run
 from tests.conftest import invoke_bench
 
 
-def _run(capsys: pytest.CaptureFixture[str], backend: str, out: Path) -> CaseResult:
+def _run(capsys: pytest.CaptureFixture[str], backend: str, out: Path, *extra: str) -> CaseResult:
     result = invoke_bench(
         capsys, "run", "--backend", backend, "--workload", "mlp", "--mode", "train,infer",
-        "--preset", "tiny", "--isolate", "none", "--out", str(out),
+        "--preset", "tiny", "--isolate", "none", "--out", str(out), *extra,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     (path,) = out.glob("*.json")
@@ -41,7 +41,7 @@ def test_a_slower_backward_is_attributed_to_backward(
     test_plugins: dict[str, str],
     one_thread: None,
 ) -> None:
-    plain = _run(capsys, "cpu", tmp_path / "cpu")
+    plain = _run(capsys, "cpu", tmp_path / "cpu", "--profile-trace")
     slow = _run(capsys, "slow-backward", tmp_path / "slow")
     assert plain.phases and slow.phases
     # The breakdown puts at least 80% of the time the delay added to the step into backward.
@@ -57,3 +57,19 @@ def test_a_slower_backward_is_attributed_to_backward(
     (line,) = [s for s in lines if s.startswith("slow-backward / ")]
     assert "most of the excess goes to backward" in line
     assert (tmp_path / "report" / "figures" / "phases.png").is_file()
+
+    # The profiled run (cpu) stored its operators and wrote its traces beside the results;
+    # the report lists the operators whose share grows in training, next to an unprofiled run.
+    assert plain.profile and plain.profile.trace and not slow.profile
+    assert (tmp_path / "cpu" / plain.profile.trace).is_file()
+    assert any(op.phase == "backward" for op in plain.profile.ops)
+    (shifts,) = [x for x in lines if x.startswith("| cpu / ") and "self cpu" in x]
+    assert "optimizer 0.0%" in shifts
+
+
+def test_profiling_a_distributed_run_is_refused_with_a_reason(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = invoke_bench(capsys, "run", "--profile", "--nproc", "2", "--preset", "tiny")
+    assert result.returncode == 2
+    assert "--profile and --profile-trace profile single-process cases only" in result.stderr
