@@ -318,6 +318,26 @@ def inference_verdict(cases: list[CaseResult]) -> Verdict:
     return Verdict(status="ready", reasons=[f"all {ok} inference cases ran"])
 
 
+def training_only_fallbacks(cases: list[CaseResult]) -> list[str]:
+    """One caveat per workload whose training steps ran operators on the host that its
+    inference steps did not (CaseResult.host_fallbacks), naming the operators."""
+    infer: dict[str, set[str]] = defaultdict(set)
+    train: dict[str, set[str]] = defaultdict(set)
+    for case in cases:
+        if _is_model(case) and case.host_fallbacks:
+            side = train if case.key.mode in TRAIN_MODES else infer
+            side[case.key.workload].update(case.host_fallbacks)
+    caveats = []
+    for workload in sorted(train):
+        only = sorted(train[workload] - infer[workload])
+        if only:
+            caveats.append(
+                f"{workload} training runs operator(s) on the host (CPU fallback) that "
+                f"inference does not: {', '.join(only)}"
+            )
+    return caveats
+
+
 def training_verdict(
     cases: list[CaseResult], rows: list[TrainInferRow], fidelity: list[FidelityResult]
 ) -> Verdict:
@@ -354,6 +374,7 @@ def training_verdict(
     unsupported = _unsupported(mine)
     if unsupported:
         caveats.append(f"unsupported dtype(s) for training: {', '.join(unsupported)}")
+    caveats += training_only_fallbacks(cases)
     if blocking:
         return Verdict(status="not ready", reasons=blocking + caveats)
     if caveats:

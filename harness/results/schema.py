@@ -243,6 +243,9 @@ class CaseResult(BaseModel):
     """Collectives probes: one point per message size."""
     scaling_efficiency: float | None = None
     """--scaling: (throughput / world) / (throughput_base / world_base), base = smallest world."""
+    host_fallbacks: list[str] | None = None
+    """Operators the device reported running on the host instead (torch_npu's "will fall
+    back to run on the CPU" warnings) while the case was built and run; None when none."""
     profile: OpProfile | None = None
     """`--profile`: the step's top operators; None when not profiled."""
     phases: PhaseBreakdown | None = None

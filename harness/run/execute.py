@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from backends.base import DTYPES, Backend
 from backends.registry import get_backend
 from harness.errors import describe_exception, is_oom
+from harness.measurement.fallbacks import host_fallbacks
 from harness.measurement.phases import instance_phases
 from harness.measurement.profile import profile_step
 from harness.measurement.timing import measure, summarize
@@ -86,7 +87,9 @@ def execute_case(spec: CaseSpec) -> CaseResult:
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     try:
-        result = _measure_case(spec)
+        with host_fallbacks() as fallbacks:
+            result = _measure_case(spec)
+        result.host_fallbacks = sorted(fallbacks) or None
     except CaseUnsupported as exc:
         result = failed(spec, "unsupported", str(exc))
     except Exception as exc:

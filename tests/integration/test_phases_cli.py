@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.analysis.answer import answer
 from harness.results.schema import CaseResult
 from harness.results.store import load_run
 from tests.conftest import invoke_bench
@@ -73,3 +74,21 @@ def test_profiling_a_distributed_run_is_refused_with_a_reason(
     result = invoke_bench(capsys, "run", "--profile", "--nproc", "2", "--preset", "tiny")
     assert result.returncode == 2
     assert "--profile and --profile-trace profile single-process cases only" in result.stderr
+
+
+def test_a_fallback_only_in_backward_is_a_training_caveat_naming_the_operator(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, test_plugins: dict[str, str]
+) -> None:
+    out = tmp_path / "fallback"
+    train = _run(capsys, "fallback-train", out)
+    run = load_run(next(out.glob("*.json")))
+    (infer,) = [c for c in run.cases if c.key.mode == "infer"]
+    assert train.host_fallbacks == ["aten::fake_backward_op"]
+    assert infer.host_fallbacks is None
+    (verdict,) = answer([run]).verdicts
+    assert verdict.training.status == "caveats"
+    assert (
+        "mlp training runs operator(s) on the host (CPU fallback) that inference does not: "
+        "aten::fake_backward_op"
+    ) in verdict.training.reasons
+    assert not any("fallback" in reason for reason in verdict.inference.reasons)
