@@ -38,6 +38,12 @@ def test_phase_timer_times_a_users_own_training_step() -> None:
     assert result.other_s >= 0
 
 
+def test_the_phase_timer_is_part_of_the_public_api() -> None:
+    import harness
+
+    assert harness.PhaseTimer is phases.PhaseTimer and harness.phase is phases.phase
+
+
 def test_phase_outside_a_timed_step_does_nothing() -> None:
     timer = phases.PhaseTimer()
     with phases.phase("forward"):
