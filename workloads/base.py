@@ -17,6 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from backends.base import DTYPES, Backend
+from workloads.serving import Server
 
 COLLECTIVE_MODES: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")
 """Modes of the collectives probe (workloads/allreduce.py)."""
@@ -195,6 +196,11 @@ class Instance(ABC):
         """The step of `mode` with each of its phases run inside `phase(name)` (names from
         `harness.results.schema.PHASES`: forward, backward, optimizer, zero_grad, ...), doing
         the same work as `step(mode)`; None when the mode has no phases to tell apart."""
+        return None
+
+    def server(self, max_batch: int) -> Server | None:
+        """A server answering requests one at a time or batched up to `max_batch` (workloads/
+        serving.py), for the inference scenarios; None when the workload does not serve."""
         return None
 
     def nonfinite_reason(self) -> str | None:

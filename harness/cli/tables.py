@@ -9,8 +9,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.analysis.compare import CaseComparison, RunComparison
+from harness.analysis.scenario_compare import ScenarioComparison
 from harness.results.fidelity import FidelityResult
-from harness.results.schema import CaseResult, RunRecord
+from harness.results.schema import CaseResult, RunRecord, ScenarioPoint, ScenarioResult
 from harness.units import (
     format_bytes,
     format_number,
@@ -195,4 +196,75 @@ def comparison_table(result: RunComparison) -> Table:
             limit,
             verdict,
         )
+    return table
+
+
+def _ms(value: float | None) -> str:
+    return format_seconds(value) if value is not None else "-"
+
+
+def _row(point: ScenarioPoint) -> list[str]:
+    stats = point.percentiles
+    cells = []
+    for metric in ("latency", "ttft", "tpot"):
+        found = stats.get(metric)
+        cells.append(f"{_ms(found.p50)} / {_ms(found.p99)}" if found else "-")
+    rate = f"{point.target_rate:.4g}" if point.target_rate is not None else "-"
+    verdict = "-" if point.meets_target is None else ("meets" if point.meets_target else "misses")
+    if point.meets_target is not None and not point.decided:
+        verdict += " (undecided)"
+    achieved = f"{point.achieved_rate:.4g}"
+    return [point.scenario, rate, achieved, str(point.requests), *cells, verdict]
+
+
+def scenario_table(results: list[ScenarioResult]) -> Table:
+    """One row per measured point: offered and achieved rate, p50 / p99 of latency, TTFT and
+    TPOT, and the verdict against the targets; the max rate at target per case."""
+    table = Table(title="inference scenarios (p50 / p99)")
+    for column in (
+        "case",
+        "scenario",
+        "rate (req/s)",
+        "achieved (req/s)",
+        "requests",
+        "latency",
+        "TTFT",
+        "TPOT",
+        "target",
+    ):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        case = escape(result.key.id)
+        if result.status != "ok":
+            why = f"{result.error.kind}: {result.error.message}" if result.error else ""
+            table.add_row(case, f"[red]{result.status}[/] {escape(why)}", *["-"] * 7)
+            continue
+        points = [p for p in (result.single_stream, result.offline) if p] + result.server
+        for point in points:
+            table.add_row(case, *_row(point))
+        if result.max_rate is not None or result.search_note:
+            bounds = ", ".join(f"p99 {m} <= {_ms(v)}" for m, v in result.targets.items())
+            rate = f"{result.max_rate:.4g} req/s" if result.max_rate is not None else "none"
+            note = escape(result.search_note)
+            table.add_row(case, "[bold]max rate[/]", rate, "", "", escape(bounds), "", "", note)
+    return table
+
+
+def scenario_comparison_table(rows: list[ScenarioComparison]) -> Table:
+    """One row per compared scenario figure: base, new, ratio with its 95% CI, p, verdict."""
+    table = Table(title="inference scenarios, new vs base (latency ratio > 1 is slower)")
+    for column in ("case", "figure", "base", "new", "ratio (95% CI)", "p", "verdict"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        rate = "rate" in row.figure or "throughput" in row.figure
+        shown = [
+            "-" if v is None else (format_rate(v, "req/s") if rate else format_seconds(v))
+            for v in (row.base, row.new)
+        ]
+        ratio = "-" if row.ratio is None else f"{row.ratio:.3f}"
+        if row.ratio_ci95 is not None:
+            ratio += f" ({row.ratio_ci95[0]:.3f}-{row.ratio_ci95[1]:.3f})"
+        verdict = _COMPARISON_STYLE[row.verdict] + (f": {escape(row.reason)}" if row.reason else "")
+        p_value = f"{row.p_value:.2g}" if row.p_value is not None else "-"
+        table.add_row(escape(row.case_id), row.figure, *shown, ratio, p_value, verdict)
     return table

@@ -12,8 +12,10 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from harness.analysis.answer import PENALTY_CAVEAT, PENALTY_NOT_READY, Answer, answer
+from harness.analysis.serving import serving_rows
 from harness.report.figures import all_figures
 from harness.report.render import Figure, Report, Section, Table, render_html, render_markdown
+from harness.report.serving import claims_by_case, serving_section
 from harness.results.schema import RunRecord
 from harness.units import (
     format_bytes,
@@ -89,7 +91,12 @@ def systems_section(records: list[RunRecord], a: Answer) -> Section:
     return Section(title="Systems", tables=[Table(columns=cols, rows=rows)])
 
 
-def train_infer_section(a: Answer, figures: dict[str, Figure]) -> Section:
+def train_infer_section(
+    a: Answer, figures: dict[str, Figure], serves: dict[tuple[str, str, str], str] | None = None
+) -> Section:
+    """The training penalty per case; beside it, where the runs have scenario results, what
+    the same system serves under load at the p99 targets."""
+    serves = serves or {}
     rows = []
     for r in a.train_infer:
         low, high = r.penalty_ci or (None, None)
@@ -110,11 +117,15 @@ def train_infer_section(a: Answer, figures: dict[str, Figure]) -> Section:
                 format_rate(r.throughput_train, r.throughput_unit),
             ]
         )
+        if serves:
+            rows[-1].append(serves.get((r.system, r.workload, r.dtype), "-"))
     cols = [
         "system", "workload", "dtype", "batch", "preset", "t infer", "t train",
         "time ratio", "FLOPs ratio", "training penalty (95% CI)", "infer throughput",
         "train throughput",
     ]  # fmt: skip
+    if serves:
+        cols.append("inference under load (scenarios)")
     return Section(
         title="Training vs inference",
         paragraphs=[
@@ -339,11 +350,14 @@ def build_report(records: list[RunRecord], warnings: list[str] | None = None) ->
     """The whole report for `records` (several systems side by side)."""
     a = answer(records)
     figures = all_figures(a)
+    serving = serving_rows(records)
+    under_load = serving_section(serving)
     sections = [
         verdict_section(a),
         systems_section(records, a),
-        train_infer_section(a, figures),
+        train_infer_section(a, figures, claims_by_case(serving)),
         phases_section(a, figures),
+        *([under_load] if under_load else []),
         mfu_section(a, figures),
         memory_section(a, figures),
         fidelity_section(a, figures),

@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.analysis.answer import PENALTY_CAVEAT, PENALTY_NOT_READY, Answer
 from harness.analysis.phases import STACK_ORDER
-from harness.report.mpl import literal_figure, plot_text
+from harness.report.mpl import literal_figure, log_axes, plot_text
 from harness.report.render import Figure
 from harness.units import time_unit
 
@@ -292,8 +292,7 @@ def roofline_figure(answer: Answer, out: list[Figure]) -> None:
                 s=60,
                 label=plot_text(f"{p.system} {p.workload} {p.mode} {p.dtype} b{p.batch}"),
             )
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        log_axes(ax)
         ax.set_title("Roofline: LLM prefill (compute-bound) vs decode (bandwidth-bound)")
         ax.set_xlabel("arithmetic intensity (FLOP/byte)")
         ax.set_ylabel("achieved FLOP/s")

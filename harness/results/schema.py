@@ -270,6 +270,82 @@ class CaseResult(BaseModel):
         return data
 
 
+class Percentiles(BaseModel):
+    """p50 / p90 / p99 of one latency metric (seconds), each with a bootstrap 95% CI."""
+
+    p50: float
+    p90: float
+    p99: float
+    p50_ci95: tuple[float, float]
+    p90_ci95: tuple[float, float]
+    p99_ci95: tuple[float, float]
+
+
+ScenarioKind = Literal["single-stream", "offline", "server"]
+
+
+class ScenarioPoint(BaseModel):
+    """One measured scenario run: every request's lengths and timings, and their summary.
+
+    Times are seconds from the start of the run (arrivals as scheduled); `latency_s` is from
+    arrival to the last output, `ttft_s` from arrival to the first token and `tpot_s` the mean
+    time between a request's later tokens (LLM requests only, None where a request made a
+    single token)."""
+
+    scenario: ScenarioKind
+    target_rate: float | None = None
+    """Server: the Poisson arrival rate asked for (requests/s)."""
+    requests: int
+    duration_s: float
+    """From the start to the last completion."""
+    achieved_rate: float
+    """Completed requests per second over `duration_s`."""
+    tokens_per_s: float | None = None
+    """LLMs: generated tokens per second over `duration_s`."""
+    arrival_s: list[float]
+    latency_s: list[float]
+    ttft_s: list[float] = Field(default_factory=list)
+    tpot_s: list[float | None] = Field(default_factory=list)
+    input_len: list[int] = Field(default_factory=list)
+    output_len: list[int] = Field(default_factory=list)
+    percentiles: dict[str, Percentiles] = Field(default_factory=dict)
+    """Metric (latency, ttft, tpot) -> its percentiles."""
+    meets_target: bool | None = None
+    """Server: every p99 within its target."""
+    decided: bool = True
+    """False when the target lay inside a p99's CI after the most requests allowed: the verdict
+    then rests on the point estimate."""
+
+
+class ScenarioResult(BaseModel):
+    """The inference scenarios of one workload/dtype/batch on a backend (LoadGen-style)."""
+
+    key: CaseKey
+    """mode is `serve`; batch is the scheduler's max batch."""
+    status: CaseStatus
+    error: CaseError | None = None
+    kind: Literal["items", "tokens"] = "items"
+    lengths: dict[str, Any] = Field(default_factory=dict)
+    """The length distribution requests were drawn from (LengthSpec), LLMs only."""
+    targets: dict[str, float] = Field(default_factory=dict)
+    """p99 targets by metric (seconds)."""
+    max_wait_s: float | None = None
+    seed: int = 0
+    single_stream: ScenarioPoint | None = None
+    offline: ScenarioPoint | None = None
+    server: list[ScenarioPoint] = Field(default_factory=list)
+    """Every server rate measured, in the order tried."""
+    max_rate: float | None = None
+    """Highest arrival rate whose p99s met the targets (requests/s); None if none did."""
+    missed_rate: float | None = None
+    """The lowest rate above max_rate that missed them: the max rate lies in
+    [max_rate, missed_rate). None when the offline throughput itself met them."""
+    search_note: str = ""
+    """How the max-rate search bracketed and why it stopped."""
+    started_at: datetime | None = None
+    duration_s: float | None = None
+
+
 class EnvironmentInfo(BaseModel):
     """The machine and software a run saw; what makes two runs comparable or not."""
 
@@ -335,3 +411,5 @@ class RunRecord(BaseModel):
     """Set for distributed runs; None for single-process runs."""
     fidelity: list[FidelityResult] = Field(default_factory=list)
     """Training-fidelity checks against the reference (`bench run --fidelity`)."""
+    scenarios: list[ScenarioResult] = Field(default_factory=list)
+    """LoadGen-style inference scenarios (`bench run --scenario`)."""

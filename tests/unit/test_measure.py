@@ -8,12 +8,13 @@ from harness import measure
 from harness.measurement.timing import run_schedule, summarize
 
 
-def test_measure_returns_requested_minimum_and_one_ms_blocks() -> None:
+def test_measure_returns_requested_minimum_with_statistics_of_its_samples() -> None:
+    """Block sizing is checked on a deterministic clock (test_schedule_stops_on_precision...):
+    on a real, shared machine the length of a block depends on what else runs."""
     a = torch.randn(64, 64)
     m = measure(lambda: a @ a, min_samples=12, max_time_s=0.3, warmup_s=0.01)
     assert m.n >= 12
     assert m.iterations_per_sample >= 1
-    assert m.median * m.iterations_per_sample >= 0.9e-3
     assert m.ci95[0] <= m.median <= m.ci95[1]
     assert len(m.outliers) == m.n
 
