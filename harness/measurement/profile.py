@@ -76,13 +76,13 @@ def profile_step(
     trace_path: Path | None = None,
     top: int = PROFILE_TOP,
 ) -> OpProfile:
-    """Profile `iterations` calls of `step` (after one unprofiled call) with the backend's
-    activities; return the `top` operators per step by time (module docstring), and write
-    the Chrome trace to `trace_path` when given."""
+    """Profile `iterations` calls of `step` with the backend's activities; return the `top`
+    operators per step by time (module docstring), and write the Chrome trace to
+    `trace_path` when given. Call it on a warm step (after its measurement): nothing is
+    run unprofiled first, to keep `--profile`'s cost to the profiled calls."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = backend.profiler_activities()
-    step()
     backend.synchronize()
     with profile(activities=activities) as prof:
         for _ in range(iterations):
