@@ -100,13 +100,14 @@ class PhaseTimer:
             names += [n for n in times if n not in names]
         phases_s = {n: statistics.median(t.get(n, 0.0) for t in self.iterations) for n in names}
         step_s = statistics.median(self.step_times)
+        pairs = list(zip(self.iterations, self.step_times, strict=True))
         return PhaseBreakdown(
             phases_s=phases_s,
             step_s=step_s,
             coverage=statistics.median(
-                sum(times.values()) / step if step > 0 else 0.0
-                for times, step in zip(self.iterations, self.step_times, strict=True)
+                sum(times.values()) / step if step > 0 else 0.0 for times, step in pairs
             ),
+            unattributed_s=statistics.median(step - sum(times.values()) for times, step in pairs),
             iterations=len(self.iterations),
             clock=self._timer.clock,
             attribution=attribution,

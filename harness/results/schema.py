@@ -175,9 +175,16 @@ class PhaseBreakdown(BaseModel):
     optimizer_bytes_note: str = ""
     """How `optimizer_bytes` was counted, in words."""
 
+    unattributed_s: float | None = None
+    """Median over iterations of (step time - the iteration's phases): the time between and
+    around phases (Python, loss scaling)."""
+
     @property
     def other_s(self) -> float:
-        """Step time no phase accounts for (Python overhead, loss scaling), never negative."""
+        """Step time no phase accounts for, never negative: `unattributed_s`, else (files
+        without it) step_s minus the phase medians."""
+        if self.unattributed_s is not None:
+            return max(self.unattributed_s, 0.0)
         return max(self.step_s - sum(self.phases_s.values()), 0.0)
 
 
