@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,6 +67,20 @@ def test_a_slower_backward_is_attributed_to_backward(
     assert any(op.phase == "backward" for op in plain.profile.ops)
     (shifts,) = [x for x in lines if x.startswith("| cpu / ") and "self cpu" in x]
     assert "optimizer 0.0%" in shifts
+
+    # A file written before phases, profiles and fallbacks existed loads, compares and reports.
+    (path,) = (tmp_path / "cpu").glob("*.json")
+    data = json.loads(path.read_text())
+    for case in data["cases"]:
+        for field in ("phases", "profile", "host_fallbacks"):
+            case.pop(field, None)
+    data["run_id"] = "0" * len(data["run_id"])  # another run of the same cases
+    old = tmp_path / "old" / path.name.replace(".json", "-old.json")
+    old.parent.mkdir()
+    old.write_text(json.dumps(data))
+    assert invoke_bench(capsys, "compare", str(old), str(path)).returncode == 0
+    report = invoke_bench(capsys, "report", str(old), str(path), "--out", str(tmp_path / "r2"))
+    assert report.returncode == 0, report.stdout + report.stderr
 
 
 def test_profiling_a_distributed_run_is_refused_with_a_reason(
