@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from harness.analysis.device_facts import energy_not_measured
 from harness.analysis.mfu import peaks
 from harness.analysis.phases import OpShiftRow, PhaseRow, op_shift_rows, phase_rows
 from harness.measurement import stats
@@ -63,6 +64,14 @@ class TrainInferRow(BaseModel):
     mfu_infer: float | None = None
     memory_train_bytes: int | None = None
     memory_infer_bytes: int | None = None
+    energy_train_j: float | None = None
+    """Joules per training step."""
+    energy_infer_j: float | None = None
+    """Joules per inference step."""
+    energy_penalty: float | None = None
+    """(E_train / E_infer) / (FLOPs_train / FLOPs_infer), like the training penalty."""
+    items_per_joule_infer: float | None = None
+    """Inference items (tokens, samples, images) per joule."""
 
 
 class ModeRow(BaseModel):
@@ -216,8 +225,22 @@ def train_infer_rows(system: str, cases: list[CaseResult]) -> list[TrainInferRow
                 train.measurement.samples_s, infer.measurement.samples_s
             )
             row.penalty_ci = (low / row.flops_ratio, high / row.flops_ratio)
+        add_energy(row, train, infer)
         rows.append(row)
     return sorted(rows, key=lambda r: (r.workload, r.dtype, r.batch))
+
+
+def add_energy(row: TrainInferRow, train: CaseResult, infer: CaseResult) -> None:
+    """Joules per step of both modes, the energy penalty (when the FLOPs ratio is known) and
+    inference items per joule, where both cases measured energy."""
+    if train.energy is None or infer.energy is None:
+        return
+    row.energy_train_j = train.energy.joules_per_step
+    row.energy_infer_j = infer.energy.joules_per_step
+    if row.flops_ratio and row.energy_infer_j > 0:
+        row.energy_penalty = (row.energy_train_j / row.energy_infer_j) / row.flops_ratio
+    if infer.energy.joules_per_item:
+        row.items_per_joule_infer = 1.0 / infer.energy.joules_per_item
 
 
 def mode_rows(system: str, cases: list[CaseResult]) -> list[ModeRow]:
@@ -256,7 +279,7 @@ def roof(system: str, runs: list[RunRecord], cases: list[CaseResult]) -> Roof:
             out.bandwidth_source = f"measured: bandwidth ({c.key.id})"
     if out.bandwidth is None and device.peak_bandwidth:
         out.bandwidth = device.peak_bandwidth
-        out.bandwidth_source = f"spec: {device.peak_source}"
+        out.bandwidth_source = f"spec: {device.peak_sources.get('bandwidth') or device.peak_source}"
     return out
 
 
@@ -420,6 +443,7 @@ def answer(records: list[RunRecord]) -> Answer:
                 f"against ({over[0].peak_flops_source}) underestimates the device, so MFU is "
                 "not reported there"
             )
+        notes += [f"{sid}: {line}" for line in energy_not_measured(cases)]
         if any(r.status != "complete" for r in runs):
             notes.append(f"{sid}: some runs are incomplete (interrupted); figures may be partial")
     return Answer(

@@ -14,7 +14,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.cli.scenario_options import scenario_settings
-from harness.cli.tables import fidelity_table, print_distributed, scenario_table, summary_table
+from harness.cli.tables import (
+    fidelity_table,
+    print_device_facts,
+    print_distributed,
+    scenario_table,
+    summary_table,
+)
 from harness.distributed.launch import check_options, is_distributed
 from harness.distributed.supervisor import run_distributed
 from harness.errors import BenchError
@@ -250,6 +256,7 @@ def run_command(
         console.print(f"node {node_rank} done; results: written by global rank 0 on node 0")
     else:
         console.print(summary_table(outcome.record.cases))
+        print_device_facts(console, outcome.record)
         print_distributed(console, outcome.record)
         if outcome.record.fidelity:
             console.print(fidelity_table(outcome.record.fidelity))

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.analysis.compare import CaseComparison, RunComparison
+from harness.analysis.device_facts import energy_not_measured, peak_kind, sustain_summary
 from harness.analysis.scenario_compare import ScenarioComparison
 from harness.results.fidelity import FidelityResult
 from harness.results.schema import CaseResult, RunRecord, ScenarioPoint, ScenarioResult
@@ -35,9 +36,12 @@ _COMPARISON_STYLE = {
 
 
 def summary_table(cases: list[CaseResult]) -> Table:
-    """One row per case: median with CI, throughput, MFU, peak memory, status."""
+    """One row per case: median with CI, throughput, MFU with the kind of peak it used (spec,
+    burst or sustained), energy per step with the average power, peak memory, status."""
     table = Table(title="results")
-    for column in ("case", "median (95% CI)", "throughput", "MFU", "peak mem", "status"):
+    columns = ("case", "median (95% CI)", "throughput", "MFU (peak)", "energy/step", "peak mem",
+               "status")  # fmt: skip
+    for column in columns:
         table.add_column(column, overflow="fold")
     for case in cases:
         m = case.measurement
@@ -50,8 +54,16 @@ def summary_table(cases: list[CaseResult]) -> Table:
             format_rate(case.throughput.value, case.throughput.unit) if case.throughput else "-"
         )
         mfu = format_percent(case.mfu)
+        if case.mfu is not None:
+            mfu += f" ({peak_kind(case.peak_flops_source)})"
         if case.mfu_status == "above_100":
             mfu = "dropped (> 100%)"  # the peak was not the device's maximum; see mfu_note
+        energy = (
+            f"{format_number(case.energy.joules_per_step)} J "
+            f"({format_number(case.energy.average_power_w)} W)"
+            if case.energy
+            else "-"
+        )
         if case.status == "ok":
             status = "[green]ok[/]"
             if m and m.stability != "ok":
@@ -65,10 +77,27 @@ def summary_table(cases: list[CaseResult]) -> Table:
             median,
             throughput,
             mfu,
+            energy,
             format_bytes(case.peak_memory_bytes),
             status,
         )
     return table
+
+
+def print_device_facts(console: Console, record: RunRecord) -> None:
+    """Sustained-vs-burst lines of matmul probes, the peak training MFU used, and
+    `energy: not measured (reason)` once per distinct reason."""
+    for case in record.cases:
+        line = sustain_summary(case)
+        if line is not None:
+            console.print(f"{escape(case.key.id)}: {escape(line)}", soft_wrap=True)
+    for dtype, peak in record.sustained_peaks.items():
+        console.print(
+            f"training MFU ({dtype}) uses the sustained peak {format_rate(peak.flops, 'FLOP/s')}",
+            soft_wrap=True,
+        )
+    for line in energy_not_measured(record.cases):
+        console.print(escape(line), soft_wrap=True)
 
 
 def fidelity_table(results: list[FidelityResult]) -> Table:

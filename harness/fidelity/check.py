@@ -382,6 +382,13 @@ def check_fidelity(
         if loss_scale:
             result.final_loss_deviation = abs(final[0] - final[1]) / abs(loss_scale)
     judge(result, tolerance)
+    if result.verdict == "fail" and dtype == "fp32":
+        downcasts = target.fp32_downcasts()
+        if downcasts:
+            result.reasons.append(
+                f"fp32 matmuls/convolutions on this device ran in reduced precision "
+                f"({', '.join(downcasts)}): turn that off to check true fp32"
+            )
     return result
 
 

@@ -36,6 +36,12 @@ class ReportPaths(BaseModel):
     figures: list[Path]
 
 
+def _per_joule(value: float | None, throughput_unit: str) -> str:
+    """Items per joule, the unit taken from the throughput's (`tokens/s` -> `tokens/J`)."""
+    item = throughput_unit.removesuffix("/s")
+    return format_rate(value, f"{item}/J" if item else "/J")
+
+
 def _figures(figures: dict[str, Figure], *names: str) -> list[Figure]:
     return [figures[n] for n in names if n in figures]
 
@@ -115,6 +121,8 @@ def train_infer_section(
                 format_number(r.penalty) + ci,
                 format_rate(r.throughput_infer, r.throughput_unit),
                 format_rate(r.throughput_train, r.throughput_unit),
+                format_number(r.energy_penalty),
+                _per_joule(r.items_per_joule_infer, r.throughput_unit),
             ]
         )
         if serves:
@@ -122,7 +130,7 @@ def train_infer_section(
     cols = [
         "system", "workload", "dtype", "batch", "preset", "t infer", "t train",
         "time ratio", "FLOPs ratio", "training penalty (95% CI)", "infer throughput",
-        "train throughput",
+        "train throughput", "energy penalty", "infer per joule",
     ]  # fmt: skip
     if serves:
         cols.append("inference under load (scenarios)")
@@ -131,7 +139,10 @@ def train_infer_section(
         paragraphs=[
             "Training penalty = (t_train / t_infer) / (FLOPs_train / FLOPs_infer): 1.0 means "
             "backward and optimizer run as efficiently as the forward. The CI is a bootstrap "
-            "over the raw timing samples of both cases."
+            "over the raw timing samples of both cases. Energy penalty = (E_train / E_infer) / "
+            "(FLOPs_train / FLOPs_infer) from the joules per step of both cases; infer per "
+            "joule = inference items (tokens, samples, images) per joule. '-' where the device "
+            "gave no energy reading (the notes say why)."
         ]
         + ([] if rows else ["No workload has both an ok train and an ok infer case."]),
         tables=[Table(columns=cols, rows=rows)] if rows else [],
@@ -243,7 +254,9 @@ def mfu_section(a: Answer, figures: dict[str, Figure]) -> Section:
     return Section(
         title="MFU per mode",
         paragraphs=["MFU = achieved FLOP/s / peak FLOP/s (the device's known spec, else the "
-                    "best measured matmul probe of that dtype; '-' when neither exists)."],
+                    "best measured matmul probe of that dtype; '-' when neither exists). "
+                    "Training cases use the sustained matmul rate (matmul sustain_s=...) when "
+                    "the run measured one. 'peak used' names the peak of each row."],
         tables=[Table(columns=cols, rows=rows)] if rows else [],
         figures=_figures(figures, "mfu.png"),
     )  # fmt: skip

@@ -220,6 +220,23 @@ class OpProfile(BaseModel):
     """Path of the Chrome trace (`--profile-trace`), relative to the results folder."""
 
 
+class CaseEnergy(BaseModel):
+    """Energy of one case over its measurement window (cold start, warm-up and samples)."""
+
+    joules: float
+    """Energy the device used during the window."""
+    seconds: float
+    """Length of the window."""
+    average_power_w: float
+    joules_per_step: float
+    """average power x median seconds per step."""
+    joules_per_item: float | None = None
+    item_unit: str = ""
+    """What an item is (tokens, samples, images): joules_per_item is J per one of them."""
+    method: str = ""
+    """How the energy was read (counter or integrated power samples, and from where)."""
+
+
 class CaseResult(BaseModel):
     """The outcome of one case: its measurement and derived figures, or why it failed."""
 
@@ -258,6 +275,9 @@ class CaseResult(BaseModel):
     phases: PhaseBreakdown | None = None
     """Train cases: forward / backward / optimizer / ... seconds from separate instrumented
     iterations; None for other modes and for results written before phases existed."""
+    energy: CaseEnergy | None = None
+    energy_note: str | None = None
+    """Why `energy` is missing (no energy source on this device, or the source failed)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -413,6 +433,8 @@ class RunRecord(BaseModel):
     device: DeviceInfo
     peaks: dict[str, PeakFigure] = Field(default_factory=dict)
     """dtype name -> peak FLOP/s used for MFU (known spec, else measured matmul)."""
+    sustained_peaks: dict[str, PeakFigure] = Field(default_factory=dict)
+    """dtype name -> sustained matmul FLOP/s (matmul sustain_s=...), used for training MFU."""
     cases: list[CaseResult] = Field(default_factory=list)
     distributed: DistInfo | None = None
     """Set for distributed runs; None for single-process runs."""

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from backends.base import DTYPES, Backend
 from backends.registry import get_backend
 from harness.errors import describe_exception, is_oom
+from harness.measurement.energy import case_energy
 from harness.measurement.fallbacks import host_fallbacks
 from harness.measurement.phases import instance_phases
 from harness.measurement.profile import profile_step
@@ -125,13 +126,20 @@ def _measure_case(spec: CaseSpec) -> CaseResult:
     step = instance.step(key.mode)
     backend.synchronize()
     backend.reset_peak_memory()
+    meter = backend.energy_meter()
+    meter.start()
     measurement = measure(step, backend, **spec.measure.model_dump())
+    energy_reading = meter.stop()
     peak_memory = backend.peak_memory_bytes()
     reason = instance.nonfinite_reason()
     if reason is not None:
         return failed(spec, "nonfinite", reason, measurement=measurement)
     result = measured_result(spec, instance, measurement)
     result.peak_memory_bytes = peak_memory
+    work = instance.work(key.mode)
+    result.energy, result.energy_note = case_energy(
+        energy_reading, measurement.median, work.items, work.unit
+    )
     result.phases = instance_phases(instance, key.mode, backend)
     if spec.profile:
         result.profile = case_profile(spec, step, backend)
