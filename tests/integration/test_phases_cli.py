@@ -56,7 +56,7 @@ def test_a_slower_backward_is_attributed_to_backward(
     report = invoke_bench(capsys, "report", *folders, "--out", str(tmp_path / "report"))
     assert report.returncode == 0, report.stdout + report.stderr
     lines = (tmp_path / "report" / "report.md").read_text().splitlines()
-    (line,) = [s for s in lines if s.startswith("slow-backward / ")]
+    (line,) = [s for s in lines if s.startswith("slow-backward / ") and "FLOP-proportional" in s]
     assert "most of the excess goes to backward" in line
     assert (tmp_path / "report" / "figures" / "phases.png").is_file()
 
