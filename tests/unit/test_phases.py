@@ -67,12 +67,23 @@ def test_a_step_that_raises_records_no_iteration() -> None:
 def test_every_trainable_workload_has_a_staged_train_step(workload: str) -> None:
     instance, _ = build(workload)
     backend = CPUBackend()
-    result = phases.instance_phases(instance, "train", backend)
-    assert result is not None
+    staged = instance.staged_step("train", phases.phase)
+    assert staged is not None and instance.staged_step("infer", phases.phase) is None
+    result = phases.time_phases(
+        staged, backend, warmup_iterations=0, min_iterations=2, max_iterations=2
+    )
     assert list(result.phases_s) == ["forward", "backward", "optimizer", "zero_grad"]
-    assert result.iterations >= 10
-    assert result.optimizer_bytes and result.optimizer_bytes_note
+    assert result.iterations == 2
     assert instance.last is not None and bool(torch.isfinite(instance.last).all())
+
+
+def test_instance_phases_times_train_cases_only_and_counts_optimizer_bytes() -> None:
+    instance, _ = build("mlp")
+    backend = CPUBackend()
+    result = phases.instance_phases(instance, "train", backend)
+    assert result is not None and result.iterations >= 10
+    assert result.optimizer_bytes and result.optimizer_bytes_note
+    assert result.unattributed_s is not None and result.other_s >= 0
     assert phases.instance_phases(instance, "infer", backend) is None
 
 
