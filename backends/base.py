@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -111,9 +112,29 @@ class NoEnergy(EnergyMeter):
 class DeviceTimer(ABC):
     """Times blocks of calls on one device, completion of the device work included."""
 
+    clock: ClassVar[str] = "host clock"
+    """What `stamp` reads, in words (stored with phase breakdowns)."""
+
     @abstractmethod
     def time_block(self, fn: Callable[[], object], iterations: int) -> float:
         """Seconds taken by `iterations` back-to-back calls of `fn`, all device work done."""
+
+    def stamp(self) -> Any:
+        """A point in the device's timeline, taken without waiting for queued work where the
+        device can record one (events); read it with `seconds_between` after `settle()`.
+
+        Default: the host clock, which sees the device only after the work is done, so it
+        is exact for host-synchronous devices (the CPU) and for timers that override it."""
+        return time.perf_counter()
+
+    def settle(self) -> None:
+        """Wait until every stamp taken so far can be read (the one synchronize of a phase-
+        timed iteration). Default: nothing to wait for."""
+        return None
+
+    def seconds_between(self, start: Any, end: Any) -> float:
+        """Seconds from stamp `start` to stamp `end`; both settled."""
+        return float(end - start)
 
 
 class HostTimer(DeviceTimer):
@@ -122,9 +143,14 @@ class HostTimer(DeviceTimer):
     def __init__(self, synchronize: Callable[[], None] = lambda: None) -> None:
         self._synchronize = synchronize
 
-    def time_block(self, fn: Callable[[], object], iterations: int) -> float:
-        import time
+    def stamp(self) -> float:
+        """The host clock after the device's queued work is done: a host clock cannot see
+        the device's queue, so a device with asynchronous work pays a synchronize per stamp
+        here (the CPU's synchronize does nothing, so on the CPU stamps cost no wait)."""
+        self._synchronize()
+        return time.perf_counter()
 
+    def time_block(self, fn: Callable[[], object], iterations: int) -> float:
         sync = self._synchronize
         sync()
         start = time.perf_counter()
@@ -183,6 +209,11 @@ class Backend(ABC):
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         """Vendor hook applied to every model before it runs; identity by default."""
         return model
+
+    def profiler_activities(self) -> list[torch.profiler.ProfilerActivity]:
+        """What torch.profiler must record to see this backend's work: the host only, by
+        default (a host-synchronous device)."""
+        return [torch.profiler.ProfilerActivity.CPU]
 
     @abstractmethod
     def describe(self) -> DeviceInfo:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from workloads.base import BuildContext, FidelityStep, Instance
+from workloads.base import BuildContext, FidelityStep, Instance, PhaseHook, no_phase
 
 
 def fast_optimizer(
@@ -35,6 +35,32 @@ def fast_optimizer(
     return cls(params, **options)
 
 
+OPTIMIZER_PASSES: dict[str, tuple[int, str]] = {
+    "AdamW": (7, "reads param, grad, exp_avg, exp_avg_sq; writes param, exp_avg, exp_avg_sq"),
+    "Adam": (7, "reads param, grad, exp_avg, exp_avg_sq; writes param, exp_avg, exp_avg_sq"),
+    "SGD+momentum": (5, "reads param, grad, momentum; writes param, momentum"),
+    "SGD": (3, "reads param, grad; writes param"),
+}
+"""Full passes over the parameters' size one optimizer step makes in memory (state tensors
+in the parameters' dtype), and which tensors they are."""
+
+
+def optimizer_traffic(optimizer: torch.optim.Optimizer) -> tuple[float, str] | None:
+    """Bytes `optimizer.step()` reads and writes (OPTIMIZER_PASSES x parameter bytes), and
+    the count in words; None for an optimizer not in OPTIMIZER_PASSES."""
+    name = type(optimizer).__name__
+    if name == "SGD" and any(g.get("momentum", 0) for g in optimizer.param_groups):
+        name = "SGD+momentum"
+    if name not in OPTIMIZER_PASSES:
+        return None
+    passes, tensors = OPTIMIZER_PASSES[name]
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    count = sum(p.numel() for p in params)
+    size = sum(p.numel() * p.element_size() for p in params)
+    width = size / count if count else 0
+    return passes * size, f"{name}: {tensors} ({passes} x {width:g} B x {count} params)"
+
+
 class Trainer:
     """One optimizer step of `loss_fn(batch)` on a model, in the case's dtype.
 
@@ -54,21 +80,28 @@ class Trainer:
         self.loss_fn = loss_fn
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.dtype == torch.float16)
 
-    def step(self, batch: object, grad_norm: bool = False) -> tuple[torch.Tensor, float | None]:
+    def step(
+        self, batch: object, grad_norm: bool = False, phase: PhaseHook = no_phase
+    ) -> tuple[torch.Tensor, float | None]:
         """Forward, backward, optimizer step and zero_grad; returns the loss and, on request,
-        the global gradient norm (unscaled) before the step."""
+        the global gradient norm (unscaled) before the step. Each part runs inside
+        `phase(name)` (forward, backward, optimizer, zero_grad), which times nothing unless
+        a phase timer hands its own hook."""
         self.model.train()
-        with self.ctx.autocast():
+        with phase("forward"), self.ctx.autocast():
             loss = self.loss_fn(batch)
-        self.scaler.scale(loss).backward()
+        with phase("backward"):
+            self.scaler.scale(loss).backward()
         norm: float | None = None
         if grad_norm:
             self.scaler.unscale_(self.optimizer)
             grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             norm = float(torch.linalg.vector_norm(torch.stack([g.float().norm() for g in grads])))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        with phase("optimizer"):
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        with phase("zero_grad"):
+            self.optimizer.zero_grad(set_to_none=True)
         return loss.detach(), norm
 
 
@@ -132,6 +165,21 @@ class TrainableInstance(Instance):
 
         def train() -> None:
             self.last, _ = self.trainer.step(self.batch)
+
+        return train
+
+    def optimizer_traffic(self) -> tuple[float, str] | None:
+        return optimizer_traffic(self.optimizer)
+
+    def staged_step(self, mode: str, phase: PhaseHook) -> Callable[[], None] | None:
+        """The training step with its forward (loss included), backward, optimizer and
+        zero_grad inside `phase(name)`. The batch already lives on the device, so there is
+        no host-to-device phase."""
+        if mode != "train":
+            return None
+
+        def train() -> None:
+            self.last, _ = self.trainer.step(self.batch, phase=phase)
 
         return train
 

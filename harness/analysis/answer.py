@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from harness.analysis.device_facts import energy_not_measured
 from harness.analysis.mfu import peaks
+from harness.analysis.phases import OpShiftRow, PhaseRow, op_shift_rows, phase_rows
 from harness.measurement import stats
 from harness.results.fidelity import FidelityResult
 from harness.results.schema import CaseResult, RunRecord
@@ -145,6 +146,10 @@ class Answer(BaseModel):
     roofline: list[RooflinePoint]
     fidelity: list[SystemFidelity]
     notes: list[str] = Field(default_factory=list)
+    phases: list[PhaseRow] = Field(default_factory=list)
+    """Train cases with a phase breakdown next to their inference forward."""
+    op_shifts: list[OpShiftRow] = Field(default_factory=list)
+    """Profiled train/infer pairs: the operators whose share grows most in training."""
 
 
 def _system_id(record: RunRecord) -> str:
@@ -352,6 +357,26 @@ def inference_verdict(cases: list[CaseResult]) -> Verdict:
     return Verdict(status="ready", reasons=[f"all {ok} inference cases ran"])
 
 
+def training_only_fallbacks(cases: list[CaseResult]) -> list[str]:
+    """One caveat per workload whose training steps ran operators on the host that its
+    inference steps did not (CaseResult.host_fallbacks), naming the operators."""
+    infer: dict[str, set[str]] = defaultdict(set)
+    train: dict[str, set[str]] = defaultdict(set)
+    for case in cases:
+        if _is_model(case) and case.host_fallbacks:
+            side = train if case.key.mode in TRAIN_MODES else infer
+            side[case.key.workload].update(case.host_fallbacks)
+    caveats = []
+    for workload in sorted(train):
+        only = sorted(train[workload] - infer[workload])
+        if only:
+            caveats.append(
+                f"{workload} training runs operator(s) on the host (CPU fallback) that "
+                f"inference does not: {', '.join(only)}"
+            )
+    return caveats
+
+
 def training_verdict(
     cases: list[CaseResult], rows: list[TrainInferRow], fidelity: list[FidelityResult]
 ) -> Verdict:
@@ -388,6 +413,7 @@ def training_verdict(
     unsupported = _unsupported(mine)
     if unsupported:
         caveats.append(f"unsupported dtype(s) for training: {', '.join(unsupported)}")
+    caveats += training_only_fallbacks(cases)
     if blocking:
         return Verdict(status="not ready", reasons=blocking + caveats)
     if caveats:
@@ -404,6 +430,8 @@ def answer(records: list[RunRecord]) -> Answer:
     """Everything the report shows, per system (backend and device), from `records`."""
     systems, verdicts, rows, modes, roofs, points, fidelity = [], [], [], [], [], [], []
     notes: list[str] = []
+    phase_list: list[PhaseRow] = []
+    shifts: list[OpShiftRow] = []
     for sid, (system, runs) in group_systems(records).items():
         cases = latest_cases(runs)
         checks = [f for r in runs for f in r.fidelity]
@@ -411,7 +439,10 @@ def answer(records: list[RunRecord]) -> Answer:
         systems.append(system)
         rows += mine
         modes += mode_rows(sid, cases)
-        roofs.append(roof(sid, runs, cases))
+        system_roof = roof(sid, runs, cases)
+        roofs.append(system_roof)
+        phase_list += phase_rows(sid, cases, system_roof.bandwidth, system_roof.bandwidth_source)
+        shifts += op_shift_rows(sid, cases)
         points += roofline_points(sid, cases)
         fidelity += [SystemFidelity(system=sid, result=f) for f in checks]
         verdicts.append(
@@ -440,4 +471,6 @@ def answer(records: list[RunRecord]) -> Answer:
         roofline=points,
         fidelity=fidelity,
         notes=notes,
+        phases=phase_list,
+        op_shifts=shifts,
     )

@@ -155,6 +155,14 @@ def run_command(
             "group at a time (default: run; workload for base)."
         ),
     ] = None,
+    profile: Annotated[
+        bool,
+        typer.Option("--profile", help="Profile each case; store its top operators."),
+    ] = False,
+    profile_trace: Annotated[
+        bool,
+        typer.Option("--profile-trace", help="--profile, and write Chrome traces to OUT/traces."),
+    ] = False,
     scenario: Annotated[
         str | None,
         typer.Option(
@@ -205,6 +213,11 @@ def run_command(
     if interleave not in (None, "run", "workload"):
         raise BenchError(f"unknown --interleave '{interleave}'; choose from: run, workload.")
     check_options(nproc, nnodes, node_rank, rdzv_endpoint, scaling)
+    if (profile or profile_trace) and is_distributed(nproc, nnodes, scaling):
+        raise BenchError(
+            "--profile and --profile-trace profile single-process cases only; drop them or "
+            "run without --nproc/--nnodes/--scaling."
+        )
     settings = None
     if scenario is not None:
         if nproc > 1 or nnodes > 1 or scaling:
@@ -252,6 +265,8 @@ def run_command(
         rounds=rounds,
         round_seed=round_seed,
         interleave=interleave,
+        profile=profile,
+        profile_trace=profile_trace,
         scenario=settings,
     )
     console = Console(width=None if sys.stdout.isatty() else 160)

@@ -26,6 +26,8 @@ from harness.units import (
 )
 
 FIGURE_DIR = "figures"
+PHASE_COLUMNS = ("forward", "backward", "optimizer", "communication", "zero_grad", "other")
+"""The phases the report's table shows, in step order."""
 
 
 class ReportPaths(BaseModel):
@@ -146,6 +148,100 @@ def train_infer_section(
         tables=[Table(columns=cols, rows=rows)] if rows else [],
         figures=_figures(figures, "throughput.png", "penalty.png"),
     )
+
+
+def phases_section(a: Answer, figures: dict[str, Figure]) -> Section:
+    """Where the training penalty goes: the phase table, the sentences, the stacked bars."""
+    if not a.phases:
+        return Section(
+            title="Where the training step's time goes",
+            paragraphs=["No train case in these results has a phase breakdown."],
+        )
+    rows = []
+    for r in a.phases:
+        bandwidth = "-"
+        if r.optimizer_bandwidth is not None:
+            bandwidth = format_rate(r.optimizer_bandwidth, "B/s")
+            if r.bandwidth_reference:
+                share = format_percent(r.optimizer_bandwidth / r.bandwidth_reference)
+                bandwidth += f" ({share} of {format_rate(r.bandwidth_reference, 'B/s')})"
+        phases = r.phases_s
+        rows.append(
+            [
+                r.system,
+                r.workload,
+                r.dtype,
+                str(r.batch),
+                format_seconds(r.t_infer_s),
+                *(format_seconds(phases.get(n)) for n in PHASE_COLUMNS),
+                format_percent(r.coverage),
+                format_percent(r.headline_coverage),
+                format_number(r.backward_forward),
+                format_number(r.backward_flop_ratio),
+                format_number(r.backward_penalty),
+                bandwidth,
+                r.excess_phase or "-",
+            ]
+        )
+    cols = [
+        "system", "workload", "dtype", "batch", "infer forward", *PHASE_COLUMNS,
+        "coverage", "phases / headline step", "backward / forward", "FLOP ratio",
+        "backward penalty", "optimizer bandwidth (of probe)", "excess goes to",
+    ]  # fmt: skip
+    notes = sorted({r.optimizer_bytes_note for r in a.phases if r.optimizer_bytes_note})
+    sources = sorted({r.bandwidth_source for r in a.phases if r.bandwidth_source})
+    attributions = sorted({r.attribution for r in a.phases if r.attribution})
+    paragraphs = [
+        "Each train case is timed again after its headline measurement, in instrumented "
+        "iterations that stamp every phase with the backend's timer (device events on "
+        "accelerators, the host clock on the CPU) and synchronize once per iteration. "
+        "Coverage is how much of each instrumented step the phases account for. Backward "
+        "penalty = (backward / forward time) / (backward / forward FLOPs), the FLOP ratio "
+        "being FLOPs_train / FLOPs_infer - 1. The excess is the step beyond "
+        "t_infer x FLOPs_train / FLOPs_infer: forward beyond t_infer, backward beyond "
+        "t_infer x the FLOP ratio, every other phase whole.",
+        *(r.sentence for r in a.phases),
+    ]
+    if notes:
+        paragraphs.append("Optimizer bytes per step: " + "; ".join(notes) + ".")
+    if sources:
+        paragraphs.append("Optimizer bandwidth is compared with " + "; ".join(sources) + ".")
+    paragraphs += [f"Communication: {text}." for text in attributions]
+    tables = [Table(columns=cols, rows=rows)]
+    if a.op_shifts:
+        paragraphs.append(
+            "Operators (bench run --profile) whose share of the step grows most from inference "
+            "to training; an operator's forward and backward count together, the optimizer's "
+            "operators as `optimizer`."
+        )
+        tables.append(op_shift_table(a))
+    return Section(
+        title="Where the training step's time goes",
+        paragraphs=paragraphs,
+        tables=tables,
+        figures=_figures(figures, "phases.png"),
+    )
+
+
+def op_shift_table(a: Answer) -> Table:
+    """One row per profiled workload: its top growing operators, infer share -> train share."""
+    rows = [
+        [
+            r.system,
+            r.workload,
+            r.dtype,
+            str(r.batch),
+            r.time_kind,
+            "; ".join(
+                f"{s.op} {format_percent(s.infer_share)} -> {format_percent(s.train_share)}"
+                for s in r.shifts
+            )
+            or "-",
+        ]
+        for r in a.op_shifts
+    ]
+    cols = ["system", "workload", "dtype", "batch", "time", "share infer -> train"]
+    return Table(columns=cols, rows=rows)
 
 
 def mfu_section(a: Answer, figures: dict[str, Figure]) -> Section:
@@ -273,6 +369,7 @@ def build_report(records: list[RunRecord], warnings: list[str] | None = None) ->
         verdict_section(a),
         systems_section(records, a),
         train_infer_section(a, figures, claims_by_case(serving)),
+        phases_section(a, figures),
         *([under_load] if under_load else []),
         mfu_section(a, figures),
         memory_section(a, figures),

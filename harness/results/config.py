@@ -200,6 +200,10 @@ class RunConfig(BaseModel):
     interleave: Interleave | None = None
     """None means by preset (PRESET_INTERLEAVE); the runner stores what it used."""
 
+    profile: bool = False
+    """Profile each case's step (torch.profiler) and store its top operators."""
+    profile_trace: bool = False
+    """Also write each profiled step's Chrome trace under `out`/traces (implies profile)."""
     scenario: ScenarioSettings | None = None
     """Set by `--scenario`: the run measures inference scenarios instead of timed cases."""
 

@@ -186,6 +186,77 @@ class CollectivePoint(BaseModel):
     samples: int
 
 
+PHASES = ("h2d", "forward", "backward", "communication", "optimizer", "zero_grad")
+"""The phases of a training step, in the order a step runs them."""
+
+
+class PhaseBreakdown(BaseModel):
+    """Where one training step's time goes, from instrumented iterations taken after the
+    headline measurement (so the headline timing is not perturbed by them)."""
+
+    phases_s: dict[str, float]
+    """Median seconds per phase over the instrumented iterations (keys from PHASES, or any
+    name a user timed)."""
+    step_s: float
+    """Median seconds of a whole instrumented iteration (first phase start to last end)."""
+    coverage: float
+    """How much of the step the phases account for: the median over iterations of (sum of
+    the iteration's phase times) / (its step time)."""
+    iterations: int
+    clock: str = ""
+    """How the phases were timed: `device events` or `host clock`."""
+    attribution: str = ""
+    """How overlapping work was attributed (e.g. DDP's all-reduce inside backward)."""
+    optimizer_bytes: float | None = None
+    """Bytes one optimizer step reads and writes (the workload's count), or None."""
+    optimizer_bytes_note: str = ""
+    """How `optimizer_bytes` was counted, in words."""
+
+    unattributed_s: float | None = None
+    """Median over iterations of (step time - the iteration's phases): the time between and
+    around phases (Python, loss scaling)."""
+
+    @property
+    def other_s(self) -> float:
+        """Step time no phase accounts for, never negative: `unattributed_s`, else (files
+        without it) step_s minus the phase medians."""
+        if self.unattributed_s is not None:
+            return max(self.unattributed_s, 0.0)
+        return max(self.step_s - sum(self.phases_s.values()), 0.0)
+
+
+class ProfiledOp(BaseModel):
+    """One operator of a profiled step, its time summed over its calls."""
+
+    name: str
+    """The profiler's event name (e.g. `aten::mm`)."""
+    phase: str
+    """forward, backward, optimizer, zero_grad or other (from its place in the call tree)."""
+    forward_op: str
+    """The forward operator it belongs to: its own name for forward ops, the autograd node's
+    (MmBackward0 -> mm) for backward ops, so one operator's forward and backward add up."""
+    seconds: float
+    """Per step: device time where the device was profiled, else self CPU time."""
+    share: float
+    """seconds / the step's total profiled time."""
+    calls: float
+    """Calls per step."""
+
+
+class OpProfile(BaseModel):
+    """The top operators of one case's step (torch.profiler), not the trace."""
+
+    activities: list[str]
+    time_kind: Literal["device", "self cpu"]
+    iterations: int
+    total_s: float
+    """Per step, all profiled operators together (of `time_kind`)."""
+    ops: list[ProfiledOp]
+    """The largest operators, by seconds, at most PROFILE_TOP of them."""
+    trace: str | None = None
+    """Path of the Chrome trace (`--profile-trace`), relative to the results folder."""
+
+
 class CaseEnergy(BaseModel):
     """Energy of one case over its measurement window (cold start, warm-up and samples)."""
 
@@ -233,6 +304,14 @@ class CaseResult(BaseModel):
     """Collectives probes: one point per message size."""
     scaling_efficiency: float | None = None
     """--scaling: (throughput / world) / (throughput_base / world_base), base = smallest world."""
+    host_fallbacks: list[str] | None = None
+    """Operators the device reported running on the host instead (torch_npu's "will fall
+    back to run on the CPU" warnings) while the case was built and run; None when none."""
+    profile: OpProfile | None = None
+    """`--profile`: the step's top operators; None when not profiled."""
+    phases: PhaseBreakdown | None = None
+    """Train cases: forward / backward / optimizer / ... seconds from separate instrumented
+    iterations; None for other modes and for results written before phases existed."""
     energy: CaseEnergy | None = None
     energy_note: str | None = None
     """Why `energy` is missing (no energy source on this device, or the source failed)."""

@@ -13,8 +13,10 @@ import functools
 import gc
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,9 +26,19 @@ from backends.base import DTYPES, Backend, EnergyReading
 from backends.registry import get_backend
 from harness.errors import describe_exception, is_oom
 from harness.measurement.energy import case_energy
+from harness.measurement.fallbacks import host_fallbacks
+from harness.measurement.phases import instance_phases
+from harness.measurement.profile import profile_step
 from harness.measurement.timing import measure, summarize
 from harness.results.config import MeasureSettings
-from harness.results.schema import CaseError, CaseKey, CaseResult, Measurement, Throughput
+from harness.results.schema import (
+    CaseError,
+    CaseKey,
+    CaseResult,
+    Measurement,
+    OpProfile,
+    Throughput,
+)
 from workloads.base import BuildContext, CaseUnsupported, ContextT, Instance
 from workloads.registry import get_workload
 
@@ -39,6 +51,10 @@ class CaseSpec(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
     measure: MeasureSettings = Field(default_factory=MeasureSettings)
+    profile: bool = False
+    """Profile the step after its measurement (`bench run --profile`)."""
+    trace_dir: str | None = None
+    """Where the profiled step's Chrome trace goes (`--profile-trace`); None: no trace."""
 
     def unsupported_reason(self, backend: Backend) -> str | None:
         """Why `backend` cannot run this case's dtype, or None when it can."""
@@ -82,7 +98,9 @@ def execute_case(spec: CaseSpec) -> CaseResult:
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     try:
-        result = _measure_case(spec)
+        with host_fallbacks() as fallbacks:
+            result = _measure_case(spec)
+        result.host_fallbacks = sorted(fallbacks) or None
     except CaseUnsupported as exc:
         result = failed(spec, "unsupported", str(exc))
     except Exception as exc:
@@ -132,7 +150,26 @@ def _measure_case(spec: CaseSpec) -> CaseResult:
     result.energy, result.energy_note = case_energy(
         energy_reading, measurement.median, work.items, work.unit
     )
+    result.phases = instance_phases(instance, key.mode, backend)
+    if spec.profile:
+        result.profile = case_profile(spec, step, backend)
     return result
+
+
+def case_profile(spec: CaseSpec, step: Callable[[], None], backend: Backend) -> OpProfile:
+    """The case's top operators (harness.measurement.profile), and its Chrome trace in
+    `spec.trace_dir` when asked (named by time, backend and case; stored as the path
+    relative to the results folder)."""
+    trace: Path | None = None
+    if spec.trace_dir is not None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        trace = (
+            Path(spec.trace_dir) / f"{stamp}-{spec.backend}-{spec.key.id.replace('/', '_')}.json"
+        )
+    profile = profile_step(step, backend, trace_path=trace)
+    if trace is not None:
+        profile.trace = f"{trace.parent.name}/{trace.name}"
+    return profile
 
 
 def measured_result(
@@ -268,7 +305,10 @@ def execute_round(job: RoundSpec) -> CaseResult:
     t0 = time.perf_counter()
     spec = job.case
     try:
-        result = _measure_round(job)
+        with host_fallbacks() as fallbacks:
+            result = _measure_round(job)
+        earlier = job.previous.host_fallbacks if job.previous is not None else None
+        result.host_fallbacks = sorted(fallbacks | set(earlier or [])) or None
     except CaseUnsupported as exc:
         result = failed(spec, "unsupported", str(exc))
     except Exception as exc:
@@ -324,6 +364,10 @@ def _measure_round(job: RoundSpec) -> CaseResult:
     result.energy, result.energy_note = case_energy(
         _add_readings(job.previous, reading), merged.median, work.items, work.unit
     )
+    if job.round == job.rounds - 1:  # once, after the last measurement
+        result.phases = instance_phases(built.instance, key.mode, built.backend)
+        if spec.profile:
+            result.profile = case_profile(spec, built.step, built.backend)
     return result
 
 
