@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from backends.base import DTYPES, Backend
 
@@ -58,6 +58,9 @@ class FidelityStep(BaseModel):
 
     loss: float
     grad_norm: float
+    group_grad_norms: dict[str, float] = Field(default_factory=dict)
+    """Gradient norm of each parameter group (embeddings, attention, mlp, conv, norms, head;
+    see workloads.training.parameter_groups), where the instance knows its groups."""
 
 
 class BuildContext(BaseModel):

@@ -10,8 +10,9 @@ dtype-dependent tolerances derived in docs/fidelity.md.
 from __future__ import annotations
 
 import math
+import statistics
 import time
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, Field
@@ -20,7 +21,7 @@ from backends.base import DTYPES, Backend
 from backends.cpu import CPUBackend
 from backends.registry import get_backend
 from harness.errors import BenchError, describe_exception
-from harness.results.fidelity import FidelityResult, FidelityTolerance
+from harness.results.fidelity import FidelityBand, FidelityResult, FidelityTolerance
 from workloads.base import BuildContext, Workload
 from workloads.registry import get_workload
 
@@ -59,6 +60,34 @@ TOLERANCES: dict[str, FidelityTolerance] = {
     ),
 }
 TOLERANCES["fp64"] = TOLERANCES["fp32"]
+"""The fixed tolerances: the band only where no honest low-precision run exists."""
+
+BAND_K = 4.0
+"""Pass band = BAND_K x the honest run's drift (running max up to the step) + the floor.
+Chosen from the spread of the honest drift across seeds (docs/fidelity.md)."""
+
+WARN_FACTOR = 3.0
+"""Warn band = WARN_FACTOR x the pass band; beyond it the check fails."""
+
+
+class BandFloor(BaseModel):
+    """The smallest pass band of a dtype (x initial loss, x median gradient norm)."""
+
+    loss: float
+    grad_norm: float
+
+
+BAND_FLOORS: dict[str, BandFloor] = {
+    # fp32: the old fp32 pass tolerance, 10x the worst fp32-vs-fp64 drift (other devices
+    # sum in other orders). bf16/fp16: the largest drift one step of honest rounding causes
+    # (step 0, any workload, seeds 0-4), and never below fp32's. docs/fidelity.md.
+    "fp32": BandFloor(loss=3e-4, grad_norm=3e-3),
+    "bf16": BandFloor(loss=6e-4, grad_norm=5e-3),
+    "fp16": BandFloor(loss=3e-4, grad_norm=3e-3),
+}
+BAND_FLOORS["fp64"] = BAND_FLOORS["fp32"]
+
+BandChoice = Literal["measured", "table"]
 
 
 class FidelitySpec(BaseModel):
@@ -75,6 +104,9 @@ class FidelitySpec(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     determinism: bool = True
     note: str = ""
+    band: BandChoice = "measured"
+    baseline: Baseline | None = None
+    """The reference and honest runs when the suite already trained them (shared)."""
 
 
 class _ReferenceFP64(CPUBackend):
@@ -130,9 +162,34 @@ class Trajectory(BaseModel):
 
     loss: list[float | None] = Field(default_factory=list)
     grad_norm: list[float | None] = Field(default_factory=list)
+    group_grad_norm: dict[str, list[float | None]] = Field(default_factory=dict)
+    """Per parameter group (workloads.training.parameter_groups), per step."""
     first_nonfinite: int | None = None
     skipped_steps: list[int] = Field(default_factory=list)
     supported: bool = True
+
+
+class Baseline(BaseModel):
+    """The trusted runs a check compares against, shareable between checks: the reference,
+    and the honest low-precision run (the target dtype on the reference device; None where
+    there is none)."""
+
+    reference: Trajectory
+    honest: Trajectory | None = None
+    honest_name: str | None = None
+
+
+FidelitySpec.model_rebuild()
+
+
+def honest_name(dtype: str, reference: str) -> str:
+    """The honest run's name, e.g. `cpu:bf16`."""
+    return f"{reference.partition(':')[0]}:{dtype}"
+
+
+def honest_is_reference(dtype: str, reference: str) -> bool:
+    """Whether the honest run is the reference run itself (fp32 against cpu:fp32)."""
+    return honest_name(dtype, reference) == reference
 
 
 def train_trajectory(
@@ -168,6 +225,10 @@ def train_trajectory(
         loss_ok, norm_ok = math.isfinite(step.loss), math.isfinite(step.grad_norm)
         out.loss.append(step.loss if loss_ok else None)
         out.grad_norm.append(step.grad_norm if norm_ok else None)
+        for group, value in step.group_grad_norms.items():
+            out.group_grad_norm.setdefault(group, [None] * index).append(
+                value if math.isfinite(value) else None
+            )
         if loss_ok and not norm_ok and dtype == "fp16":
             out.skipped_steps.append(index)
         elif not (loss_ok and norm_ok):
@@ -226,8 +287,164 @@ def _max_abs_difference(a: Trajectory, b: Trajectory) -> tuple[bool, float]:
     return equal, max(diffs, default=0.0)
 
 
-def judge(result: FidelityResult, tolerance: FidelityTolerance) -> None:
-    """Set `result.verdict` and `result.reasons` from its trajectories and the tolerance."""
+def step_deviations(
+    target: list[float | None], reference: list[float | None], scale: float | None, steps: int
+) -> list[float | None]:
+    """|t - r| / scale at each of the first `steps` steps (None where either is not finite,
+    or the scale is unknown)."""
+    out: list[float | None] = []
+    for i in range(steps):
+        t = target[i] if i < len(target) else None
+        r = reference[i] if i < len(reference) else None
+        out.append(abs(t - r) / abs(scale) if t is not None and r is not None and scale else None)
+    return out
+
+
+def running_max(values: list[float | None]) -> list[float]:
+    """The largest value up to each step (0.0 before the first known one): drift accumulates,
+    so a step where the honest run happens to cross the reference does not narrow the band."""
+    out: list[float] = []
+    top = 0.0
+    for value in values:
+        top = max(top, value or 0.0)
+        out.append(top)
+    return out
+
+
+def median_abs(values: list[float | None]) -> float | None:
+    """The median of the known |values| (the upper one of an even count); None if none."""
+    known = sorted(abs(v) for v in values if v is not None)
+    return known[len(known) // 2] if known else None
+
+
+def measured_band(
+    dtype: str,
+    honest: str,
+    loss_drift: list[float | None],
+    grad_norm_drift: list[float | None],
+    group_drift: dict[str, list[float | None]],
+    final_drift: float | None,
+) -> FidelityBand:
+    """The per-step bands from the honest run's per-step deviations (see FidelityBand)."""
+    floor = BAND_FLOORS.get(dtype, BAND_FLOORS["fp32"])
+
+    def bands(drift: list[float | None], minimum: float) -> tuple[list[float], list[float]]:
+        passing = [BAND_K * d + minimum for d in running_max(drift)]
+        return passing, [WARN_FACTOR * p for p in passing]
+
+    loss_pass, loss_warn = bands(loss_drift, floor.loss)
+    norm_pass, norm_warn = bands(grad_norm_drift, floor.grad_norm)
+    groups = {g: bands(d, floor.grad_norm) for g, d in group_drift.items()}
+    loss_top = max(running_max(loss_drift), default=0.0)
+    return FidelityBand(
+        source="measured",
+        honest=honest,
+        k=BAND_K,
+        warn_factor=WARN_FACTOR,
+        loss_floor=floor.loss,
+        grad_norm_floor=floor.grad_norm,
+        loss_pass=loss_pass,
+        loss_warn=loss_warn,
+        grad_norm_pass=norm_pass,
+        grad_norm_warn=norm_warn,
+        group_grad_norm_pass={g: b[0] for g, b in groups.items()},
+        group_grad_norm_warn={g: b[1] for g, b in groups.items()},
+        final_loss_warn=WARN_FACTOR * (BAND_K * max(final_drift or 0.0, loss_top) + floor.loss),
+    )
+
+
+def table_band(tolerance: FidelityTolerance, steps: int, groups: list[str]) -> FidelityBand:
+    """The fixed tolerances as a band constant over `steps` steps."""
+    return FidelityBand(
+        source="table",
+        loss_pass=[tolerance.loss_pass] * steps,
+        loss_warn=[tolerance.loss_warn] * steps,
+        grad_norm_pass=[tolerance.grad_norm_pass] * steps,
+        grad_norm_warn=[tolerance.grad_norm_warn] * steps,
+        group_grad_norm_pass={g: [tolerance.grad_norm_pass] * steps for g in groups},
+        group_grad_norm_warn={g: [tolerance.grad_norm_warn] * steps for g in groups},
+        final_loss_warn=tolerance.loss_warn,
+    )
+
+
+class _Breach(BaseModel):
+    """The worst step of one compared quantity against its band."""
+
+    level: Literal["warn", "fail"]
+    step: int
+    first: int
+    deviation: float
+    limit: float
+    pass_limit: float
+
+
+def _breach(
+    deviations: list[float | None], passing: list[float], warning: list[float]
+) -> _Breach | None:
+    """Where deviations leave the band: the level (fail beyond the warn band anywhere), the
+    worst step (largest deviation / limit), the first step beyond the pass band."""
+    outside = [
+        i
+        for i, (d, p) in enumerate(zip(deviations, passing, strict=False))
+        if d is not None and d > p
+    ]
+    if not outside:
+        return None
+    failing = [i for i in outside if deviations[i] > warning[i]]  # type: ignore[operator]
+    level: Literal["warn", "fail"] = "fail" if failing else "warn"
+    limits = warning if failing else passing
+    worst = max(failing or outside, key=lambda i: deviations[i] / limits[i])  # type: ignore[operator]
+    return _Breach(
+        level=level,
+        step=worst,
+        first=outside[0],
+        deviation=deviations[worst],  # type: ignore[arg-type]
+        limit=limits[worst],
+        pass_limit=passing[worst],
+    )
+
+
+def _band_words(
+    result: FidelityResult, breach: _Breach, drift: list[float], floor: float | None
+) -> str:
+    """'the bf16 warn band 0.031 (3 x pass band 0.0104 = 4 x honest cpu:bf16 drift ... )'."""
+    band = result.band
+    assert band is not None
+    word = "warn" if breach.level == "fail" else "pass"
+    if band.source == "table":
+        return f"the {result.dtype} {word} tolerance {breach.limit:.3g} (fixed table)"
+    honest = drift[breach.step] if breach.step < len(drift) else 0.0
+    passing = f"{band.k:g} x honest {band.honest} drift {honest:.3g} + floor {floor or 0:g}"
+    if breach.level == "fail":
+        return (
+            f"the {result.dtype} warn band {breach.limit:.3g} ({band.warn_factor:g} x pass band "
+            f"{breach.pass_limit:.3g} = {passing})"
+        )
+    return f"the {result.dtype} pass band {breach.limit:.3g} ({passing})"
+
+
+def _direction(target: list[float | None], reference: list[float | None], start: int) -> str:
+    """'25% high' / '12% low': the median relative change from `start` on."""
+    ratios = [
+        t / r - 1.0
+        for t, r in list(zip(target, reference, strict=False))[start:]
+        if t is not None and r
+    ]
+    if not ratios:
+        return "off"
+    change = statistics.median(ratios) * 100
+    size = f"{abs(change):.0f}%" if abs(change) >= 1 else f"{abs(change):.2g}%"
+    return f"{size} {'high' if change > 0 else 'low'}"
+
+
+def judge(result: FidelityResult, tolerance: FidelityTolerance | None = None) -> None:
+    """Set `result.verdict` and `result.reasons` from its trajectories and `result.band`
+    (the table band of `tolerance`, or of the dtype, when the result has none)."""
+    tolerance = tolerance or TOLERANCES.get(result.dtype, TOLERANCES["fp32"])
+    compared = result.compared_steps or 0
+    if result.band is None:
+        result.band = table_band(tolerance, compared, list(result.target_group_grad_norm))
+    band = result.band
     reasons: list[str] = []
     verdict = "pass"
 
@@ -249,31 +466,44 @@ def judge(result: FidelityResult, tolerance: FidelityTolerance) -> None:
             f"the reference produced NaN/Inf at step {result.reference_first_nonfinite_step}; "
             "only the steps before it are compared"
         )
-    for what, value, ok, warn in (
-        ("loss", result.max_rel_loss_deviation, tolerance.loss_pass, tolerance.loss_warn),
+    loss_scale, norm_scale = deviation_scales(result.reference_loss, result.reference_grad_norm)
+    honest = band.source == "measured"
+    for what, target, reference, scale, floor, drift_of, passing, warning in (
         (
-            "gradient norm",
-            result.max_rel_grad_norm_deviation,
-            tolerance.grad_norm_pass,
-            tolerance.grad_norm_warn,
+            "loss", result.target_loss, result.reference_loss, loss_scale, band.loss_floor,
+            result.honest_loss, band.loss_pass, band.loss_warn,
         ),
-    ):
-        if value is None or value <= ok:
+        (
+            "gradient norm", result.target_grad_norm, result.reference_grad_norm, norm_scale,
+            band.grad_norm_floor, result.honest_grad_norm, band.grad_norm_pass,
+            band.grad_norm_warn,
+        ),
+    ):  # fmt: skip
+        deviations = step_deviations(target, reference, scale, compared)
+        breach = _breach(deviations, passing, warning)
+        if breach is None:
             continue
-        level = "warn" if value <= warn else "fail"
-        worse(level)
-        limit = warn if level == "fail" else ok
+        worse(breach.level)
+        drift = running_max(step_deviations(drift_of, reference, scale, compared)) if honest else []
+        since = f" (outside the pass band from step {breach.first})" * (breach.first < breach.step)
         reasons.append(
-            f"max {what} deviation {value:.3g} exceeds the {result.dtype} "
-            f"{'warn' if level == 'fail' else 'pass'} tolerance {limit:g}"
+            f"{what} deviation {breach.deviation:.3g} at step {breach.step} exceeds "
+            + _band_words(result, breach, drift, floor)
+            + since
         )
+    reasons.extend(_group_reasons(result, worse))
     final = result.final_loss_deviation
-    if final is not None and final > tolerance.loss_warn:
+    if final is not None and band.final_loss_warn is not None and final > band.final_loss_warn:
         worse("fail")
         reasons.append(
             f"the final loss differs by {final:.3g} of the initial loss (ratio "
-            f"{result.final_loss_ratio:.4g}), more than the {result.dtype} warn tolerance "
-            f"{tolerance.loss_warn:g}"
+            f"{result.final_loss_ratio:.4g}), more than the {result.dtype} "
+            + (
+                f"warn tolerance {band.final_loss_warn:g}"
+                if band.source == "table"
+                else f"final-loss band {band.final_loss_warn:.3g} ({band.warn_factor:g} x ("
+                f"{band.k:g} x honest drift + floor {band.loss_floor:g}))"
+            )
         )
     skipped = len(result.skipped_steps)
     if skipped > MAX_SKIPPED_FRACTION * result.steps:
@@ -282,20 +512,76 @@ def judge(result: FidelityResult, tolerance: FidelityTolerance) -> None:
             f"the fp16 loss scaler skipped {skipped} of {result.steps} steps (overflowing "
             f"gradients); more than {MAX_SKIPPED_FRACTION:.0%}"
         )
+    repeat_limit = max(band.loss_pass, default=tolerance.loss_pass)
     if (
         result.deterministic is False
         and result.determinism_max_abs_diff is not None
         and result.target_loss
         and result.target_loss[0] is not None
-        and result.determinism_max_abs_diff > tolerance.loss_pass * abs(result.target_loss[0])
+        and result.determinism_max_abs_diff > repeat_limit * abs(result.target_loss[0])
     ):
         worse("warn")
         reasons.append(
             f"two target runs differ by up to {result.determinism_max_abs_diff:.3g} "
-            "(more than the loss pass tolerance)"
+            "(more than the loss pass band)"
         )
     result.verdict = verdict  # type: ignore[assignment]
     result.reasons = reasons
+
+
+def _group_reasons(result: FidelityResult, worse: Any) -> list[str]:
+    """Reasons for the parameter groups whose gradient norms leave their band, naming the
+    group, the direction and the first step ('attention gradients 25% high from step 0');
+    one reason when every group does (the fault is not confined to one kind of layer)."""
+    band = result.band
+    assert band is not None
+    compared = result.compared_steps or 0
+    found: list[tuple[str, _Breach, str, list[float]]] = []
+    for group, target in result.target_group_grad_norm.items():
+        reference = result.reference_group_grad_norm.get(group, [])
+        if group not in band.group_grad_norm_pass:
+            continue
+        scale = median_abs(reference)
+        breach = _breach(
+            step_deviations(target, reference, scale, compared),
+            band.group_grad_norm_pass[group],
+            band.group_grad_norm_warn[group],
+        )
+        if breach is None:
+            continue
+        worse(breach.level)
+        honest = result.honest_group_grad_norm.get(group, [])
+        drift = running_max(step_deviations(honest, reference, scale, compared))
+        found.append((group, breach, _direction(target, reference, breach.first), drift))
+    if not found:
+        return []
+    if len(found) == len(band.group_grad_norm_pass) > 1:
+        first = min(b.first for _, b, _, _ in found)
+        parts = ", ".join(f"{g} {d}" for g, _, d, _ in found)
+        worst = max(found, key=lambda f: f[1].deviation / f[1].limit)
+        return [
+            f"gradients of every parameter group are off from step {first} ({parts}); worst "
+            f"{worst[0]}: deviation {worst[1].deviation:.3g} at step {worst[1].step} exceeds "
+            + _band_words(result, worst[1], worst[3], band.grad_norm_floor)
+        ]
+    return [
+        f"{group} gradients {direction} from step {breach.first}: deviation "
+        f"{breach.deviation:.3g} at step {breach.step} exceeds "
+        + _band_words(result, breach, drift, band.grad_norm_floor)
+        for group, breach, direction, drift in found
+    ]
+
+
+def resolved_params(
+    model: Workload, preset: str, params: dict[str, Any] | None, batch: int | None
+) -> dict[str, Any]:
+    """The preset's parameters with `params` (already typed) and `batch` over them; raises
+    WorkloadError for a bad preset or parameter."""
+    full = {**model.resolve_params(preset, {}), **(params or {})}
+    if batch is not None:
+        full["batch"] = batch
+    model.validate_params(full)
+    return full
 
 
 def check_fidelity(
@@ -311,20 +597,23 @@ def check_fidelity(
     params: dict[str, Any] | None = None,
     determinism: bool = True,
     note: str = "",
+    band: BandChoice = "measured",
+    baseline: Baseline | None = None,
 ) -> FidelityResult:
     """Train on the target and on the reference and compare; see the module docstring.
 
-    `params` overrides the preset's parameters (already typed). Raises BenchError for a bad
-    reference or dtype name; everything that goes wrong while training is a result."""
-    ref_backend, ref_dtype = parse_reference(reference)
+    `band`: `measured` judges against bands from the honest low-precision run (the table
+    where it has no finite compared window), `table` against the fixed TOLERANCES.
+    `baseline`: the reference (and honest) runs when already trained for the same workload,
+    preset, parameters, seed, steps and reference (shared between checks); trained here
+    otherwise. `params` overrides the preset's parameters (already typed). Raises BenchError
+    for a bad reference or dtype name; everything that goes wrong while training is a result."""
+    parse_reference(reference)
     target = get_backend(backend) if isinstance(backend, str) else backend
     model = get_workload(workload) if isinstance(workload, str) else workload
     if dtype not in DTYPES:
         raise BenchError(f"unknown dtype '{dtype}'; choose from: {', '.join(DTYPES)}.")
-    full = {**model.resolve_params(preset, {}), **(params or {})}  # names bad presets
-    if batch is not None:
-        full["batch"] = batch
-    model.validate_params(full)
+    full = resolved_params(model, preset, params, batch)
     n = fidelity_steps(preset, steps)
     tolerance = TOLERANCES.get(dtype, TOLERANCES["fp32"])
     result = FidelityResult(
@@ -346,16 +635,17 @@ def check_fidelity(
         result.reasons = [f"backend '{target.name}' does not support {dtype}"]
         return result
 
-    def run(on: Backend, dtype_name: str) -> Trajectory:
-        return train_trajectory(on, model, dtype_name, preset, full, seed, n)
-
-    first = run(target, dtype)
+    first = train_trajectory(target, model, dtype, preset, full, seed, n)
     if not first.supported:
         result.reasons = [f"workload '{model.name}' has no fidelity step"]
         return result
-    ref = run(ref_backend, ref_dtype)
+    if baseline is None:
+        baseline = train_baseline(model, dtype, preset, full, seed, n, reference, band)
+    ref, honest = baseline.reference, baseline.honest
     result.target_loss, result.target_grad_norm = first.loss, first.grad_norm
     result.reference_loss, result.reference_grad_norm = ref.loss, ref.grad_norm
+    result.target_group_grad_norm = first.group_grad_norm
+    result.reference_group_grad_norm = ref.group_grad_norm
     result.first_nonfinite_step = first.first_nonfinite
     result.reference_first_nonfinite_step = ref.first_nonfinite
     if determinism:
@@ -365,9 +655,10 @@ def check_fidelity(
         result.determinism_steps = len(second.loss)
         result.deterministic, result.determinism_max_abs_diff = _max_abs_difference(first, second)
     # Steps are compared one to one in a leading window: later, tiny differences grow
-    # chaotically (docs/fidelity.md), and a step the fp16 loss scaler skipped shifts the
-    # trajectory. The whole run is judged by its final loss.
-    compared = min([*first.skipped_steps[:1], len(first.loss), COMPARE_STEPS])
+    # chaotically (docs/fidelity.md), and a step the fp16 loss scaler skipped (on the target
+    # or the honest run) shifts the trajectory. The whole run is judged by its final loss.
+    honest_skips = honest.skipped_steps[:1] if honest is not None and band == "measured" else []
+    compared = min([*first.skipped_steps[:1], *honest_skips, len(first.loss), COMPARE_STEPS])
     result.compared_steps = compared
     loss_scale, norm_scale = deviation_scales(ref.loss, ref.grad_norm)
     result.max_rel_loss_deviation = max_scaled_deviation(
@@ -376,14 +667,101 @@ def check_fidelity(
     result.max_rel_grad_norm_deviation = max_scaled_deviation(
         first.grad_norm[:compared], ref.grad_norm[:compared], norm_scale
     )
+    result.max_rel_group_grad_norm_deviation = {
+        group: max_scaled_deviation(
+            values[:compared],
+            ref.group_grad_norm.get(group, [])[:compared],
+            median_abs(ref.group_grad_norm.get(group, [])),
+        )
+        for group, values in first.group_grad_norm.items()
+    }
     result.skipped_steps = first.skipped_steps
     final = final_losses(first.loss, ref.loss)
     if final is not None:
         result.final_loss_ratio = final[0] / final[1] if final[1] else None
         if loss_scale:
             result.final_loss_deviation = abs(final[0] - final[1]) / abs(loss_scale)
+    usable = (
+        band == "measured"
+        and honest is not None
+        and honest.first_nonfinite is None
+        and len(honest.loss) >= compared
+    )
+    if usable and honest is not None:
+        _apply_honest(result, honest, baseline.honest_name or honest_name(dtype, reference))
     judge(result, tolerance)
     return result
+
+
+def _apply_honest(result: FidelityResult, honest: Trajectory, name: str) -> None:
+    """Store the honest run, its drift and the measured band on `result`."""
+    compared = result.compared_steps or 0
+    ref_loss, ref_norm = result.reference_loss, result.reference_grad_norm
+    loss_scale, norm_scale = deviation_scales(ref_loss, ref_norm)
+    result.honest_loss, result.honest_grad_norm = honest.loss, honest.grad_norm
+    result.honest_group_grad_norm = honest.group_grad_norm
+    loss_drift = step_deviations(honest.loss, ref_loss, loss_scale, compared)
+    norm_drift = step_deviations(honest.grad_norm, ref_norm, norm_scale, compared)
+    group_drift = {
+        group: step_deviations(
+            honest.group_grad_norm.get(group, []),
+            reference,
+            median_abs(reference),
+            compared,
+        )
+        for group, reference in result.reference_group_grad_norm.items()
+    }
+    result.honest_loss_drift = max(running_max(loss_drift), default=0.0)
+    result.honest_grad_norm_drift = max(running_max(norm_drift), default=0.0)
+    result.honest_group_grad_norm_drift = {
+        g: max(running_max(d), default=0.0) for g, d in group_drift.items()
+    }
+    final = final_losses(honest.loss, ref_loss)
+    if final is not None and loss_scale:
+        result.honest_final_loss_deviation = abs(final[0] - final[1]) / abs(loss_scale)
+    result.band = measured_band(
+        result.dtype, name, loss_drift, norm_drift, group_drift, result.honest_final_loss_deviation
+    )
+
+
+def train_baseline(
+    workload: Workload,
+    dtype: str,
+    preset: str,
+    params: dict[str, Any],
+    seed: int,
+    steps: int,
+    reference: str,
+    band: BandChoice = "measured",
+) -> Baseline:
+    """Train the reference and, for a measured band, the honest run (the target dtype on the
+    reference device; the reference run itself for fp32 against cpu:fp32)."""
+    ref_backend, ref_dtype = parse_reference(reference)
+    ref = train_trajectory(ref_backend, workload, ref_dtype, preset, params, seed, steps)
+    if band == "table":
+        return Baseline(reference=ref)
+    return Baseline(
+        reference=ref,
+        honest=honest_trajectory(workload, dtype, preset, params, seed, steps, reference, ref),
+        honest_name=honest_name(dtype, reference),
+    )
+
+
+def honest_trajectory(
+    workload: Workload,
+    dtype: str,
+    preset: str,
+    params: dict[str, Any],
+    seed: int,
+    steps: int,
+    reference: str,
+    reference_run: Trajectory | None = None,
+) -> Trajectory:
+    """The honest low-precision run: `dtype` on the reference device (the CPU), no prepare()
+    beyond the CPU's own. `reference_run` is returned as is when it is that same run."""
+    if reference_run is not None and honest_is_reference(dtype, reference):
+        return reference_run
+    return train_trajectory(CPUBackend(), workload, dtype, preset, params, seed, steps)
 
 
 def run_fidelity_spec(spec: FidelitySpec) -> FidelityResult:
@@ -402,6 +780,8 @@ def run_fidelity_spec(spec: FidelitySpec) -> FidelityResult:
             params=spec.params,
             determinism=spec.determinism,
             note=spec.note,
+            band=spec.band,
+            baseline=spec.baseline,
         )
     except Exception as exc:
         result = failed_fidelity(spec, describe_exception(exc))
@@ -430,3 +810,45 @@ def failed_fidelity(spec: FidelitySpec, error: str) -> FidelityResult:
 def fidelity_job(payload: str) -> str:
     """The isolation job of one check: a FidelitySpec as JSON in, its FidelityResult out."""
     return run_fidelity_spec(FidelitySpec.model_validate_json(payload)).model_dump_json()
+
+
+class TrajectorySpec(BaseModel):
+    """One trusted run of a check's baseline as plain data: the reference (`dtype` None) or
+    the honest run in `dtype` on the reference device."""
+
+    workload: str
+    preset: str
+    steps: int
+    reference: str = "cpu:fp32"
+    seed: int = 0
+    batch: int | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    dtype: str | None = None
+
+
+class TrajectoryAnswer(BaseModel):
+    """A trained trajectory, or why it could not be trained."""
+
+    trajectory: Trajectory | None = None
+    error: str | None = None
+
+
+def trajectory_job(payload: str) -> str:
+    """The isolation job of one baseline run: a TrajectorySpec as JSON in, a TrajectoryAnswer
+    out; never raises (an exception is the answer's error)."""
+    spec = TrajectorySpec.model_validate_json(payload)
+    try:
+        model = get_workload(spec.workload)
+        full = resolved_params(model, spec.preset, spec.params, spec.batch)
+        if spec.dtype is None:
+            ref_backend, ref_dtype = parse_reference(spec.reference)
+            trajectory = train_trajectory(
+                ref_backend, model, ref_dtype, spec.preset, full, spec.seed, spec.steps
+            )
+        else:
+            trajectory = honest_trajectory(
+                model, spec.dtype, spec.preset, full, spec.seed, spec.steps, spec.reference
+            )
+    except Exception as exc:
+        return TrajectoryAnswer(error=describe_exception(exc)).model_dump_json()
+    return TrajectoryAnswer(trajectory=trajectory).model_dump_json()

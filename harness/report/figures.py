@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.analysis.answer import PENALTY_CAVEAT, PENALTY_NOT_READY, Answer
 from harness.report.render import Figure
+from harness.results.fidelity import FidelityResult
 
 MAX_LOSS_PANELS = 12
 
@@ -177,6 +178,48 @@ def memory_figure(answer: Answer, out: list[Figure]) -> None:
         ax.legend(loc="upper center", ncols=2)
 
 
+def _shade_band(ax: Any, r: FidelityResult) -> None:
+    """The loss pass and warn bands around the reference, over the compared steps (band
+    values are fractions of the reference's initial loss)."""
+    band = r.band
+    if band is None or not r.reference_loss or r.reference_loss[0] is None:
+        return
+    scale = abs(r.reference_loss[0])
+    points = [
+        (s, v, p * scale, w * scale)
+        for s, (v, p, w) in enumerate(
+            zip(r.reference_loss, band.loss_pass, band.loss_warn, strict=False)
+        )
+        if v is not None
+    ]
+    if not points:
+        return
+    steps, values, passing, warning = (list(c) for c in zip(*points, strict=True))
+    how = (
+        f"{band.k:g} x honest {band.honest} drift + floor"
+        if band.source == "measured"
+        else ("fixed table")
+    )
+    ax.fill_between(
+        steps,
+        [v - w for v, w in zip(values, warning, strict=True)],
+        [v + w for v, w in zip(values, warning, strict=True)],
+        color="C0",
+        alpha=0.12,
+        linewidth=0,
+        label="warn band",
+    )
+    ax.fill_between(
+        steps,
+        [v - p for v, p in zip(values, passing, strict=True)],
+        [v + p for v, p in zip(values, passing, strict=True)],
+        color="C0",
+        alpha=0.3,
+        linewidth=0,
+        label=plot_text(f"pass band ({how})"),
+    )
+
+
 def loss_figure(answer: Answer, out: list[Figure]) -> None:
     """Loss curves of each fidelity check: target against reference."""
     checks = [c for c in answer.fidelity if c.result.target_loss or c.result.reference_loss]
@@ -185,7 +228,10 @@ def loss_figure(answer: Answer, out: list[Figure]) -> None:
     shown = checks[:MAX_LOSS_PANELS]
     cols = min(3, len(shown))
     rows = (len(shown) + cols - 1) // cols
-    caption = "Fidelity: training loss on the target vs the reference, same weights and data"
+    caption = (
+        "Fidelity: training loss on the target vs the reference, same weights and data; shaded: "
+        "the pass band (dark) and warn band (light) around the reference over the compared steps"
+    )
     if len(checks) > len(shown):
         caption += f" (the first {len(shown)} of {len(checks)} checks; all are in the table)"
     with _figure("loss_curves.png", caption, out, figsize=(5 * cols, 3.6 * rows)) as fig:
@@ -194,6 +240,7 @@ def loss_figure(answer: Answer, out: list[Figure]) -> None:
             ax = fig.add_subplot(rows, cols, i)
             ref = [(s, v) for s, v in enumerate(r.reference_loss) if v is not None]
             tgt = [(s, v) for s, v in enumerate(r.target_loss) if v is not None]
+            _shade_band(ax, r)
             if ref:
                 ax.plot(*zip(*ref, strict=True), label=plot_text(f"reference {r.reference}"), lw=2)
             if tgt:

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
 
 from backends.cpu import CPUBackend
 from harness.errors import BenchError
-from harness.fidelity.check import TOLERANCES, check_fidelity, max_scaled_deviation
+from harness.fidelity.check import (
+    BAND_FLOORS,
+    BAND_K,
+    TOLERANCES,
+    WARN_FACTOR,
+    check_fidelity,
+    max_scaled_deviation,
+)
 from workloads.base import WorkloadError
+from workloads.registry import get_workload
 
 
 class FlippedGradientsBackend(CPUBackend):
@@ -62,11 +71,16 @@ def test_cpu_fp32_against_the_fp64_reference_passes_with_a_tiny_drift() -> None:
     assert 0.0 < fp64.max_rel_loss_deviation < 1e-5  # different arithmetic, same trajectory
 
 
-def test_bf16_is_judged_against_the_bf16_tolerance_and_passes() -> None:
+def test_bf16_is_judged_against_the_band_of_its_honest_run_and_passes() -> None:
     result = check_fidelity("cpu", "mlp", "bf16", "tiny", determinism=False)
-    assert result.tolerance == TOLERANCES["bf16"]
+    assert result.tolerance == TOLERANCES["bf16"]  # kept as the fallback
+    assert result.band is not None and result.band.source == "measured"
     assert result.max_rel_loss_deviation > 0.0
-    assert result.max_rel_loss_deviation <= TOLERANCES["bf16"].loss_pass
+    # the CPU in bf16 is the honest run itself: its deviation is the honest drift
+    assert result.max_rel_loss_deviation == result.honest_loss_drift
+    assert result.target_loss == result.honest_loss
+    floor = BAND_FLOORS["bf16"].loss
+    assert result.band.loss_pass[-1] == pytest.approx(BAND_K * result.honest_loss_drift + floor)
     assert result.verdict == "pass", result.reasons
 
 
@@ -101,6 +115,8 @@ def test_a_huge_learning_rate_diverges_on_both_and_fails_naming_both_steps() -> 
         f"training on the target produced NaN/Inf at step {step} "
         f"(the reference too, at step {step})"
     )
+    # the honest run diverged too: no band can be measured, the fixed table applies
+    assert result.band is not None and result.band.source == "table"
 
 
 def test_unsupported_dtype_is_skipped_with_the_reason() -> None:
@@ -149,3 +165,111 @@ def test_a_base_run_plans_fidelity_at_small_and_says_so() -> None:
     assert plan_fidelity(config.model_copy(update={"fidelity": False})) == []
     tiny = plan_fidelity(config.model_copy(update={"preset": "tiny", "fidelity_steps": 7}))
     assert tiny[0].steps == 7 and tiny[0].note == ""
+
+
+FAULTS = ("grads-x1.25", "grads-last-block-zero", "grads-bias")
+"""Test plugins (tests/fixtures/plugins) whose prepare() hooks corrupt the backward."""
+
+FAULT_STEPS = 6
+"""Enough steps for every fault to leave its band; few enough to keep the test cheap."""
+
+
+@pytest.mark.parametrize("workload", ["gpt", "mlp", "convnet"])
+def test_wrong_backwards_fail_in_every_dtype_and_a_healthy_plugin_passes(
+    workload: str, test_plugins: dict[str, str]
+) -> None:
+    from harness.fidelity.check import train_baseline
+
+    model = get_workload(workload)
+    params = model.resolve_params("tiny", {})
+    for dtype in ("fp32", "bf16", "fp16"):
+        baseline = train_baseline(model, dtype, "tiny", params, 0, FAULT_STEPS, "cpu:fp32")
+        for name in ("healthy-cpu", *FAULTS):
+            result = check_fidelity(
+                name, model, dtype, "tiny", steps=FAULT_STEPS, determinism=False,
+                baseline=baseline,
+            )  # fmt: skip
+            assert result.band is not None and result.band.source == "measured"
+            assert result.band.honest == f"cpu:{dtype}" and result.band.k == BAND_K
+            assert result.honest_loss_drift is not None
+            if name == "healthy-cpu":
+                assert result.verdict == "pass", (dtype, result.reasons)
+                continue
+            assert result.verdict == "fail", (name, dtype, result.reasons)
+            assert any(
+                re.search(r"deviation [0-9.e-]+ at step \d+ exceeds the \w+ warn band", r)
+                and f"x honest cpu:{dtype} drift" in r
+                and "+ floor" in r
+                for r in result.reasons
+            ), (name, dtype, result.reasons)
+
+
+def test_a_fault_confined_to_attention_is_named(test_plugins: dict[str, str]) -> None:
+    result = check_fidelity("attn-grads-x1.25", "gpt", "bf16", "tiny", steps=4, determinism=False)
+    assert result.verdict == "fail"
+    attention = [r for r in result.reasons if r.startswith("attention gradients")]
+    assert len(attention) == 1, result.reasons
+    assert attention[0].startswith("attention gradients 25% high from step 0: deviation ")
+    assert "exceeds the bf16 warn band" in attention[0]
+    assert not any(r.startswith(("mlp gradients", "norms gradients")) for r in result.reasons)
+    assert result.max_rel_group_grad_norm_deviation["attention"] > 0.2
+    assert result.max_rel_group_grad_norm_deviation["mlp"] < 0.01
+
+
+def test_fp32_against_the_fp32_reference_has_no_honest_drift_and_uses_the_floor() -> None:
+    result = check_fidelity("cpu", "mlp", "fp32", "tiny", steps=4, determinism=False)
+    assert result.band is not None and result.band.source == "measured"
+    assert result.honest_loss_drift == 0.0 and result.honest_grad_norm_drift == 0.0
+    assert result.band.loss_pass == [BAND_FLOORS["fp32"].loss] * 4
+    assert result.band.loss_warn == [WARN_FACTOR * BAND_FLOORS["fp32"].loss] * 4
+
+
+def test_the_table_band_is_the_fallback_and_says_so() -> None:
+    result = check_fidelity("cpu", "mlp", "bf16", "tiny", steps=4, determinism=False, band="table")
+    assert result.band is not None and result.band.source == "table"
+    assert result.band.loss_pass == [TOLERANCES["bf16"].loss_pass] * 4
+    assert result.honest_loss == [] and result.honest_loss_drift is None
+    assert result.verdict == "pass"
+
+
+def test_the_honest_run_and_the_reference_are_trained_once_per_run() -> None:
+    from harness.fidelity.check import FidelitySpec
+    from harness.isolation.executor import Executor
+    from harness.run.fidelity_suite import BaselineCache
+
+    cache = BaselineCache(Executor("none"), timeout_s=600)
+    spec = FidelitySpec(backend="cpu", workload="mlp", dtype="fp32", preset="tiny", steps=3)
+    fp32 = cache.baseline(spec)
+    bf16 = cache.baseline(spec.model_copy(update={"dtype": "bf16"}))
+    again = cache.baseline(spec.model_copy(update={"dtype": "bf16", "backend": "other"}))
+    assert fp32 is not None and bf16 is not None and again is not None
+    assert cache.trained == 2  # the reference (also fp32's honest run) and cpu:bf16
+    assert fp32.honest == fp32.reference and bf16.reference == fp32.reference
+    assert again.honest == bf16.honest and bf16.honest_name == "cpu:bf16"
+    broken = cache.baseline(spec.model_copy(update={"params": {"hidden": -1}}))
+    assert broken is None  # the check then trains (and reports) it itself
+
+
+def test_per_group_gradient_norms_cover_every_parameter_once() -> None:
+    from backends.cpu import CPUBackend
+    from workloads.base import BuildContext
+    from workloads.training import parameter_groups
+
+    kinds = {"gpt": ["embeddings", "attention", "mlp", "norms"], "mlp": ["mlp", "head"]}
+    kinds["convnet"] = ["conv", "norms", "head"]
+    for name, expected in kinds.items():
+        model = get_workload(name)
+        params = model.resolve_params("tiny", {})
+        ctx = BuildContext(
+            backend=CPUBackend(), dtype_name="fp32", batch_size=params["batch"],
+            preset="tiny", params=params,
+        )  # fmt: skip
+        instance = model.build(ctx)
+        groups = parameter_groups(instance.model)  # type: ignore[attr-defined]
+        assert list(groups) == expected
+        owned = [id(p) for ps in groups.values() for p in ps]
+        assert sorted(owned) == sorted({id(p) for p in instance.model.parameters()})  # type: ignore[attr-defined]
+        step = instance.fidelity_step(0)
+        assert step is not None and list(step.group_grad_norms) == expected
+        total = sum(v**2 for v in step.group_grad_norms.values()) ** 0.5
+        assert total == pytest.approx(step.grad_norm, rel=1e-5)
