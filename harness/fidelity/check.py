@@ -9,6 +9,7 @@ dtype-dependent tolerances derived in docs/fidelity.md.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import time
@@ -144,8 +145,16 @@ def parse_reference(reference: str) -> tuple[Backend, str]:
             f"unknown --reference '{reference}'; choose from: {', '.join(REFERENCES)}."
         )
     if reference == "cpu:fp64":
-        return _ReferenceFP64(), "fp32"
-    return CPUBackend(), "fp32"
+        return _reference_device(_ReferenceFP64), "fp32"
+    return _reference_device(CPUBackend), "fp32"
+
+
+@functools.cache
+def _reference_device(kind: type[CPUBackend]) -> CPUBackend:
+    """One instance per reference device kind, reused by every check of the process: creating
+    a CPU backend collects garbage and trims the heap (measurement hygiene), which the
+    reference and honest runs of every check would otherwise pay again."""
+    return kind()
 
 
 def fidelity_steps(preset: str, steps: int | None = None) -> int:
@@ -761,7 +770,9 @@ def honest_trajectory(
     beyond the CPU's own. `reference_run` is returned as is when it is that same run."""
     if reference_run is not None and honest_is_reference(dtype, reference):
         return reference_run
-    return train_trajectory(CPUBackend(), workload, dtype, preset, params, seed, steps)
+    return train_trajectory(
+        _reference_device(CPUBackend), workload, dtype, preset, params, seed, steps
+    )
 
 
 def run_fidelity_spec(spec: FidelitySpec) -> FidelityResult:

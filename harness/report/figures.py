@@ -220,8 +220,37 @@ def _shade_band(ax: Any, r: FidelityResult) -> None:
     )
 
 
+def _deviation_panel(ax: Any, r: FidelityResult) -> None:
+    """|target - reference| loss per compared step (x initial loss, log scale) against the
+    pass and warn bands: where a narrow band is invisible on the loss curve, it shows here."""
+    band = r.band
+    compared = r.compared_steps or 0
+    if not r.reference_loss or not r.reference_loss[0] or not compared:
+        ax.set_visible(False)
+        return
+    scale = abs(r.reference_loss[0])
+    devs = [
+        (s, max(abs(t - f) / scale, 1e-12))
+        for s, (t, f) in enumerate(zip(r.target_loss[:compared], r.reference_loss, strict=False))
+        if t is not None and f is not None
+    ]
+    if band is not None and band.loss_pass:
+        steps = list(range(len(band.loss_pass)))
+        ax.fill_between(steps, 1e-12, band.loss_warn, color="C0", alpha=0.12, linewidth=0)
+        ax.fill_between(steps, 1e-12, band.loss_pass, color="C0", alpha=0.3, linewidth=0)
+    if devs:
+        ax.plot(*zip(*devs, strict=True), "o-", color="C1", ms=3, lw=1)
+    ax.set_yscale("log")
+    shown = [d for _, d in devs] + (band.loss_pass + band.loss_warn if band else [])
+    low = min([d for d in shown if d > 1e-12], default=1e-6)
+    ax.set_ylim(low / 3, max(shown, default=1.0) * 3)
+    ax.set_xlabel("training step (compared window)")
+    ax.set_ylabel("|loss dev| / initial", fontsize="small")
+
+
 def loss_figure(answer: Answer, out: list[Figure]) -> None:
-    """Loss curves of each fidelity check: target against reference."""
+    """Loss curves of each fidelity check, target against reference with the loss bands
+    around the reference; under each, the per-step deviation against the bands."""
     checks = [c for c in answer.fidelity if c.result.target_loss or c.result.reference_loss]
     if not checks:
         return
@@ -230,14 +259,17 @@ def loss_figure(answer: Answer, out: list[Figure]) -> None:
     rows = (len(shown) + cols - 1) // cols
     caption = (
         "Fidelity: training loss on the target vs the reference, same weights and data; shaded: "
-        "the pass band (dark) and warn band (light) around the reference over the compared steps"
+        "the pass band (dark) and warn band (light) around the reference over the compared "
+        "steps. Below each: the target's loss deviation per compared step against the bands"
     )
     if len(checks) > len(shown):
         caption += f" (the first {len(shown)} of {len(checks)} checks; all are in the table)"
-    with _figure("loss_curves.png", caption, out, figsize=(5 * cols, 3.6 * rows)) as fig:
-        for i, check in enumerate(shown, 1):
+    with _figure("loss_curves.png", caption, out, figsize=(5 * cols, 5.2 * rows)) as fig:
+        grid = fig.add_gridspec(2 * rows, cols, height_ratios=[2.2, 1] * rows)
+        for i, check in enumerate(shown):
             r = check.result
-            ax = fig.add_subplot(rows, cols, i)
+            row, col = divmod(i, cols)
+            ax = fig.add_subplot(grid[2 * row, col])
             ref = [(s, v) for s, v in enumerate(r.reference_loss) if v is not None]
             tgt = [(s, v) for s, v in enumerate(r.target_loss) if v is not None]
             _shade_band(ax, r)
@@ -255,10 +287,10 @@ def loss_figure(answer: Answer, out: list[Figure]) -> None:
                 plot_text(f"{check.system}: {r.workload} {r.dtype} — {r.verdict}", 70),
                 fontsize="medium",
             )
-            ax.set_xlabel("training step")
             ax.set_ylabel("loss (cross-entropy, nats)")
-            ax.legend(fontsize="small")
-        fig.suptitle("Training loss: target vs reference")
+            ax.legend(fontsize="x-small")
+            _deviation_panel(fig.add_subplot(grid[2 * row + 1, col]), r)
+        fig.suptitle("Training loss: target vs reference, within the band?")
 
 
 def roofline_figure(answer: Answer, out: list[Figure]) -> None:

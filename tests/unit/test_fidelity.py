@@ -170,7 +170,7 @@ def test_a_base_run_plans_fidelity_at_small_and_says_so() -> None:
 FAULTS = ("grads-x1.25", "grads-last-block-zero", "grads-bias")
 """Test plugins (tests/fixtures/plugins) whose prepare() hooks corrupt the backward."""
 
-FAULT_STEPS = 6
+FAULT_STEPS = 3
 """Enough steps for every fault to leave its band; few enough to keep the test cheap."""
 
 
