@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -273,3 +274,22 @@ def test_per_group_gradient_norms_cover_every_parameter_once() -> None:
         assert step is not None and list(step.group_grad_norms) == expected
         total = sum(v**2 for v in step.group_grad_norms.values()) ** 0.5
         assert total == pytest.approx(step.grad_norm, rel=1e-5)
+
+
+def test_the_report_shows_the_band_and_the_honest_drift(
+    tmp_path: Path, test_plugins: dict[str, str]
+) -> None:
+    from harness.report.build import write_report
+    from tests.run_records import record
+
+    result = check_fidelity("grads-x1.25", "mlp", "bf16", "tiny", steps=3, determinism=False)
+    table = check_fidelity("cpu", "mlp", "bf16", "tiny", steps=3, determinism=False, band="table")
+    write_report([record("grads-x1.25", "cpu", checks=[result, table])], tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    assert "pass band at the last compared step (loss / grad norm)" in markdown
+    band = result.band
+    assert band is not None and result.honest_loss_drift is not None
+    assert f"{band.loss_pass[-1]:.3g} / {band.grad_norm_pass[-1]:.3g} (measured, k=4)" in markdown
+    assert f"cpu:bf16 {result.honest_loss_drift:.3g} / " in markdown
+    assert "0.15 / 0.5 (table)" in markdown
+    assert (tmp_path / "figures" / "loss_curves.png").stat().st_size > 0
