@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,6 +63,9 @@ class FidelityStep(BaseModel):
     see workloads.training.parameter_groups), where the instance knows its groups."""
 
 
+ContextT = TypeVar("ContextT", bound="BuildContext")
+
+
 class BuildContext(BaseModel):
     """Everything a workload needs to build one case; nothing device-specific is named."""
 
@@ -75,6 +78,32 @@ class BuildContext(BaseModel):
     params: dict[str, Any]
     seed: int = 0
     compile: bool = False
+
+    @classmethod
+    def seeded(
+        cls: type[ContextT],
+        backend: Backend,
+        *,
+        dtype_name: str,
+        batch_size: int,
+        preset: str,
+        params: dict[str, Any],
+        seed: int = 0,
+        compile: bool = False,
+    ) -> ContextT:
+        """The context of one case, after seeding `backend` (and torch) with `seed`: the one
+        way the harness builds a context, so every build starts from the same random state.
+        Called on a subclass, it builds that subclass (the distributed context)."""
+        backend.seed(seed)
+        return cls(
+            backend=backend,
+            dtype_name=dtype_name,
+            batch_size=batch_size,
+            preset=preset,
+            params=params,
+            seed=seed,
+            compile=compile,
+        )
 
     @property
     def device(self) -> torch.device:

@@ -9,32 +9,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from harness.analysis.compare import (
     DEFAULT_THRESHOLD,
-    CaseComparison,
-    RunComparison,
     Thresholds,
     compare_runs,
     load_thresholds,
     parse_threshold,
 )
 from harness.cli.inputs import resolve_run
-from harness.cli.run_cmd import format_seconds
+from harness.cli.tables import comparison_table
 from harness.errors import BenchError
 from harness.results.schema import RunRecord
-
-_STYLE = {
-    "regressed": "[bold red]regressed[/]",
-    "failed": "[bold red]failed[/]",
-    "improved": "[green]improved[/]",
-    "noisy": "[yellow]~ noisy[/]",
-    "unchanged": "unchanged",
-    "not comparable": "[magenta]not comparable[/]",
-    "missing": "[dim]missing[/]",
-    "new": "[cyan]new[/]",
-}
 
 
 def _describe(path: Path, record: RunRecord) -> str:
@@ -43,41 +29,6 @@ def _describe(path: Path, record: RunRecord) -> str:
         f"{path} (run {record.run_id[:8]}{label}, {record.started_at:%Y-%m-%d %H:%M:%S} UTC, "
         f"{record.status})"
     )
-
-
-def _median(entry: CaseComparison, which: str) -> str:
-    case = entry.base if which == "base" else entry.new
-    if case is None or case.measurement is None:
-        return "-"
-    return format_seconds(case.measurement.median)
-
-
-def comparison_table(result: RunComparison) -> Table:
-    """One row per case: medians, ratio new/base with its 95% CI, p-value, verdict."""
-    table = Table(title="new vs base (time per iteration; ratio > 1 is slower)")
-    for column in ("case", "base median", "new median", "ratio (95% CI)", "p", "limit", "verdict"):
-        table.add_column(column, overflow="fold")
-    for entry in result.cases:
-        if entry.ratio is not None and entry.ratio_ci95 is not None:
-            low, high = entry.ratio_ci95
-            ratio = f"{entry.ratio:.3f} ({low:.3f}-{high:.3f})"
-        else:
-            ratio = "-"
-        p_value = f"{entry.p_value:.2g}" if entry.p_value is not None else "-"
-        limit = f"±{entry.threshold:.0%}" if entry.threshold is not None else "-"
-        verdict = _STYLE[entry.verdict]
-        if entry.reason:
-            verdict += f": {escape(entry.reason)}"
-        table.add_row(
-            escape(entry.case_id),
-            _median(entry, "base"),
-            _median(entry, "new"),
-            ratio,
-            p_value,
-            limit,
-            verdict,
-        )
-    return table
 
 
 def compare_command(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,9 +12,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from harness.cli.run_report import fidelity_table, report_hint
+from harness.cli.tables import fidelity_table, print_distributed, summary_table
 from harness.distributed.launch import check_options, is_distributed
 from harness.distributed.supervisor import run_distributed
 from harness.errors import BenchError
@@ -54,67 +54,6 @@ def parse_params(values: list[str] | None) -> dict[str, str]:
             raise BenchError(f"--param expects key=value (e.g. seq_len=128); got '{item}'.")
         params[key.strip()] = value.strip()
     return params
-
-
-def format_seconds(seconds: float) -> str:
-    """A duration with a unit that keeps 3-4 significant digits."""
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
-
-
-def format_bytes(count: int | None) -> str:
-    if count is None:
-        return "-"
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if count >= scale:
-            return f"{count / scale:.1f} {unit}"
-    return f"{count} B"
-
-
-def format_rate(value: float, unit: str) -> str:
-    for prefix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
-
-
-def summary_table(cases: list[CaseResult]) -> Table:
-    """One row per case: median with CI, throughput, MFU, peak memory, status."""
-    table = Table(title="results")
-    for column in ("case", "median (95% CI)", "throughput", "MFU", "peak mem", "status"):
-        table.add_column(column, overflow="fold")
-    for case in cases:
-        m = case.measurement
-        median = (
-            f"{format_seconds(m.median)} ({format_seconds(m.ci95[0])}-{format_seconds(m.ci95[1])})"
-            if m
-            else "-"
-        )
-        throughput = (
-            format_rate(case.throughput.value, case.throughput.unit) if case.throughput else "-"
-        )
-        mfu = f"{case.mfu:.1%}" if case.mfu is not None else "-"
-        if case.mfu is None and case.mfu_note and case.peak_flops_source:
-            mfu = "dropped (> 100%)"  # the peak was not the device's maximum; see mfu_note
-        if case.status == "ok":
-            status = "[green]ok[/]"
-            if m and m.stability != "ok":
-                status += f" [yellow]noisy ({m.stability})[/]"
-        else:
-            reason = case.error.message if case.error else ""
-            kind = case.error.kind if case.error else case.status
-            status = f"[red]{case.status}[/] {kind}: {escape(reason)}"
-        table.add_row(
-            escape(case.key.id),
-            median,
-            throughput,
-            mfu,
-            format_bytes(case.peak_memory_bytes),
-            status,
-        )
-    return table
 
 
 def _config(**options: object) -> RunConfig:
@@ -219,8 +158,6 @@ def run_command(
     except RunInterrupted as exc:
         console.print(f"[yellow]interrupted by {exc}; partial results kept (status incomplete).")
         raise typer.Exit(130 if exc.signum == 2 else 143) from None
-    from harness.cli.dist_tables import print_distributed  # imports this module
-
     if outcome.path is None:  # a node other than 0: it only knows the failures it saw
         if outcome.record.cases:
             console.print(summary_table(outcome.record.cases))
@@ -235,6 +172,22 @@ def run_command(
     if outcome.failed_cases:
         console.print(f"[red]{len(outcome.failed_cases)} case(s) failed.")
         raise typer.Exit(1)
+
+
+def report_hint(console: Console, outcome: RunOutcome, default_suite: bool) -> None:
+    """After the default suite, write the report beside the results file; always print the
+    `bench report` command that makes it. A report that cannot be written only warns."""
+    folder = outcome.path.with_name(outcome.path.stem + "-report")
+    command = shlex.join(["bench", "report", str(outcome.path), "--out", str(folder)])
+    if default_suite:
+        try:
+            from harness.report.build import write_report
+
+            paths = write_report([outcome.record], folder)
+            console.print(f"report: {escape(str(paths.html))} and {escape(str(paths.markdown))}")
+        except Exception as exc:  # the results are safe on disk; the report is a convenience
+            console.print(f"[yellow]could not write the report: {escape(str(exc))}")
+    console.print(f"make the report with: {escape(command)}")
 
 
 def _run_with_progress(config: RunConfig, console: Console) -> RunOutcome:

@@ -338,14 +338,13 @@ def check_placement(ctx: KitContext, workload_name: str) -> str:
     dtype_name = ctx.run_dtype()
     try:
         params = workload.resolve_params("tiny", {})
-        build_ctx = BuildContext(
-            backend=ctx.backend,
+        build_ctx = BuildContext.seeded(
+            ctx.backend,
             dtype_name=dtype_name,
             batch_size=int(params.get("batch", 1)),
             preset="tiny",
             params=params,
         )
-        ctx.backend.seed(0)
         instance = workload.build(build_ctx)
     except (WorkloadError, CaseUnsupported) as exc:
         raise CheckSkipped(f"the workload refuses this case: {exc}") from exc

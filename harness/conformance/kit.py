@@ -15,7 +15,8 @@ from backends.registry import BackendError, call_with_timeout, get_backend
 from harness.conformance import checks
 from harness.conformance.checks import KitContext
 from harness.conformance.outcome import CheckFailed, CheckResult, CheckSkipped, KitReport
-from harness.isolation.executor import Executor, Isolation, WorkerFailure
+from harness.isolation.executor import Executor, WorkerFailure
+from harness.results.config import Isolation
 from workloads.registry import all_workloads
 
 DEFAULT_TIMEOUT_S = 120.0

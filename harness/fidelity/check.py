@@ -216,9 +216,8 @@ def train_trajectory(
     an overflowing gradient is a step the loss scaler skipped by design (workloads.training.
     Trainer uses a GradScaler): it is recorded in `skipped_steps` and training goes on.
     `supported` is False when the workload has no fidelity step."""
-    backend.seed(seed)
-    ctx = BuildContext(
-        backend=backend,
+    ctx = BuildContext.seeded(
+        backend,
         dtype_name=dtype,
         batch_size=params["batch"],
         preset=preset,

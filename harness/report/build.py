@@ -16,6 +16,13 @@ from harness.report.figures import all_figures
 from harness.report.render import Figure, Report, Section, Table, render_html, render_markdown
 from harness.results.fidelity import FidelityResult
 from harness.results.schema import RunRecord
+from harness.units import (
+    format_bytes,
+    format_number,
+    format_percent,
+    format_rate,
+    format_seconds,
+)
 
 FIGURE_DIR = "figures"
 
@@ -24,36 +31,6 @@ class ReportPaths(BaseModel):
     markdown: Path
     html: Path
     figures: list[Path]
-
-
-def _num(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}g}"
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value / 1e-9:.3g} ns"
-
-
-def _rate(value: float | None, unit: str = "") -> str:
-    if value is None:
-        return "-"
-    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}".strip()
-
-
-def _mib(value: int | None) -> str:
-    return "-" if value is None else f"{value / 2**20:.1f} MiB"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def _figures(figures: dict[str, Figure], *names: str) -> list[Figure]:
@@ -94,7 +71,7 @@ def systems_section(records: list[RunRecord], a: Answer) -> Section:
         runs = [by_id[i] for i in system.run_ids if i in by_id]
         last = runs[-1]
         peaks = ", ".join(
-            f"{d} {_rate(p.flops, 'FLOP/s')} ({p.source})" for d, p in last.peaks.items()
+            f"{d} {format_rate(p.flops, 'FLOP/s')} ({p.source})" for d, p in last.peaks.items()
         )
         rows.append(
             [
@@ -114,7 +91,8 @@ def systems_section(records: list[RunRecord], a: Answer) -> Section:
 def train_infer_section(a: Answer, figures: dict[str, Figure]) -> Section:
     rows = []
     for r in a.train_infer:
-        ci = f" ({_num(r.penalty_ci[0])}-{_num(r.penalty_ci[1])})" if r.penalty_ci else ""
+        low, high = r.penalty_ci or (None, None)
+        ci = f" ({format_number(low)}-{format_number(high)})" if r.penalty_ci else ""
         rows.append(
             [
                 r.system,
@@ -122,13 +100,13 @@ def train_infer_section(a: Answer, figures: dict[str, Figure]) -> Section:
                 r.dtype,
                 str(r.batch),
                 r.preset,
-                _seconds(r.t_infer_s),
-                _seconds(r.t_train_s),
-                _num(r.time_ratio),
-                _num(r.flops_ratio),
-                _num(r.penalty) + ci,
-                _rate(r.throughput_infer, r.throughput_unit),
-                _rate(r.throughput_train, r.throughput_unit),
+                format_seconds(r.t_infer_s),
+                format_seconds(r.t_train_s),
+                format_number(r.time_ratio),
+                format_number(r.flops_ratio),
+                format_number(r.penalty) + ci,
+                format_rate(r.throughput_infer, r.throughput_unit),
+                format_rate(r.throughput_train, r.throughput_unit),
             ]
         )
     cols = [
@@ -151,8 +129,8 @@ def train_infer_section(a: Answer, figures: dict[str, Figure]) -> Section:
 
 def mfu_section(a: Answer, figures: dict[str, Figure]) -> Section:
     rows = [
-        [r.system, r.workload, r.mode, r.dtype, str(r.batch), _pct(r.mfu),
-         _rate(r.achieved_flops, "FLOP/s"), r.peak_source or "-"]
+        [r.system, r.workload, r.mode, r.dtype, str(r.batch), format_percent(r.mfu),
+         format_rate(r.achieved_flops, "FLOP/s"), r.peak_source or "-"]
         for r in a.modes
     ]  # fmt: skip
     cols = ["system", "workload", "mode", "dtype", "batch", "MFU", "achieved", "peak used"]
@@ -169,13 +147,14 @@ def memory_section(a: Answer, figures: dict[str, Figure]) -> Section:
     rows = []
     for r in a.train_infer:
         ratio = (
-            _num(r.memory_train_bytes / r.memory_infer_bytes)
+            format_number(r.memory_train_bytes / r.memory_infer_bytes)
             if r.memory_train_bytes and r.memory_infer_bytes
             else "-"
         )
         rows.append(
-            [r.system, r.workload, r.dtype, str(r.batch), _mib(r.memory_infer_bytes),
-             _mib(r.memory_train_bytes), ratio]
+            [r.system, r.workload, r.dtype, str(r.batch),
+             format_bytes(r.memory_infer_bytes, unit="MiB"),
+             format_bytes(r.memory_train_bytes, unit="MiB"), ratio]
         )  # fmt: skip
     cols = ["system", "workload", "dtype", "batch", "peak infer", "peak train", "train/infer"]
     return Section(
@@ -191,31 +170,34 @@ def _band_text(r: FidelityResult) -> str:
     if band is None or not band.loss_pass or not band.grad_norm_pass:
         return "-"
     how = f"measured, k={band.k:g}" if band.source == "measured" else "table"
-    return f"{_num(band.loss_pass[-1])} / {_num(band.grad_norm_pass[-1])} ({how})"
+    return f"{format_number(band.loss_pass[-1])} / {format_number(band.grad_norm_pass[-1])} ({how})"
 
 
 def _honest_text(r: FidelityResult) -> str:
     """'cpu:bf16 0.00078 / 0.00099', or '-' without an honest run."""
     if r.band is None or r.band.source != "measured":
         return "-"
-    return f"{r.band.honest} {_num(r.honest_loss_drift)} / {_num(r.honest_grad_norm_drift)}"
+    loss, norm = format_number(r.honest_loss_drift), format_number(r.honest_grad_norm_drift)
+    return f"{r.band.honest} {loss} / {norm}"
 
 
 def fidelity_section(a: Answer, figures: dict[str, Figure]) -> Section:
     rows = []
     for check in a.fidelity:
         r = check.result
-        bitwise = (
-            "-"
-            if r.deterministic is None
-            else ("yes" if r.deterministic else f"no ({_num(r.determinism_max_abs_diff)})")
-        )
+        if r.deterministic is None:
+            bitwise = "-"
+        elif r.deterministic:
+            bitwise = "yes"
+        else:
+            bitwise = f"no ({format_number(r.determinism_max_abs_diff)})"
         rows.append(
             [
                 check.system, r.workload, r.dtype, r.preset, r.reference, str(r.steps),
-                _num(r.max_rel_loss_deviation), _num(r.max_rel_grad_norm_deviation),
+                format_number(r.max_rel_loss_deviation),
+                format_number(r.max_rel_grad_norm_deviation),
                 _band_text(r), _honest_text(r),
-                _num(r.final_loss_ratio, 6),
+                format_number(r.final_loss_ratio, 6),
                 "-" if r.first_nonfinite_step is None else str(r.first_nonfinite_step),
                 bitwise, r.verdict, "; ".join(r.reasons) or "-", r.note or "-",
             ]
@@ -244,15 +226,18 @@ def fidelity_section(a: Answer, figures: dict[str, Figure]) -> Section:
 def roofline_section(a: Answer, figures: dict[str, Figure]) -> Section:
     roofs = []
     for r in a.roofs:
-        compute = ", ".join(f"{d} {_rate(f, 'FLOP/s')}" for d, f in sorted(r.peak_flops.items()))
+        compute = ", ".join(
+            f"{d} {format_rate(f, 'FLOP/s')}" for d, f in sorted(r.peak_flops.items())
+        )
         sources = "; ".join(sorted(set(r.flops_source.values())))
         roofs.append(
-            [r.system, compute or "-", _rate(r.bandwidth, "B/s"), sources or "-",
+            [r.system, compute or "-", format_rate(r.bandwidth, "B/s"), sources or "-",
              r.bandwidth_source or "-"]
         )  # fmt: skip
     points = [
-        [p.system, p.workload, p.mode, p.dtype, str(p.batch), _rate(p.tokens_per_s, "tokens/s"),
-         _num(p.intensity), _rate(p.achieved_flops, "FLOP/s")]
+        [p.system, p.workload, p.mode, p.dtype, str(p.batch),
+         format_rate(p.tokens_per_s, "tokens/s"),
+         format_number(p.intensity), format_rate(p.achieved_flops, "FLOP/s")]
         for p in a.roofline
     ]  # fmt: skip
     tables = [

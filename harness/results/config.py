@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 Isolation = Literal["none", "worker", "case"]
+"""Where cases run: in this process, in one reused worker process, or a fresh process each."""
 
 
 class MeasureSettings(BaseModel):

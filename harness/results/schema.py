@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from backends.base import DeviceInfo
 from harness.results.config import RunConfig
@@ -19,6 +21,14 @@ ErrorKind = Literal[
     "exception", "crash", "timeout", "oom", "nonfinite", "unsupported", "interrupted"
 ]
 Stability = Literal["ok", "warn", "severe"]
+KeyField = Literal[
+    "workload", "workload_version", "mode", "dtype", "batch", "preset", "params", "compile", "nproc"
+]
+"""The fields of a CaseKey, by name."""
+MfuStatus = Literal["reported", "no_peak", "above_100"]
+"""What became of a case's MFU: `reported` (in `mfu`), `no_peak` (no peak FLOP/s known for its
+dtype), `above_100` (it would exceed 100% of the peak, so the peak is not the device's maximum
+and the figure was dropped)."""
 
 
 class CaseKey(BaseModel):
@@ -45,6 +55,31 @@ class CaseKey(BaseModel):
         if self.nproc > 1:
             text += f"/np{self.nproc}"
         return text
+
+    def identity(self, *, ignoring: Iterable[KeyField] = ()) -> str:
+        """The one rule for "the same case": canonical JSON of every field of the key (params
+        with sorted keys), as a hashable text to group or match by. Two keys are the same case
+        across runs exactly when their `identity()` texts are equal.
+
+        `ignoring` leaves the named fields out, so keys that differ only in those fields share
+        the text: e.g. `ignoring=("nproc",)` groups one case measured at several world sizes.
+        """
+        left_out = set(ignoring)
+        return json.dumps(self.model_dump(exclude=left_out), sort_keys=True, default=str)
+
+    def pair_key(self) -> str:
+        """The same case in any mode: what pairs a workload's `train` case with its `infer`
+        case (same workload and version, dtype, batch, preset, params, compile, nproc)."""
+        return self.identity(ignoring=("mode",))
+
+    def history_key(self) -> str:
+        """The same case over time, whatever the workload's version: what a history follows
+        and what "the latest result of a case" replaces (a new version supersedes the old)."""
+        return self.identity(ignoring=("workload_version",))
+
+    def params_text(self) -> str:
+        """The params as canonical JSON (sorted keys), as `identity()` writes them."""
+        return json.dumps(self.params, sort_keys=True, default=str)
 
 
 class Measurement(BaseModel):
@@ -128,8 +163,12 @@ class CaseResult(BaseModel):
     achieved_bandwidth: float | None = None
     mfu: float | None = None
     peak_flops_source: str | None = None
+    mfu_status: MfuStatus | None = None
+    """What became of the MFU (set by harness.analysis.mfu); None when the case has no
+    achieved FLOP/s, so no MFU to compute. Read this, not `mfu_note`, to tell why `mfu` is
+    missing."""
     mfu_note: str | None = None
-    """Why `mfu` is missing (no usable peak, or it would exceed 100%)."""
+    """Why `mfu` is missing, in words for people (no usable peak, or it would exceed 100%)."""
     peak_memory_bytes: int | None = None
     extra: dict[str, float] = Field(default_factory=dict)
     started_at: datetime | None = None
@@ -140,6 +179,23 @@ class CaseResult(BaseModel):
     """Collectives probes: one point per message size."""
     scaling_efficiency: float | None = None
     """--scaling: (throughput / world) / (throughput_base / world_base), base = smallest world."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_mfu_status(cls, data: Any) -> Any:
+        """Files written before `mfu_status` existed only carry `mfu` and the prose `mfu_note`:
+        derive the status from them. The note's wording is read here and nowhere else."""
+        if not isinstance(data, dict) or data.get("mfu_status") is not None:
+            return data
+        mfu, note = data.get("mfu"), data.get("mfu_note")
+        if mfu is not None and mfu > 1.0:
+            # Older still: the figure was kept; it is dropped now, as apply_peaks would.
+            return {**data, "mfu": None, "mfu_status": "above_100"}
+        if mfu is not None:
+            return {**data, "mfu_status": "reported"}
+        if note:
+            return {**data, "mfu_status": "above_100" if "above 100%" in note else "no_peak"}
+        return data
 
 
 class EnvironmentInfo(BaseModel):
