@@ -293,3 +293,15 @@ def test_the_report_shows_the_band_and_the_honest_drift(
     assert f"cpu:bf16 {result.honest_loss_drift:.3g} / " in markdown
     assert "0.15 / 0.5 (table)" in markdown
     assert (tmp_path / "figures" / "loss_curves.png").stat().st_size > 0
+
+
+def test_the_drift_tool_prints_the_honest_drift_per_dtype(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from harness.fidelity.drift import main
+
+    main(["--preset", "tiny", "--workload", "mlp", "--dtype", "fp32,bf16", "--steps", "2"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| mlp")]
+    assert [row.split(" | ")[3] for row in rows] == ["cpu:fp32", "cpu:bf16"]
+    assert rows[0].split(" | ")[4:8] == ["0", "0", "0", "0"]  # the reference itself
+    assert "mlp " in rows[1] and "head " in rows[1]
