@@ -27,6 +27,8 @@ class BackendUnavailable(RuntimeError):
 class EventTimer(DeviceTimer):
     """Device events recorded between iterations; one synchronize per block."""
 
+    clock: ClassVar[str] = "device events"
+
     def __init__(self, make_event: Callable[[], Any], synchronize: Callable[[], None]) -> None:
         self._make_event = make_event
         self._synchronize = synchronize
@@ -41,6 +43,18 @@ class EventTimer(DeviceTimer):
         self._synchronize()
         total_ms = sum(events[i].elapsed_time(events[i + 1]) for i in range(iterations))
         return total_ms / 1000.0
+
+    def stamp(self) -> Any:
+        """A timing event recorded on the current stream; no wait."""
+        event = self._make_event()
+        event.record()
+        return event
+
+    def settle(self) -> None:
+        self._synchronize()
+
+    def seconds_between(self, start: Any, end: Any) -> float:
+        return float(start.elapsed_time(end)) / 1000.0
 
 
 class AcceleratorBackend(Backend):
@@ -117,6 +131,14 @@ class AcceleratorBackend(Backend):
     def timer(self) -> DeviceTimer:
         return EventTimer(self._make_event, self.synchronize)
 
+    def profiler_activities(self) -> list[torch.profiler.ProfilerActivity]:
+        """The host and the device: torch.profiler's activity of this device type, the
+        PrivateUse1 one for out-of-tree devices (npu and vendor plugins)."""
+        activity = torch.profiler.ProfilerActivity
+        known = {"cuda": activity.CUDA, "xpu": activity.XPU, "mtia": activity.MTIA}
+        known["hpu"] = activity.HPU
+        return [activity.CPU, known.get(self.device_type, activity.PrivateUse1)]
+
     def supports(self, dtype: torch.dtype) -> bool:
         """The declared dtypes; for bf16 also the device module's is_bf16_supported() where it
         has one (older GPUs and first-generation Ascend 910 lack bf16)."""
@@ -148,6 +170,7 @@ class AcceleratorBackend(Backend):
             peak_flops=peaks.flops if peaks else {},
             peak_bandwidth=peaks.bandwidth if peaks else None,
             peak_source=peaks.source if peaks else "",
+            peak_sources=peaks.sources if peaks else {},
         )
 
     def seed(self, seed: int) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,15 +59,82 @@ class DeviceInfo(BaseModel):
     )
     peak_bandwidth: float | None = Field(None, description="known memory bandwidth, bytes/s")
     peak_source: str = ""
+    peak_sources: dict[str, str] = Field(
+        default_factory=dict, description="dtype name -> where that peak figure comes from"
+    )
     extra: dict[str, str] = Field(default_factory=dict)
+    settings: dict[str, str] = Field(
+        default_factory=dict,
+        description="settings that change numerics or speed (Backend.settings()), by name",
+    )
+
+
+class EnergyReading(BaseModel):
+    """Energy the device used between EnergyMeter.start() and stop(), or why it is unknown."""
+
+    joules: float | None = None
+    seconds: float = 0.0
+    """Wall time between start and stop."""
+    method: str = ""
+    """How the energy was obtained, e.g. "NVML total energy counter" or "RAPL package"."""
+    reason: str = ""
+    """Why `joules` is None: no source, or the source failed."""
+
+
+class EnergyMeter(ABC):
+    """Measures the energy a device uses over one window: start(), then stop().
+
+    Implementations never raise from start() or stop(): a failing source gives a reading with
+    joules=None and the reason."""
+
+    @abstractmethod
+    def start(self) -> None:
+        """Begin a window."""
+
+    @abstractmethod
+    def stop(self) -> EnergyReading:
+        """End the window begun by start() and return its energy."""
+
+
+class NoEnergy(EnergyMeter):
+    """A meter for a device with no energy or power reading: every window says why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def start(self) -> None:
+        return None
+
+    def stop(self) -> EnergyReading:
+        return EnergyReading(reason=self.reason)
 
 
 class DeviceTimer(ABC):
     """Times blocks of calls on one device, completion of the device work included."""
 
+    clock: ClassVar[str] = "host clock"
+    """What `stamp` reads, in words (stored with phase breakdowns)."""
+
     @abstractmethod
     def time_block(self, fn: Callable[[], object], iterations: int) -> float:
         """Seconds taken by `iterations` back-to-back calls of `fn`, all device work done."""
+
+    def stamp(self) -> Any:
+        """A point in the device's timeline, taken without waiting for queued work where the
+        device can record one (events); read it with `seconds_between` after `settle()`.
+
+        Default: the host clock, which sees the device only after the work is done, so it
+        is exact for host-synchronous devices (the CPU) and for timers that override it."""
+        return time.perf_counter()
+
+    def settle(self) -> None:
+        """Wait until every stamp taken so far can be read (the one synchronize of a phase-
+        timed iteration). Default: nothing to wait for."""
+        return None
+
+    def seconds_between(self, start: Any, end: Any) -> float:
+        """Seconds from stamp `start` to stamp `end`; both settled."""
+        return float(end - start)
 
 
 class HostTimer(DeviceTimer):
@@ -75,9 +143,14 @@ class HostTimer(DeviceTimer):
     def __init__(self, synchronize: Callable[[], None] = lambda: None) -> None:
         self._synchronize = synchronize
 
-    def time_block(self, fn: Callable[[], object], iterations: int) -> float:
-        import time
+    def stamp(self) -> float:
+        """The host clock after the device's queued work is done: a host clock cannot see
+        the device's queue, so a device with asynchronous work pays a synchronize per stamp
+        here (the CPU's synchronize does nothing, so on the CPU stamps cost no wait)."""
+        self._synchronize()
+        return time.perf_counter()
 
+    def time_block(self, fn: Callable[[], object], iterations: int) -> float:
         sync = self._synchronize
         sync()
         start = time.perf_counter()
@@ -137,9 +210,37 @@ class Backend(ABC):
         """Vendor hook applied to every model before it runs; identity by default."""
         return model
 
+    def profiler_activities(self) -> list[torch.profiler.ProfilerActivity]:
+        """What torch.profiler must record to see this backend's work: the host only, by
+        default (a host-synchronous device)."""
+        return [torch.profiler.ProfilerActivity.CPU]
+
     @abstractmethod
     def describe(self) -> DeviceInfo:
         """Name, count, memory, runtime versions and known peaks of the device."""
+
+    def settings(self) -> dict[str, str]:
+        """Settings that change numerics or speed on this device (precision modes, determinism,
+        thread counts, relevant environment variables, versions, clocks), as name -> text.
+        Recorded with every run and named by `bench compare` when two runs differ. Vendor
+        plugins extend it (`{**super().settings(), ...}`). Never raises: unreadable values are
+        left out. Default: none."""
+        return {}
+
+    def fp32_downcasts(self) -> list[str]:
+        """The settings now on that let fp32 matmuls or convolutions run in a reduced precision
+        (TF32, HF32, ...), as "name=value"; empty when fp32 means fp32 here."""
+        return []
+
+    def energy_meter(self) -> EnergyMeter:
+        """A meter of the energy this device uses (counter or integrated power samples).
+        Default: none, with the reason."""
+        return NoEnergy(f"backend '{self.name}' exposes no energy counter or power reading")
+
+    def telemetry(self) -> dict[str, float]:
+        """One sample of what the device exposes of its state: clock_mhz, power_w,
+        temperature_c (any subset). Never raises; empty when nothing is exposed."""
+        return {}
 
     def seed(self, seed: int) -> None:
         """Seed every random generator a workload may use on this backend."""

@@ -8,6 +8,13 @@ Library use, like `torch.utils.benchmark`:
 
     from harness import load_runs
     df = load_runs("results/")  # pandas DataFrame, one row per case per run
+
+    from harness import PhaseTimer, phase  # where your own training step's time goes
+    timer = PhaseTimer(backend)
+    with timer.step():
+        with phase("forward"): ...
+        with phase("backward"): ...
+    timer.breakdown().phases_s
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ __version__ = "0.1.0"
 _LAZY: dict[str, tuple[str, str]] = {
     "load_runs": ("harness.results.frame", "load_runs"),
     "compare_runs": ("harness.analysis.compare", "compare_runs"),
+    "PhaseTimer": ("harness.measurement.phases", "PhaseTimer"),
+    "phase": ("harness.measurement.phases", "phase"),
 }
 
 

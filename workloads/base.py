@@ -7,14 +7,17 @@ harness times.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from backends.base import DTYPES, Backend
+from workloads.serving import Server
 
 COLLECTIVE_MODES: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")
 """Modes of the collectives probe (workloads/allreduce.py)."""
@@ -138,6 +141,18 @@ class BuildContext(BaseModel):
         return torch.compile(fn) if self.compile else fn
 
 
+PhaseHook = Callable[[str], AbstractContextManager[object]]
+"""`phase(name)`: the context a staged step runs its phase `name` in (a timer's, or none)."""
+
+
+def no_phase(name: str) -> AbstractContextManager[object]:
+    """The PhaseHook that times nothing: the plain, unstaged step."""
+    return _NO_PHASE
+
+
+_NO_PHASE = contextlib.nullcontext()
+
+
 class Instance(ABC):
     """A built workload on one backend: timed steps, their FLOPs and their work."""
 
@@ -173,6 +188,22 @@ class Instance(ABC):
 
     def fidelity_step(self, index: int) -> FidelityStep | None:
         """One training step on the index-th batch of real data; None if not supported."""
+        return None
+
+    def optimizer_traffic(self) -> tuple[float, str] | None:
+        """Bytes one optimizer step reads and writes, with how they were counted in words;
+        None for instances that do not train."""
+        return None
+
+    def staged_step(self, mode: str, phase: PhaseHook) -> Callable[[], None] | None:
+        """The step of `mode` with each of its phases run inside `phase(name)` (names from
+        `harness.results.schema.PHASES`: forward, backward, optimizer, zero_grad, ...), doing
+        the same work as `step(mode)`; None when the mode has no phases to tell apart."""
+        return None
+
+    def server(self, max_batch: int) -> Server | None:
+        """A server answering requests one at a time or batched up to `max_batch` (workloads/
+        serving.py), for the inference scenarios; None when the workload does not serve."""
         return None
 
     def nonfinite_reason(self) -> str | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from workloads.base import BuildContext, FidelityStep, Instance
+from workloads.base import BuildContext, FidelityStep, Instance, PhaseHook, no_phase
 
 
 def fast_optimizer(
@@ -84,6 +84,32 @@ def parameter_groups(model: torch.nn.Module) -> dict[str, list[torch.nn.Paramete
     return {g: groups[g] for g in PARAMETER_GROUPS if g in groups}
 
 
+OPTIMIZER_PASSES: dict[str, tuple[int, str]] = {
+    "AdamW": (7, "reads param, grad, exp_avg, exp_avg_sq; writes param, exp_avg, exp_avg_sq"),
+    "Adam": (7, "reads param, grad, exp_avg, exp_avg_sq; writes param, exp_avg, exp_avg_sq"),
+    "SGD+momentum": (5, "reads param, grad, momentum; writes param, momentum"),
+    "SGD": (3, "reads param, grad; writes param"),
+}
+"""Full passes over the parameters' size one optimizer step makes in memory (state tensors
+in the parameters' dtype), and which tensors they are."""
+
+
+def optimizer_traffic(optimizer: torch.optim.Optimizer) -> tuple[float, str] | None:
+    """Bytes `optimizer.step()` reads and writes (OPTIMIZER_PASSES x parameter bytes), and
+    the count in words; None for an optimizer not in OPTIMIZER_PASSES."""
+    name = type(optimizer).__name__
+    if name == "SGD" and any(g.get("momentum", 0) for g in optimizer.param_groups):
+        name = "SGD+momentum"
+    if name not in OPTIMIZER_PASSES:
+        return None
+    passes, tensors = OPTIMIZER_PASSES[name]
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    count = sum(p.numel() for p in params)
+    size = sum(p.numel() * p.element_size() for p in params)
+    width = size / count if count else 0
+    return passes * size, f"{name}: {tensors} ({passes} x {width:g} B x {count} params)"
+
+
 class Trainer:
     """One optimizer step of `loss_fn(batch)` on a model, in the case's dtype.
 
@@ -106,14 +132,19 @@ class Trainer:
         self.group_norms: dict[str, float] = {}
         """Per-group gradient norms of the last step that computed its gradient norm."""
 
-    def step(self, batch: object, grad_norm: bool = False) -> tuple[torch.Tensor, float | None]:
+    def step(
+        self, batch: object, grad_norm: bool = False, phase: PhaseHook = no_phase
+    ) -> tuple[torch.Tensor, float | None]:
         """Forward, backward, optimizer step and zero_grad; returns the loss and, on request,
         the global gradient norm (unscaled) before the step; then `group_norms` holds each
-        parameter group's norm (workloads.training.parameter_groups)."""
+        parameter group's norm (workloads.training.parameter_groups). Each part runs inside
+        `phase(name)` (forward, backward, optimizer, zero_grad), which times nothing unless
+        a phase timer hands its own hook."""
         self.model.train()
-        with self.ctx.autocast():
+        with phase("forward"), self.ctx.autocast():
             loss = self.loss_fn(batch)
-        self.scaler.scale(loss).backward()
+        with phase("backward"):
+            self.scaler.scale(loss).backward()
         norm: float | None = None
         if grad_norm:
             self.scaler.unscale_(self.optimizer)
@@ -126,9 +157,11 @@ class Trainer:
                 for group, params in self.groups.items()
                 if (owned := [p for p in params if p.grad is not None])
             }
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        with phase("optimizer"):
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        with phase("zero_grad"):
+            self.optimizer.zero_grad(set_to_none=True)
         return loss.detach(), norm
 
 
@@ -174,11 +207,39 @@ class TrainableInstance(Instance):
 
         return infer
 
+    def serve_step(
+        self, answer: Callable[[torch.Tensor], torch.Tensor]
+    ) -> Callable[[torch.Tensor], None]:
+        """`answer(inputs)` run like an inference step (eval mode, inference_mode, autocast),
+        its output kept for the NaN/Inf check: what an ImageServer calls per batch."""
+
+        def serve(inputs: torch.Tensor) -> None:
+            self.model.eval()
+            with torch.inference_mode(), self.ctx.autocast():
+                self.last = answer(inputs)
+
+        return serve
+
     def train_step(self) -> Callable[[], None]:
         """One full training step (forward, backward, optimizer) on the case's batch."""
 
         def train() -> None:
             self.last, _ = self.trainer.step(self.batch)
+
+        return train
+
+    def optimizer_traffic(self) -> tuple[float, str] | None:
+        return optimizer_traffic(self.optimizer)
+
+    def staged_step(self, mode: str, phase: PhaseHook) -> Callable[[], None] | None:
+        """The training step with its forward (loss included), backward, optimizer and
+        zero_grad inside `phase(name)`. The batch already lives on the device, so there is
+        no host-to-device phase."""
+        if mode != "train":
+            return None
+
+        def train() -> None:
+            self.last, _ = self.trainer.step(self.batch, phase=phase)
 
         return train
 

@@ -13,7 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from harness.analysis.device_facts import energy_not_measured
 from harness.analysis.mfu import peaks
+from harness.analysis.phases import OpShiftRow, PhaseRow, op_shift_rows, phase_rows
 from harness.measurement import stats
 from harness.results.fidelity import FidelityResult
 from harness.results.schema import CaseResult, RunRecord
@@ -62,6 +64,14 @@ class TrainInferRow(BaseModel):
     mfu_infer: float | None = None
     memory_train_bytes: int | None = None
     memory_infer_bytes: int | None = None
+    energy_train_j: float | None = None
+    """Joules per training step."""
+    energy_infer_j: float | None = None
+    """Joules per inference step."""
+    energy_penalty: float | None = None
+    """(E_train / E_infer) / (FLOPs_train / FLOPs_infer), like the training penalty."""
+    items_per_joule_infer: float | None = None
+    """Inference items (tokens, samples, images) per joule."""
 
 
 class ModeRow(BaseModel):
@@ -129,6 +139,10 @@ class Answer(BaseModel):
     roofline: list[RooflinePoint]
     fidelity: list[SystemFidelity]
     notes: list[str] = Field(default_factory=list)
+    phases: list[PhaseRow] = Field(default_factory=list)
+    """Train cases with a phase breakdown next to their inference forward."""
+    op_shifts: list[OpShiftRow] = Field(default_factory=list)
+    """Profiled train/infer pairs: the operators whose share grows most in training."""
 
 
 def _system_id(record: RunRecord) -> str:
@@ -211,8 +225,22 @@ def train_infer_rows(system: str, cases: list[CaseResult]) -> list[TrainInferRow
                 train.measurement.samples_s, infer.measurement.samples_s
             )
             row.penalty_ci = (low / row.flops_ratio, high / row.flops_ratio)
+        add_energy(row, train, infer)
         rows.append(row)
     return sorted(rows, key=lambda r: (r.workload, r.dtype, r.batch))
+
+
+def add_energy(row: TrainInferRow, train: CaseResult, infer: CaseResult) -> None:
+    """Joules per step of both modes, the energy penalty (when the FLOPs ratio is known) and
+    inference items per joule, where both cases measured energy."""
+    if train.energy is None or infer.energy is None:
+        return
+    row.energy_train_j = train.energy.joules_per_step
+    row.energy_infer_j = infer.energy.joules_per_step
+    if row.flops_ratio and row.energy_infer_j > 0:
+        row.energy_penalty = (row.energy_train_j / row.energy_infer_j) / row.flops_ratio
+    if infer.energy.joules_per_item:
+        row.items_per_joule_infer = 1.0 / infer.energy.joules_per_item
 
 
 def mode_rows(system: str, cases: list[CaseResult]) -> list[ModeRow]:
@@ -251,7 +279,7 @@ def roof(system: str, runs: list[RunRecord], cases: list[CaseResult]) -> Roof:
             out.bandwidth_source = f"measured: bandwidth ({c.key.id})"
     if out.bandwidth is None and device.peak_bandwidth:
         out.bandwidth = device.peak_bandwidth
-        out.bandwidth_source = f"spec: {device.peak_source}"
+        out.bandwidth_source = f"spec: {device.peak_sources.get('bandwidth') or device.peak_source}"
     return out
 
 
@@ -313,6 +341,26 @@ def inference_verdict(cases: list[CaseResult]) -> Verdict:
     return Verdict(status="ready", reasons=[f"all {ok} inference cases ran"])
 
 
+def training_only_fallbacks(cases: list[CaseResult]) -> list[str]:
+    """One caveat per workload whose training steps ran operators on the host that its
+    inference steps did not (CaseResult.host_fallbacks), naming the operators."""
+    infer: dict[str, set[str]] = defaultdict(set)
+    train: dict[str, set[str]] = defaultdict(set)
+    for case in cases:
+        if _is_model(case) and case.host_fallbacks:
+            side = train if case.key.mode in TRAIN_MODES else infer
+            side[case.key.workload].update(case.host_fallbacks)
+    caveats = []
+    for workload in sorted(train):
+        only = sorted(train[workload] - infer[workload])
+        if only:
+            caveats.append(
+                f"{workload} training runs operator(s) on the host (CPU fallback) that "
+                f"inference does not: {', '.join(only)}"
+            )
+    return caveats
+
+
 def training_verdict(
     cases: list[CaseResult], rows: list[TrainInferRow], fidelity: list[FidelityResult]
 ) -> Verdict:
@@ -349,6 +397,7 @@ def training_verdict(
     unsupported = _unsupported(mine)
     if unsupported:
         caveats.append(f"unsupported dtype(s) for training: {', '.join(unsupported)}")
+    caveats += training_only_fallbacks(cases)
     if blocking:
         return Verdict(status="not ready", reasons=blocking + caveats)
     if caveats:
@@ -365,6 +414,8 @@ def answer(records: list[RunRecord]) -> Answer:
     """Everything the report shows, per system (backend and device), from `records`."""
     systems, verdicts, rows, modes, roofs, points, fidelity = [], [], [], [], [], [], []
     notes: list[str] = []
+    phase_list: list[PhaseRow] = []
+    shifts: list[OpShiftRow] = []
     for sid, (system, runs) in group_systems(records).items():
         cases = latest_cases(runs)
         checks = [f for r in runs for f in r.fidelity]
@@ -372,7 +423,10 @@ def answer(records: list[RunRecord]) -> Answer:
         systems.append(system)
         rows += mine
         modes += mode_rows(sid, cases)
-        roofs.append(roof(sid, runs, cases))
+        system_roof = roof(sid, runs, cases)
+        roofs.append(system_roof)
+        phase_list += phase_rows(sid, cases, system_roof.bandwidth, system_roof.bandwidth_source)
+        shifts += op_shift_rows(sid, cases)
         points += roofline_points(sid, cases)
         fidelity += [SystemFidelity(system=sid, result=f) for f in checks]
         verdicts.append(
@@ -389,6 +443,7 @@ def answer(records: list[RunRecord]) -> Answer:
                 f"against ({over[0].peak_flops_source}) underestimates the device, so MFU is "
                 "not reported there"
             )
+        notes += [f"{sid}: {line}" for line in energy_not_measured(cases)]
         if any(r.status != "complete" for r in runs):
             notes.append(f"{sid}: some runs are incomplete (interrupted); figures may be partial")
     return Answer(
@@ -400,4 +455,6 @@ def answer(records: list[RunRecord]) -> Answer:
         roofline=points,
         fidelity=fidelity,
         notes=notes,
+        phases=phase_list,
+        op_shifts=shifts,
     )

@@ -186,7 +186,8 @@ _ENV_FIELDS = (
 
 
 def environment_differences(base: RunRecord, new: RunRecord) -> list[str]:
-    """One line per machine, device or library fact that differs between the two runs."""
+    """One line per machine, device, library or device setting (Backend.settings(): precision
+    modes, threads, ...) that differs between the two runs."""
     lines: list[str] = []
 
     def note(what: str, old: object, now: object) -> None:
@@ -205,6 +206,11 @@ def environment_differences(base: RunRecord, new: RunRecord) -> list[str]:
     old_vars, new_vars = base.environment.env_vars, new.environment.env_vars
     for name in sorted(set(old_vars) | set(new_vars)):
         note(f"${name}", old_vars.get(name), new_vars.get(name))
+    old_settings, new_settings = base.device.settings, new.device.settings
+    for name in sorted(set(old_settings) | set(new_settings)):
+        if name.startswith("$") and name[1:] in set(old_vars) | set(new_vars):
+            continue  # already named above, from the environment capture
+        note(f"setting {name}", old_settings.get(name), new_settings.get(name))
     return lines
 
 

@@ -49,26 +49,51 @@ def measured_peaks(cases: list[CaseResult]) -> dict[str, PeakFigure]:
     return peaks
 
 
+def sustained_peaks(cases: list[CaseResult]) -> dict[str, PeakFigure]:
+    """Per dtype, the best sustained rate (last window) of a qualifying matmul probe run with
+    sustain_s > 0."""
+    best: dict[str, PeakFigure] = {}
+    for case in cases:
+        rate = case.extra.get("sustained_flops", 0.0)
+        if not _qualifies(case) or rate <= 0:
+            continue
+        dtype = case.key.dtype
+        if dtype not in best or rate > best[dtype].flops:
+            held = case.extra.get("sustain_s", 0.0)
+            best[dtype] = PeakFigure(
+                flops=rate,
+                source=f"measured sustained: matmul held {held:g} s, last window ({case.key.id})",
+            )
+    return best
+
+
 def peaks(cases: list[CaseResult], device: DeviceInfo) -> dict[str, PeakFigure]:
-    """Per dtype, the peak FLOP/s to measure against: the device's known spec, else the best
-    qualifying matmul probe among `cases` (see `measured_peaks`). A dtype with neither is
-    absent."""
+    """Per dtype, the peak FLOP/s to measure against: the device's known spec (with the source
+    of that dtype's figure), else the best qualifying matmul probe among `cases` (see
+    `measured_peaks`). A dtype with neither is absent."""
     found = measured_peaks(cases)
     for dtype, flops in device.peak_flops.items():
-        found[dtype] = PeakFigure(flops=flops, source=f"spec: {device.peak_source}")
+        source = device.peak_sources.get(dtype) or device.peak_source
+        found[dtype] = PeakFigure(flops=flops, source=f"spec: {source}")
     return found
 
 
 def apply_peaks(record: RunRecord) -> None:
-    """Fill `record.peaks` (see `peaks`) and each case's MFU with its `mfu_status`, and an
-    `mfu_note` saying in words why there is no MFU when there is none."""
+    """Fill `record.peaks` (see `peaks`), `record.sustained_peaks` and each case's MFU with its
+    `mfu_status` and the source of the peak it used, and an `mfu_note` saying in words why
+    there is no MFU when there is none. Training cases use the sustained peak of their dtype
+    when the run measured one (a training run holds the device at its power limit; the burst
+    rate overstates what it can keep), every other case the peak in `record.peaks`."""
     record.peaks = peaks(record.cases, record.device)
+    record.sustained_peaks = sustained_peaks(record.cases)
     for case in record.cases:
         case.mfu, case.peak_flops_source, case.mfu_note = None, None, None
         case.mfu_status = None
         if not case.achieved_flops:
             continue
         peak = record.peaks.get(case.key.dtype)
+        if case.key.mode == "train":
+            peak = record.sustained_peaks.get(case.key.dtype, peak)
         if peak is None:
             case.mfu_status = "no_peak"
             case.mfu_note = (

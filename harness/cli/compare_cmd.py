@@ -12,13 +12,15 @@ from rich.markup import escape
 
 from harness.analysis.compare import (
     DEFAULT_THRESHOLD,
+    GATE_VERDICTS,
     Thresholds,
     compare_runs,
     load_thresholds,
     parse_threshold,
 )
+from harness.analysis.scenario_compare import compare_scenarios
 from harness.cli.inputs import resolve_run
-from harness.cli.tables import comparison_table
+from harness.cli.tables import comparison_table, scenario_comparison_table
 from harness.errors import BenchError
 from harness.results.schema import RunRecord
 
@@ -75,9 +77,13 @@ def compare_command(
     console.print(comparison_table(result))
     counts = ", ".join(f"{count} {verdict}" for verdict, count in result.counts().items())
     console.print(f"verdicts: {counts or 'no cases'}")
-    failures = result.gate_failures()
+    scenarios = compare_scenarios(base_run, new_run, limits)
+    if scenarios:
+        console.print(scenario_comparison_table(scenarios))
+    failures = [entry.case_id for entry in result.gate_failures()]
+    failures += [f"{row.case_id} {row.figure}" for row in scenarios if row.verdict in GATE_VERDICTS]
     if failures:
-        names = ", ".join(escape(entry.case_id) for entry in failures)
+        names = ", ".join(escape(name) for name in failures)
         console.print(f"[bold red]{len(failures)} case(s) regressed or failed:[/] {names}")
         if fail_on_regression:
             raise typer.Exit(1)

@@ -13,17 +13,26 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.cli.tables import fidelity_table, print_distributed, summary_table
+from harness.cli.scenario_options import scenario_settings
+from harness.cli.tables import (
+    fidelity_table,
+    print_device_facts,
+    print_distributed,
+    scenario_table,
+    summary_table,
+)
 from harness.distributed.launch import check_options, is_distributed
 from harness.distributed.supervisor import run_distributed
 from harness.errors import BenchError
 from harness.fidelity.check import FidelitySpec
 from harness.results.config import RunConfig
 from harness.results.fidelity import FidelityResult
-from harness.results.schema import CaseResult
+from harness.results.schema import CaseResult, ScenarioResult
 from harness.run.execute import CaseSpec
 from harness.run.runner import run
 from harness.run.session import RunInterrupted, RunOutcome
+from harness.scenarios.job import ScenarioSpec
+from harness.scenarios.runner import run_scenarios
 
 
 def split_list(value: str | None) -> list[str]:
@@ -124,11 +133,87 @@ def run_command(
     scaling: Annotated[
         bool, typer.Option("--scaling", help="Measure 1..--nproc processes; scaling efficiency.")
     ] = False,
+    profile: Annotated[
+        bool,
+        typer.Option("--profile", help="Profile each case; store its top operators."),
+    ] = False,
+    profile_trace: Annotated[
+        bool,
+        typer.Option("--profile-trace", help="--profile, and write Chrome traces to OUT/traces."),
+    ] = False,
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            help="Inference scenarios instead of timed cases: single-stream,offline,server "
+            "(docs/scenarios.md)."
+        ),
+    ] = None,
+    target_ttft_ms: Annotated[
+        float | None, typer.Option(help="Server: p99 time-to-first-token target (ms).")
+    ] = None,
+    target_tpot_ms: Annotated[
+        float | None, typer.Option(help="Server: p99 time-per-output-token target (ms).")
+    ] = None,
+    target_latency_ms: Annotated[
+        float | None, typer.Option(help="Server: p99 latency target of image requests (ms).")
+    ] = None,
+    max_batch: Annotated[
+        int | None, typer.Option(help="Scenarios: most requests per batch (default: --batch).")
+    ] = None,
+    max_wait_ms: Annotated[
+        float | None, typer.Option(help="Server: longest wait for a fuller image batch (ms).")
+    ] = None,
+    rate: Annotated[
+        str | None, typer.Option(help="Server: fixed arrival rates (req/s) instead of a search.")
+    ] = None,
+    lengths: Annotated[
+        str, typer.Option(help="LLM request lengths: fixed | uniform | lognormal.")
+    ] = "lognormal",
+    input_len: Annotated[
+        int, typer.Option(min=0, help="LLM prompt tokens, median (0: seq_len / 4).")
+    ] = 0,
+    output_len: Annotated[
+        int, typer.Option(min=0, help="LLM generated tokens, median (0: seq_len / 8).")
+    ] = 0,
+    requests: Annotated[
+        int | None, typer.Option(help="Scenarios: requests per measured point, at least.")
+    ] = None,
+    search_steps: Annotated[
+        int | None, typer.Option(help="Server: bisection steps of the max-rate search.")
+    ] = None,
+    scenario_time: Annotated[
+        float | None, typer.Option(help="Server: time budget of the max-rate search (s).")
+    ] = None,
 ) -> None:
     """Measure workloads on one backend; write results/<time>-<backend>-<id>.json."""
     if isolate not in ("none", "worker", "case"):
         raise BenchError(f"unknown --isolate '{isolate}'; choose from: none, worker, case.")
     check_options(nproc, nnodes, node_rank, rdzv_endpoint, scaling)
+    if (profile or profile_trace) and is_distributed(nproc, nnodes, scaling):
+        raise BenchError(
+            "--profile and --profile-trace profile single-process cases only; drop them or "
+            "run without --nproc/--nnodes/--scaling."
+        )
+    settings = None
+    if scenario is not None:
+        if nproc > 1 or nnodes > 1 or scaling:
+            raise BenchError("--scenario runs in one process; drop --nproc/--nnodes/--scaling.")
+        settings = scenario_settings(
+            scenario,
+            preset,
+            target_ttft_ms=target_ttft_ms,
+            target_tpot_ms=target_tpot_ms,
+            target_latency_ms=target_latency_ms,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            rate=rate,
+            lengths=lengths,
+            input_len=input_len,
+            output_len=output_len,
+            requests=requests,
+            search_steps=search_steps,
+            scenario_time=scenario_time,
+        )
     config = _config(
         backend=backend,
         workloads=split_list(workload),
@@ -138,7 +223,8 @@ def run_command(
         preset=preset,
         params=parse_params(param),
         compile=compile,
-        fidelity=fidelity if fidelity is not None else not split_list(workload),
+        fidelity=(fidelity if fidelity is not None else not split_list(workload))
+        and settings is None,
         reference=reference,
         fidelity_steps=fidelity_steps,
         case_timeout_s=case_timeout,
@@ -151,8 +237,14 @@ def run_command(
         node_rank=node_rank,
         rdzv_endpoint=rdzv_endpoint,
         scaling=scaling,
+        profile=profile,
+        profile_trace=profile_trace,
+        scenario=settings,
     )
     console = Console(width=None if sys.stdout.isatty() else 160)
+    if settings is not None:
+        run_scenario_command(config, console)
+        return
     try:
         outcome = _run_with_progress(config, console)
     except RunInterrupted as exc:
@@ -164,6 +256,7 @@ def run_command(
         console.print(f"node {node_rank} done; results: written by global rank 0 on node 0")
     else:
         console.print(summary_table(outcome.record.cases))
+        print_device_facts(console, outcome.record)
         print_distributed(console, outcome.record)
         if outcome.record.fidelity:
             console.print(fidelity_table(outcome.record.fidelity))
@@ -188,6 +281,26 @@ def report_hint(console: Console, outcome: RunOutcome, default_suite: bool) -> N
         except Exception as exc:  # the results are safe on disk; the report is a convenience
             console.print(f"[yellow]could not write the report: {escape(str(exc))}")
     console.print(f"make the report with: {escape(command)}")
+
+
+def run_scenario_command(config: RunConfig, console: Console) -> None:
+    """`bench run --scenario`: run the scenarios, print their table; exit 1 if any failed."""
+
+    def on_case(index: int, total: int, spec: ScenarioSpec, result: ScenarioResult | None) -> None:
+        if result is not None:
+            console.print(f"[{index + 1}/{total}] {escape(spec.key.id)}: {result.status}")
+
+    try:
+        outcome = run_scenarios(config, ["bench", *sys.argv[1:]], on_case)
+    except RunInterrupted as exc:
+        console.print(f"[yellow]interrupted by {exc}; partial results kept (status incomplete).")
+        raise typer.Exit(130 if exc.signum == 2 else 143) from None
+    console.print(scenario_table(outcome.record.scenarios))
+    console.print(f"results: {escape(str(outcome.path))}")
+    broken = [r for r in outcome.record.scenarios if r.status == "failed"]
+    if broken:
+        console.print(f"[red]{len(broken)} scenario case(s) failed.")
+        raise typer.Exit(1)
 
 
 def _run_with_progress(config: RunConfig, console: Console) -> RunOutcome:

@@ -9,8 +9,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.analysis.compare import CaseComparison, RunComparison
+from harness.analysis.device_facts import energy_not_measured, peak_kind, sustain_summary
+from harness.analysis.scenario_compare import ScenarioComparison
 from harness.results.fidelity import FidelityResult
-from harness.results.schema import CaseResult, RunRecord
+from harness.results.schema import CaseResult, RunRecord, ScenarioPoint, ScenarioResult
 from harness.units import (
     format_bytes,
     format_number,
@@ -34,9 +36,12 @@ _COMPARISON_STYLE = {
 
 
 def summary_table(cases: list[CaseResult]) -> Table:
-    """One row per case: median with CI, throughput, MFU, peak memory, status."""
+    """One row per case: median with CI, throughput, MFU with the kind of peak it used (spec,
+    burst or sustained), energy per step with the average power, peak memory, status."""
     table = Table(title="results")
-    for column in ("case", "median (95% CI)", "throughput", "MFU", "peak mem", "status"):
+    columns = ("case", "median (95% CI)", "throughput", "MFU (peak)", "energy/step", "peak mem",
+               "status")  # fmt: skip
+    for column in columns:
         table.add_column(column, overflow="fold")
     for case in cases:
         m = case.measurement
@@ -49,8 +54,16 @@ def summary_table(cases: list[CaseResult]) -> Table:
             format_rate(case.throughput.value, case.throughput.unit) if case.throughput else "-"
         )
         mfu = format_percent(case.mfu)
+        if case.mfu is not None:
+            mfu += f" ({peak_kind(case.peak_flops_source)})"
         if case.mfu_status == "above_100":
             mfu = "dropped (> 100%)"  # the peak was not the device's maximum; see mfu_note
+        energy = (
+            f"{format_number(case.energy.joules_per_step)} J "
+            f"({format_number(case.energy.average_power_w)} W)"
+            if case.energy
+            else "-"
+        )
         if case.status == "ok":
             status = "[green]ok[/]"
             if m and m.stability != "ok":
@@ -64,10 +77,27 @@ def summary_table(cases: list[CaseResult]) -> Table:
             median,
             throughput,
             mfu,
+            energy,
             format_bytes(case.peak_memory_bytes),
             status,
         )
     return table
+
+
+def print_device_facts(console: Console, record: RunRecord) -> None:
+    """Sustained-vs-burst lines of matmul probes, the peak training MFU used, and
+    `energy: not measured (reason)` once per distinct reason."""
+    for case in record.cases:
+        line = sustain_summary(case)
+        if line is not None:
+            console.print(f"{escape(case.key.id)}: {escape(line)}", soft_wrap=True)
+    for dtype, peak in record.sustained_peaks.items():
+        console.print(
+            f"training MFU ({dtype}) uses the sustained peak {format_rate(peak.flops, 'FLOP/s')}",
+            soft_wrap=True,
+        )
+    for line in energy_not_measured(record.cases):
+        console.print(escape(line), soft_wrap=True)
 
 
 def fidelity_table(results: list[FidelityResult]) -> Table:
@@ -195,4 +225,75 @@ def comparison_table(result: RunComparison) -> Table:
             limit,
             verdict,
         )
+    return table
+
+
+def _ms(value: float | None) -> str:
+    return format_seconds(value) if value is not None else "-"
+
+
+def _row(point: ScenarioPoint) -> list[str]:
+    stats = point.percentiles
+    cells = []
+    for metric in ("latency", "ttft", "tpot"):
+        found = stats.get(metric)
+        cells.append(f"{_ms(found.p50)} / {_ms(found.p99)}" if found else "-")
+    rate = f"{point.target_rate:.4g}" if point.target_rate is not None else "-"
+    verdict = "-" if point.meets_target is None else ("meets" if point.meets_target else "misses")
+    if point.meets_target is not None and not point.decided:
+        verdict += " (undecided)"
+    achieved = f"{point.achieved_rate:.4g}"
+    return [point.scenario, rate, achieved, str(point.requests), *cells, verdict]
+
+
+def scenario_table(results: list[ScenarioResult]) -> Table:
+    """One row per measured point: offered and achieved rate, p50 / p99 of latency, TTFT and
+    TPOT, and the verdict against the targets; the max rate at target per case."""
+    table = Table(title="inference scenarios (p50 / p99)")
+    for column in (
+        "case",
+        "scenario",
+        "rate (req/s)",
+        "achieved (req/s)",
+        "requests",
+        "latency",
+        "TTFT",
+        "TPOT",
+        "target",
+    ):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        case = escape(result.key.id)
+        if result.status != "ok":
+            why = f"{result.error.kind}: {result.error.message}" if result.error else ""
+            table.add_row(case, f"[red]{result.status}[/] {escape(why)}", *["-"] * 7)
+            continue
+        points = [p for p in (result.single_stream, result.offline) if p] + result.server
+        for point in points:
+            table.add_row(case, *_row(point))
+        if result.max_rate is not None or result.search_note:
+            bounds = ", ".join(f"p99 {m} <= {_ms(v)}" for m, v in result.targets.items())
+            rate = f"{result.max_rate:.4g} req/s" if result.max_rate is not None else "none"
+            note = escape(result.search_note)
+            table.add_row(case, "[bold]max rate[/]", rate, "", "", escape(bounds), "", "", note)
+    return table
+
+
+def scenario_comparison_table(rows: list[ScenarioComparison]) -> Table:
+    """One row per compared scenario figure: base, new, ratio with its 95% CI, p, verdict."""
+    table = Table(title="inference scenarios, new vs base (latency ratio > 1 is slower)")
+    for column in ("case", "figure", "base", "new", "ratio (95% CI)", "p", "verdict"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        rate = "rate" in row.figure or "throughput" in row.figure
+        shown = [
+            "-" if v is None else (format_rate(v, "req/s") if rate else format_seconds(v))
+            for v in (row.base, row.new)
+        ]
+        ratio = "-" if row.ratio is None else f"{row.ratio:.3f}"
+        if row.ratio_ci95 is not None:
+            ratio += f" ({row.ratio_ci95[0]:.3f}-{row.ratio_ci95[1]:.3f})"
+        verdict = _COMPARISON_STYLE[row.verdict] + (f": {escape(row.reason)}" if row.reason else "")
+        p_value = f"{row.p_value:.2g}" if row.p_value is not None else "-"
+        table.add_row(escape(row.case_id), row.figure, *shown, ratio, p_value, verdict)
     return table

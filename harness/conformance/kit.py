@@ -39,6 +39,7 @@ def plan_checks() -> list[Check]:
         Check("availability contract", checks.check_availability),
         Check("identity and device()", checks.check_identity),
         Check("describe()", checks.check_describe),
+        Check("settings, energy and telemetry", checks.check_device_facts),
         Check("dist_backend", checks.check_dist_backend),
         Check("synchronize waits for queued work", checks.check_synchronize),
         Check("timer includes completion", checks.check_timer_completion),

@@ -45,6 +45,7 @@ from harness.distributed.job import (
     write_pid,
 )
 from harness.distributed.measure import SyncedSamples, measure_synchronized
+from harness.distributed.phases import ddp_phases
 from harness.errors import describe_exception, is_oom, raising_frame
 from harness.results.schema import (
     CaseError,
@@ -142,7 +143,9 @@ def _measure(
             "steps cannot run data-parallel (no gradient all-reduce); not measured as DDP"
         )
         return failed(spec, "unsupported", reason), report
-    return measured_result(spec, instance, samples.measurement(), me.world), report
+    result = measured_result(spec, instance, samples.measurement(), me.world)
+    result.phases = ddp_phases(instance, key.mode, backend, ctx.wrapped_modules(), control)
+    return result, report
 
 
 def _measure_collective(

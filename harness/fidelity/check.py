@@ -698,6 +698,13 @@ def check_fidelity(
     if usable and honest is not None:
         _apply_honest(result, honest, baseline.honest_name or honest_name(dtype, reference))
     judge(result, tolerance)
+    if result.verdict == "fail" and dtype == "fp32":
+        downcasts = target.fp32_downcasts()
+        if downcasts:
+            result.reasons.append(
+                f"fp32 matmuls/convolutions on this device ran in reduced precision "
+                f"({', '.join(downcasts)}): turn that off to check true fp32"
+            )
     return result
 
 

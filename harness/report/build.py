@@ -12,8 +12,10 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from harness.analysis.answer import PENALTY_CAVEAT, PENALTY_NOT_READY, Answer, answer
+from harness.analysis.serving import serving_rows
 from harness.report.figures import all_figures
 from harness.report.render import Figure, Report, Section, Table, render_html, render_markdown
+from harness.report.serving import claims_by_case, serving_section
 from harness.results.fidelity import FidelityResult
 from harness.results.schema import RunRecord
 from harness.units import (
@@ -25,12 +27,20 @@ from harness.units import (
 )
 
 FIGURE_DIR = "figures"
+PHASE_COLUMNS = ("forward", "backward", "optimizer", "communication", "zero_grad", "other")
+"""The phases the report's table shows, in step order."""
 
 
 class ReportPaths(BaseModel):
     markdown: Path
     html: Path
     figures: list[Path]
+
+
+def _per_joule(value: float | None, throughput_unit: str) -> str:
+    """Items per joule, the unit taken from the throughput's (`tokens/s` -> `tokens/J`)."""
+    item = throughput_unit.removesuffix("/s")
+    return format_rate(value, f"{item}/J" if item else "/J")
 
 
 def _figures(figures: dict[str, Figure], *names: str) -> list[Figure]:
@@ -88,7 +98,12 @@ def systems_section(records: list[RunRecord], a: Answer) -> Section:
     return Section(title="Systems", tables=[Table(columns=cols, rows=rows)])
 
 
-def train_infer_section(a: Answer, figures: dict[str, Figure]) -> Section:
+def train_infer_section(
+    a: Answer, figures: dict[str, Figure], serves: dict[tuple[str, str, str], str] | None = None
+) -> Section:
+    """The training penalty per case; beside it, where the runs have scenario results, what
+    the same system serves under load at the p99 targets."""
+    serves = serves or {}
     rows = []
     for r in a.train_infer:
         low, high = r.penalty_ci or (None, None)
@@ -107,24 +122,127 @@ def train_infer_section(a: Answer, figures: dict[str, Figure]) -> Section:
                 format_number(r.penalty) + ci,
                 format_rate(r.throughput_infer, r.throughput_unit),
                 format_rate(r.throughput_train, r.throughput_unit),
+                format_number(r.energy_penalty),
+                _per_joule(r.items_per_joule_infer, r.throughput_unit),
             ]
         )
+        if serves:
+            rows[-1].append(serves.get((r.system, r.workload, r.dtype), "-"))
     cols = [
         "system", "workload", "dtype", "batch", "preset", "t infer", "t train",
         "time ratio", "FLOPs ratio", "training penalty (95% CI)", "infer throughput",
-        "train throughput",
+        "train throughput", "energy penalty", "infer per joule",
     ]  # fmt: skip
+    if serves:
+        cols.append("inference under load (scenarios)")
     return Section(
         title="Training vs inference",
         paragraphs=[
             "Training penalty = (t_train / t_infer) / (FLOPs_train / FLOPs_infer): 1.0 means "
             "backward and optimizer run as efficiently as the forward. The CI is a bootstrap "
-            "over the raw timing samples of both cases."
+            "over the raw timing samples of both cases. Energy penalty = (E_train / E_infer) / "
+            "(FLOPs_train / FLOPs_infer) from the joules per step of both cases; infer per "
+            "joule = inference items (tokens, samples, images) per joule. '-' where the device "
+            "gave no energy reading (the notes say why)."
         ]
         + ([] if rows else ["No workload has both an ok train and an ok infer case."]),
         tables=[Table(columns=cols, rows=rows)] if rows else [],
         figures=_figures(figures, "throughput.png", "penalty.png"),
     )
+
+
+def phases_section(a: Answer, figures: dict[str, Figure]) -> Section:
+    """Where the training penalty goes: the phase table, the sentences, the stacked bars."""
+    if not a.phases:
+        return Section(
+            title="Where the training step's time goes",
+            paragraphs=["No train case in these results has a phase breakdown."],
+        )
+    rows = []
+    for r in a.phases:
+        bandwidth = "-"
+        if r.optimizer_bandwidth is not None:
+            bandwidth = format_rate(r.optimizer_bandwidth, "B/s")
+            if r.bandwidth_reference:
+                share = format_percent(r.optimizer_bandwidth / r.bandwidth_reference)
+                bandwidth += f" ({share} of {format_rate(r.bandwidth_reference, 'B/s')})"
+        phases = r.phases_s
+        rows.append(
+            [
+                r.system,
+                r.workload,
+                r.dtype,
+                str(r.batch),
+                format_seconds(r.t_infer_s),
+                *(format_seconds(phases.get(n)) for n in PHASE_COLUMNS),
+                format_percent(r.coverage),
+                format_percent(r.headline_coverage),
+                format_number(r.backward_forward),
+                format_number(r.backward_flop_ratio),
+                format_number(r.backward_penalty),
+                bandwidth,
+                r.excess_phase or "-",
+            ]
+        )
+    cols = [
+        "system", "workload", "dtype", "batch", "infer forward", *PHASE_COLUMNS,
+        "coverage", "phases / headline step", "backward / forward", "FLOP ratio",
+        "backward penalty", "optimizer bandwidth (of probe)", "excess goes to",
+    ]  # fmt: skip
+    notes = sorted({r.optimizer_bytes_note for r in a.phases if r.optimizer_bytes_note})
+    sources = sorted({r.bandwidth_source for r in a.phases if r.bandwidth_source})
+    attributions = sorted({r.attribution for r in a.phases if r.attribution})
+    paragraphs = [
+        "Each train case is timed again after its headline measurement, in instrumented "
+        "iterations that stamp every phase with the backend's timer (device events on "
+        "accelerators, the host clock on the CPU) and synchronize once per iteration. "
+        "Coverage is how much of each instrumented step the phases account for. Backward "
+        "penalty = (backward / forward time) / (backward / forward FLOPs), the FLOP ratio "
+        "being FLOPs_train / FLOPs_infer - 1. The excess is the step beyond "
+        "t_infer x FLOPs_train / FLOPs_infer: forward beyond t_infer, backward beyond "
+        "t_infer x the FLOP ratio, every other phase whole.",
+        *(r.sentence for r in a.phases),
+    ]
+    if notes:
+        paragraphs.append("Optimizer bytes per step: " + "; ".join(notes) + ".")
+    if sources:
+        paragraphs.append("Optimizer bandwidth is compared with " + "; ".join(sources) + ".")
+    paragraphs += [f"Communication: {text}." for text in attributions]
+    tables = [Table(columns=cols, rows=rows)]
+    if a.op_shifts:
+        paragraphs.append(
+            "Operators (bench run --profile) whose share of the step grows most from inference "
+            "to training; an operator's forward and backward count together, the optimizer's "
+            "operators as `optimizer`."
+        )
+        tables.append(op_shift_table(a))
+    return Section(
+        title="Where the training step's time goes",
+        paragraphs=paragraphs,
+        tables=tables,
+        figures=_figures(figures, "phases.png"),
+    )
+
+
+def op_shift_table(a: Answer) -> Table:
+    """One row per profiled workload: its top growing operators, infer share -> train share."""
+    rows = [
+        [
+            r.system,
+            r.workload,
+            r.dtype,
+            str(r.batch),
+            r.time_kind,
+            "; ".join(
+                f"{s.op} {format_percent(s.infer_share)} -> {format_percent(s.train_share)}"
+                for s in r.shifts
+            )
+            or "-",
+        ]
+        for r in a.op_shifts
+    ]
+    cols = ["system", "workload", "dtype", "batch", "time", "share infer -> train"]
+    return Table(columns=cols, rows=rows)
 
 
 def mfu_section(a: Answer, figures: dict[str, Figure]) -> Section:
@@ -137,7 +255,9 @@ def mfu_section(a: Answer, figures: dict[str, Figure]) -> Section:
     return Section(
         title="MFU per mode",
         paragraphs=["MFU = achieved FLOP/s / peak FLOP/s (the device's known spec, else the "
-                    "best measured matmul probe of that dtype; '-' when neither exists)."],
+                    "best measured matmul probe of that dtype; '-' when neither exists). "
+                    "Training cases use the sustained matmul rate (matmul sustain_s=...) when "
+                    "the run measured one. 'peak used' names the peak of each row."],
         tables=[Table(columns=cols, rows=rows)] if rows else [],
         figures=_figures(figures, "mfu.png"),
     )  # fmt: skip
@@ -265,10 +385,14 @@ def build_report(records: list[RunRecord], warnings: list[str] | None = None) ->
     """The whole report for `records` (several systems side by side)."""
     a = answer(records)
     figures = all_figures(a)
+    serving = serving_rows(records)
+    under_load = serving_section(serving)
     sections = [
         verdict_section(a),
         systems_section(records, a),
-        train_infer_section(a, figures),
+        train_infer_section(a, figures, claims_by_case(serving)),
+        phases_section(a, figures),
+        *([under_load] if under_load else []),
         mfu_section(a, figures),
         memory_section(a, figures),
         fidelity_section(a, figures),

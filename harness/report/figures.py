@@ -14,11 +14,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from harness.analysis.answer import PENALTY_CAVEAT, PENALTY_NOT_READY, Answer
-from harness.report.mpl import literal_figure, plot_text
+from harness.analysis.phases import STACK_ORDER
+from harness.report.mpl import literal_figure, log_axes, plot_text
 from harness.report.render import Figure
 from harness.results.fidelity import FidelityResult
+from harness.units import time_unit
 
 MAX_LOSS_PANELS = 12
+MAX_PHASE_PANELS = 16
 
 
 @contextmanager
@@ -110,6 +113,56 @@ def penalty_figure(answer: Answer, out: list[Figure]) -> None:
         ax.set_ylabel("training penalty (ratio, dimensionless)")
         ax.set_xlabel("workload, dtype, batch")
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+
+
+def phases_figure(answer: Answer, out: list[Figure]) -> None:
+    """One panel per workload/dtype/batch and system (its own time scale): the training step
+    stacked by phase (forward, backward, optimizer, communication, zero_grad, other) next to
+    the inference forward, and the FLOP-proportional training time as a dashed line."""
+    rows = answer.phases[:MAX_PHASE_PANELS]
+    if not rows:
+        return
+    names = [n for n in STACK_ORDER if any(r.phases_s.get(n) for r in rows)]
+    names += sorted({n for r in rows for n in r.phases_s} - set(names) - set(STACK_ORDER))
+    colors = dict(zip(names, _palette(len(names)), strict=True))
+    columns = min(len(rows), 4)
+    lines = -(-len(rows) // columns)
+    caption = (
+        "Training step by phase (instrumented iterations) next to the inference forward; "
+        "dashed: the FLOP-proportional training time t_infer x FLOPs_train / FLOPs_infer"
+    )
+    size = (3.2 * columns + 2.5, 3.6 * lines)
+    with _figure("phases.png", caption, out, figsize=size) as fig:
+        for i, r in enumerate(rows, 1):
+            ax = fig.add_subplot(lines, columns, i)
+            unit, scale = time_unit(max(r.step_s, r.t_infer_s), micro="µs")
+            bottom = 0.0
+            for name in names:
+                height = r.phases_s.get(name, 0.0) / scale
+                ax.bar(0, height, 0.6, bottom=bottom, color=colors[name], label=f"train: {name}")
+                bottom += height
+            ax.bar(1, r.t_infer_s / scale, 0.6, color="lightgray", edgecolor="black",
+                   hatch="//", label="infer: forward")  # fmt: skip
+            if r.backward_flop_ratio is not None:
+                expected = r.t_infer_s * (1.0 + r.backward_flop_ratio) / scale
+                ax.hlines(expected, -0.35, 0.35, colors="black", linestyles="dashed",
+                          label="train, FLOP-proportional")  # fmt: skip
+            ax.set_xticks([0, 1])
+            ax.set_xticklabels(["train", "infer"])
+            ax.set_ylabel(f"time per step ({unit})")
+            ax.set_title(plot_text(f"{r.workload} {r.dtype} b{r.batch}"), fontsize="medium")
+            ax.set_xlabel(plot_text(r.system, 36), fontsize="small")
+        handles, labels = fig.axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize="small", loc="outside right upper")
+        fig.suptitle("Where the training step's time goes")
+
+
+def _palette(count: int) -> list[Any]:
+    """`count` distinct colors from matplotlib's qualitative tab10 map."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return [cmap(i % 10) for i in range(count)]
 
 
 def mfu_figure(answer: Answer, out: list[Figure]) -> None:
@@ -318,8 +371,7 @@ def roofline_figure(answer: Answer, out: list[Figure]) -> None:
                 s=60,
                 label=plot_text(f"{p.system} {p.workload} {p.mode} {p.dtype} b{p.batch}"),
             )
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        log_axes(ax)
         ax.set_title("Roofline: LLM prefill (compute-bound) vs decode (bandwidth-bound)")
         ax.set_xlabel("arithmetic intensity (FLOP/byte)")
         ax.set_ylabel("achieved FLOP/s")
@@ -333,6 +385,7 @@ def all_figures(answer: Answer) -> dict[str, Figure]:
     for make in (
         throughput_figure,
         penalty_figure,
+        phases_figure,
         mfu_figure,
         memory_figure,
         loss_figure,

@@ -40,3 +40,17 @@ def plot_text(text: str, limit: int = 60) -> str:
         head = (limit - 1) // 2
         flat = flat[:head] + "…" + flat[len(flat) - (limit - 1 - head) :]
     return flat
+
+
+def log_axes(ax: Any) -> None:
+    """Log scales on both axes with plain-number tick labels (1, 2, 5 per decade): the default
+    labels are mathtext (`$\\mathdefault{10^{11}}$`), which `literal_figure` would print as
+    written."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.set_minor_formatter(NullFormatter())

@@ -149,6 +149,94 @@ class CollectivePoint(BaseModel):
     samples: int
 
 
+PHASES = ("h2d", "forward", "backward", "communication", "optimizer", "zero_grad")
+"""The phases of a training step, in the order a step runs them."""
+
+
+class PhaseBreakdown(BaseModel):
+    """Where one training step's time goes, from instrumented iterations taken after the
+    headline measurement (so the headline timing is not perturbed by them)."""
+
+    phases_s: dict[str, float]
+    """Median seconds per phase over the instrumented iterations (keys from PHASES, or any
+    name a user timed)."""
+    step_s: float
+    """Median seconds of a whole instrumented iteration (first phase start to last end)."""
+    coverage: float
+    """How much of the step the phases account for: the median over iterations of (sum of
+    the iteration's phase times) / (its step time)."""
+    iterations: int
+    clock: str = ""
+    """How the phases were timed: `device events` or `host clock`."""
+    attribution: str = ""
+    """How overlapping work was attributed (e.g. DDP's all-reduce inside backward)."""
+    optimizer_bytes: float | None = None
+    """Bytes one optimizer step reads and writes (the workload's count), or None."""
+    optimizer_bytes_note: str = ""
+    """How `optimizer_bytes` was counted, in words."""
+
+    unattributed_s: float | None = None
+    """Median over iterations of (step time - the iteration's phases): the time between and
+    around phases (Python, loss scaling)."""
+
+    @property
+    def other_s(self) -> float:
+        """Step time no phase accounts for, never negative: `unattributed_s`, else (files
+        without it) step_s minus the phase medians."""
+        if self.unattributed_s is not None:
+            return max(self.unattributed_s, 0.0)
+        return max(self.step_s - sum(self.phases_s.values()), 0.0)
+
+
+class ProfiledOp(BaseModel):
+    """One operator of a profiled step, its time summed over its calls."""
+
+    name: str
+    """The profiler's event name (e.g. `aten::mm`)."""
+    phase: str
+    """forward, backward, optimizer, zero_grad or other (from its place in the call tree)."""
+    forward_op: str
+    """The forward operator it belongs to: its own name for forward ops, the autograd node's
+    (MmBackward0 -> mm) for backward ops, so one operator's forward and backward add up."""
+    seconds: float
+    """Per step: device time where the device was profiled, else self CPU time."""
+    share: float
+    """seconds / the step's total profiled time."""
+    calls: float
+    """Calls per step."""
+
+
+class OpProfile(BaseModel):
+    """The top operators of one case's step (torch.profiler), not the trace."""
+
+    activities: list[str]
+    time_kind: Literal["device", "self cpu"]
+    iterations: int
+    total_s: float
+    """Per step, all profiled operators together (of `time_kind`)."""
+    ops: list[ProfiledOp]
+    """The largest operators, by seconds, at most PROFILE_TOP of them."""
+    trace: str | None = None
+    """Path of the Chrome trace (`--profile-trace`), relative to the results folder."""
+
+
+class CaseEnergy(BaseModel):
+    """Energy of one case over its measurement window (cold start, warm-up and samples)."""
+
+    joules: float
+    """Energy the device used during the window."""
+    seconds: float
+    """Length of the window."""
+    average_power_w: float
+    joules_per_step: float
+    """average power x median seconds per step."""
+    joules_per_item: float | None = None
+    item_unit: str = ""
+    """What an item is (tokens, samples, images): joules_per_item is J per one of them."""
+    method: str = ""
+    """How the energy was read (counter or integrated power samples, and from where)."""
+
+
 class CaseResult(BaseModel):
     """The outcome of one case: its measurement and derived figures, or why it failed."""
 
@@ -179,6 +267,17 @@ class CaseResult(BaseModel):
     """Collectives probes: one point per message size."""
     scaling_efficiency: float | None = None
     """--scaling: (throughput / world) / (throughput_base / world_base), base = smallest world."""
+    host_fallbacks: list[str] | None = None
+    """Operators the device reported running on the host instead (torch_npu's "will fall
+    back to run on the CPU" warnings) while the case was built and run; None when none."""
+    profile: OpProfile | None = None
+    """`--profile`: the step's top operators; None when not profiled."""
+    phases: PhaseBreakdown | None = None
+    """Train cases: forward / backward / optimizer / ... seconds from separate instrumented
+    iterations; None for other modes and for results written before phases existed."""
+    energy: CaseEnergy | None = None
+    energy_note: str | None = None
+    """Why `energy` is missing (no energy source on this device, or the source failed)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -196,6 +295,82 @@ class CaseResult(BaseModel):
         if note:
             return {**data, "mfu_status": "above_100" if "above 100%" in note else "no_peak"}
         return data
+
+
+class Percentiles(BaseModel):
+    """p50 / p90 / p99 of one latency metric (seconds), each with a bootstrap 95% CI."""
+
+    p50: float
+    p90: float
+    p99: float
+    p50_ci95: tuple[float, float]
+    p90_ci95: tuple[float, float]
+    p99_ci95: tuple[float, float]
+
+
+ScenarioKind = Literal["single-stream", "offline", "server"]
+
+
+class ScenarioPoint(BaseModel):
+    """One measured scenario run: every request's lengths and timings, and their summary.
+
+    Times are seconds from the start of the run (arrivals as scheduled); `latency_s` is from
+    arrival to the last output, `ttft_s` from arrival to the first token and `tpot_s` the mean
+    time between a request's later tokens (LLM requests only, None where a request made a
+    single token)."""
+
+    scenario: ScenarioKind
+    target_rate: float | None = None
+    """Server: the Poisson arrival rate asked for (requests/s)."""
+    requests: int
+    duration_s: float
+    """From the start to the last completion."""
+    achieved_rate: float
+    """Completed requests per second over `duration_s`."""
+    tokens_per_s: float | None = None
+    """LLMs: generated tokens per second over `duration_s`."""
+    arrival_s: list[float]
+    latency_s: list[float]
+    ttft_s: list[float] = Field(default_factory=list)
+    tpot_s: list[float | None] = Field(default_factory=list)
+    input_len: list[int] = Field(default_factory=list)
+    output_len: list[int] = Field(default_factory=list)
+    percentiles: dict[str, Percentiles] = Field(default_factory=dict)
+    """Metric (latency, ttft, tpot) -> its percentiles."""
+    meets_target: bool | None = None
+    """Server: every p99 within its target."""
+    decided: bool = True
+    """False when the target lay inside a p99's CI after the most requests allowed: the verdict
+    then rests on the point estimate."""
+
+
+class ScenarioResult(BaseModel):
+    """The inference scenarios of one workload/dtype/batch on a backend (LoadGen-style)."""
+
+    key: CaseKey
+    """mode is `serve`; batch is the scheduler's max batch."""
+    status: CaseStatus
+    error: CaseError | None = None
+    kind: Literal["items", "tokens"] = "items"
+    lengths: dict[str, Any] = Field(default_factory=dict)
+    """The length distribution requests were drawn from (LengthSpec), LLMs only."""
+    targets: dict[str, float] = Field(default_factory=dict)
+    """p99 targets by metric (seconds)."""
+    max_wait_s: float | None = None
+    seed: int = 0
+    single_stream: ScenarioPoint | None = None
+    offline: ScenarioPoint | None = None
+    server: list[ScenarioPoint] = Field(default_factory=list)
+    """Every server rate measured, in the order tried."""
+    max_rate: float | None = None
+    """Highest arrival rate whose p99s met the targets (requests/s); None if none did."""
+    missed_rate: float | None = None
+    """The lowest rate above max_rate that missed them: the max rate lies in
+    [max_rate, missed_rate). None when the offline throughput itself met them."""
+    search_note: str = ""
+    """How the max-rate search bracketed and why it stopped."""
+    started_at: datetime | None = None
+    duration_s: float | None = None
 
 
 class EnvironmentInfo(BaseModel):
@@ -258,8 +433,12 @@ class RunRecord(BaseModel):
     device: DeviceInfo
     peaks: dict[str, PeakFigure] = Field(default_factory=dict)
     """dtype name -> peak FLOP/s used for MFU (known spec, else measured matmul)."""
+    sustained_peaks: dict[str, PeakFigure] = Field(default_factory=dict)
+    """dtype name -> sustained matmul FLOP/s (matmul sustain_s=...), used for training MFU."""
     cases: list[CaseResult] = Field(default_factory=list)
     distributed: DistInfo | None = None
     """Set for distributed runs; None for single-process runs."""
     fidelity: list[FidelityResult] = Field(default_factory=list)
     """Training-fidelity checks against the reference (`bench run --fidelity`)."""
+    scenarios: list[ScenarioResult] = Field(default_factory=list)
+    """LoadGen-style inference scenarios (`bench run --scenario`)."""

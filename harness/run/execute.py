@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,9 +15,20 @@ from pydantic import BaseModel, Field
 from backends.base import DTYPES, Backend
 from backends.registry import get_backend
 from harness.errors import describe_exception, is_oom
+from harness.measurement.energy import case_energy
+from harness.measurement.fallbacks import host_fallbacks
+from harness.measurement.phases import instance_phases
+from harness.measurement.profile import profile_step
 from harness.measurement.timing import measure, summarize
 from harness.results.config import MeasureSettings
-from harness.results.schema import CaseError, CaseKey, CaseResult, Measurement, Throughput
+from harness.results.schema import (
+    CaseError,
+    CaseKey,
+    CaseResult,
+    Measurement,
+    OpProfile,
+    Throughput,
+)
 from workloads.base import BuildContext, CaseUnsupported, ContextT, Instance
 from workloads.registry import get_workload
 
@@ -28,6 +41,10 @@ class CaseSpec(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
     measure: MeasureSettings = Field(default_factory=MeasureSettings)
+    profile: bool = False
+    """Profile the step after its measurement (`bench run --profile`)."""
+    trace_dir: str | None = None
+    """Where the profiled step's Chrome trace goes (`--profile-trace`); None: no trace."""
 
     def unsupported_reason(self, backend: Backend) -> str | None:
         """Why `backend` cannot run this case's dtype, or None when it can."""
@@ -71,7 +88,9 @@ def execute_case(spec: CaseSpec) -> CaseResult:
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     try:
-        result = _measure_case(spec)
+        with host_fallbacks() as fallbacks:
+            result = _measure_case(spec)
+        result.host_fallbacks = sorted(fallbacks) or None
     except CaseUnsupported as exc:
         result = failed(spec, "unsupported", str(exc))
     except Exception as exc:
@@ -107,14 +126,40 @@ def _measure_case(spec: CaseSpec) -> CaseResult:
     step = instance.step(key.mode)
     backend.synchronize()
     backend.reset_peak_memory()
+    meter = backend.energy_meter()
+    meter.start()
     measurement = measure(step, backend, **spec.measure.model_dump())
+    energy_reading = meter.stop()
     peak_memory = backend.peak_memory_bytes()
     reason = instance.nonfinite_reason()
     if reason is not None:
         return failed(spec, "nonfinite", reason, measurement=measurement)
     result = measured_result(spec, instance, measurement)
     result.peak_memory_bytes = peak_memory
+    work = instance.work(key.mode)
+    result.energy, result.energy_note = case_energy(
+        energy_reading, measurement.median, work.items, work.unit
+    )
+    result.phases = instance_phases(instance, key.mode, backend)
+    if spec.profile:
+        result.profile = case_profile(spec, step, backend)
     return result
+
+
+def case_profile(spec: CaseSpec, step: Callable[[], None], backend: Backend) -> OpProfile:
+    """The case's top operators (harness.measurement.profile), and its Chrome trace in
+    `spec.trace_dir` when asked (named by time, backend and case; stored as the path
+    relative to the results folder)."""
+    trace: Path | None = None
+    if spec.trace_dir is not None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        trace = (
+            Path(spec.trace_dir) / f"{stamp}-{spec.backend}-{spec.key.id.replace('/', '_')}.json"
+        )
+    profile = profile_step(step, backend, trace_path=trace)
+    if trace is not None:
+        profile.trace = f"{trace.parent.name}/{trace.name}"
+    return profile
 
 
 def measured_result(

@@ -103,6 +103,8 @@ def plan_cases(config: RunConfig) -> list[CaseSpec]:
                             params=params,
                             seed=config.seed,
                             measure=measure,
+                            profile=config.profile or config.profile_trace,
+                            trace_dir=str(config.out / "traces") if config.profile_trace else None,
                         )
                     )
     return specs

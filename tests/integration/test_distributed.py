@@ -91,6 +91,9 @@ def test_two_process_gloo_allreduce_and_ddp_train_with_scaling(tmp_path: Path) -
     train = cases["mlp/train/fp32/b16/tiny/np2"]
     assert train.status == "ok" and train.measurement and train.per_rank
     assert [t.rank for t in train.per_rank] == [0, 1]
+    # DDP's all-reduce is split out of backward (timed again inside no_sync()).
+    assert train.phases and "no_sync()" in train.phases.attribution
+    assert {"forward", "backward", "communication", "optimizer"} <= set(train.phases.phases_s)
     steps = train.measurement.samples_s
     assert all(len(t.samples_s) == len(steps) for t in train.per_rank)
     for i, step in enumerate(steps):  # step time = max over ranks, sample by sample

@@ -127,6 +127,23 @@ def test_the_summary_table_says_when_mfu_was_dropped() -> None:
     assert "dropped (> 100%)" in text and "100.0%" in text
 
 
+def test_training_uses_the_sustained_peak_and_says_so() -> None:
+    probe = case("matmul", 9e11, flops=MIN_PROBE_FLOPS)
+    probe.extra.update({"sustained_flops": 6e11, "sustain_s": 30.0, "burst_flops": 9e11})
+    train = case("mlp", 3e11)
+    infer = case("mlp", 3e11).model_copy(
+        update={"key": train.key.model_copy(update={"mode": "infer"})}
+    )
+    run = record([probe, train, infer], spec={"bf16": 1e12})
+    apply_peaks(run)
+    assert run.sustained_peaks["bf16"].flops == 6e11
+    assert train.mfu == 0.5
+    assert train.peak_flops_source == (
+        "measured sustained: matmul held 30 s, last window (matmul/probe/bf16/b1/small)"
+    )
+    assert infer.mfu == 0.3 and infer.peak_flops_source == "spec: datasheet"
+
+
 def test_a_case_without_flops_has_no_mfu_status() -> None:
     model = case("gpt", 0.0)
     apply_peaks(record([case("matmul", 50e9), model]))

@@ -13,6 +13,7 @@ import pytest
 from harness.report.build import write_report
 from harness.report.mpl import literal_figure, plot_text
 from harness.report.render import md_escape
+from harness.results.schema import PhaseBreakdown
 from tests.run_records import HOSTILE, failed_case, fidelity, record
 
 _BORDER = re.compile(r"(?<!\\)\|")
@@ -59,6 +60,15 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         checks=[fidelity("mlp", "npu", "fail", nan_at=7)],
         extra_cases=[failed_case("mlp", "train", "crash", f"killed by SIGSEGV {HOSTILE}")],
     )
+    (mlp_train,) = [c for c in npu.cases if c.key.id == "mlp/train/fp32/b8/small"]
+    mlp_train.phases = PhaseBreakdown(
+        phases_s={"forward": 0.01, "backward": 0.12, "optimizer": 0.015, "zero_grad": 0.001},
+        step_s=0.15,
+        coverage=0.97,
+        iterations=10,
+        optimizer_bytes=7 * 4 * 1e6,
+        optimizer_bytes_note=f"AdamW {HOSTILE}",
+    )
     write_report([cpu, npu], out, warnings=[f"skipped {HOSTILE}.json: not JSON"])
     return out
 
@@ -67,13 +77,14 @@ SECTIONS = [
     "Verdict",
     "Systems",
     "Training vs inference",
+    "Where the training step's time goes",
     "MFU per mode",
     "Peak memory",
     "Training fidelity",
     "LLM prefill vs decode on the roofline",
     "Notes",
 ]
-FIGURES = ["throughput", "penalty", "mfu", "memory", "loss_curves", "roofline"]
+FIGURES = ["throughput", "penalty", "phases", "mfu", "memory", "loss_curves", "roofline"]
 
 
 def test_html_parses_has_every_section_and_embeds_every_figure(report: Path) -> None:
@@ -146,3 +157,10 @@ def test_histories_follow_a_case_across_workload_versions() -> None:
     assert all(len(h.points) == 2 for h in histories)
     gpt_train = [h for h in histories if h.title.startswith("gpt/train/")]
     assert len(gpt_train) == 1 and "[" in gpt_train[0].title
+
+
+def test_the_phase_section_says_where_the_excess_goes(report: Path) -> None:
+    md = (report / "report.md").read_text()
+    (line,) = [x for x in md.splitlines() if x.startswith("npu / Ascend 910B, mlp")]
+    assert "most of the excess goes to backward" in line
+    assert "backward takes 12.00x the forward against a FLOP ratio of 2.00" in line
