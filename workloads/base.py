@@ -53,11 +53,22 @@ class Work(BaseModel):
     unit: str
 
 
+class Routing(BaseModel):
+    """The experts a mixture-of-experts training step sent its tokens to."""
+
+    n_expert: int
+    top_k: int
+    experts: list[list[int]]
+    """Per MoE layer: each token's top_k expert ids in ascending order, token after token."""
+
+
 class FidelityStep(BaseModel):
     """What one training step on real data reports for fidelity checks."""
 
     loss: float
     grad_norm: float
+    routing: Routing | None = None
+    """Mixture-of-experts workloads: the step's routing decisions (routing fidelity)."""
 
 
 class BuildContext(BaseModel):

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workloads import flops
-from workloads.base import BuildContext, Instance, WorkloadError
+from workloads.base import BuildContext, FidelityStep, Instance, Routing, WorkloadError
 from workloads.gpt import GPTWorkload
 from workloads.llama import (
     Llama,
@@ -72,9 +72,11 @@ class MoEMLP(nn.Module):
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(top-k weights [N, k], experts [N, k], all probabilities [N, E]) of tokens x [N, d],
-        the router logits and softmax in fp32 whatever the autocast dtype."""
+        the router logits and softmax in the router weights' precision (fp32, or fp64 on
+        an fp64 reference) whatever the autocast dtype."""
+        precision = torch.promote_types(self.router.weight.dtype, torch.float32)
         with torch.autocast(x.device.type, enabled=False):
-            logits = self.router(x.float())
+            logits = self.router(x.to(precision))
         probs = logits.softmax(dim=-1)
         weights, experts = probs.topk(self.top_k, dim=-1)
         if self.norm_topk:
@@ -111,7 +113,12 @@ class MoEMLP(nn.Module):
         kept = keep.nonzero().squeeze(-1)
         order = kept[slot_expert[kept].argsort(stable=True)]
         counts = torch.bincount(slot_expert[kept], minlength=self.n_expert).tolist()
-        out = torch.zeros(flat.shape, dtype=torch.float32, device=flat.device)
+        # Expert outputs (autocast dtype) are weighted and summed in at least fp32.
+        accumulate = torch.promote_types(flat.dtype, torch.float32)
+        out = torch.zeros(flat.shape, dtype=accumulate, device=flat.device)
+        # unbind: one view per expert whose backward stacks the gradients once (indexing
+        # the stack per expert would fill a full-size zero gradient per expert).
+        gates, ups, downs = self.w_gate.unbind(0), self.w_up.unbind(0), self.w_down.unbind(0)
         start = 0
         for expert, count in enumerate(counts):
             if not count:
@@ -120,10 +127,10 @@ class MoEMLP(nn.Module):
             start += count
             rows = slots // self.top_k
             h = flat[rows]
-            y = (F.silu(h @ self.w_gate[expert]) * (h @ self.w_up[expert])) @ self.w_down[expert]
-            out.index_add_(0, rows, y.float() * slot_weight[slots, None])
+            y = (F.silu(h @ gates[expert]) * (h @ ups[expert])) @ downs[expert]
+            out.index_add_(0, rows, y.to(accumulate) * slot_weight[slots, None])
         if self.shared is not None:
-            out = out + self.shared(flat).float()
+            out = out + self.shared(flat).to(accumulate)
         return out.to(x.dtype).reshape(shape)
 
 
@@ -256,6 +263,13 @@ class MoEInstance(LlamaInstance):
     def routing(self) -> list[torch.Tensor]:
         """The experts each MoE layer chose for each token in the last forward ([N, top_k])."""
         return [m.last_experts for m in moe_layers(self.model) if m.last_experts is not None]
+
+    def fidelity_step(self, index: int) -> FidelityStep:
+        """The training step of every model workload, with the experts its forward chose."""
+        step = super().fidelity_step(index)
+        experts = [e.sort(dim=-1).values.reshape(-1).tolist() for e in self.routing()]
+        step.routing = Routing(n_expert=self.p["n_expert"], top_k=self.p["top_k"], experts=experts)
+        return step
 
     def dropped_slots(self) -> tuple[int, int]:
         """(token slots dropped over capacity, token slots routed) in the last forward."""

@@ -22,6 +22,7 @@ def fidelity_table(results: list[FidelityResult]) -> Table:
         "steps",
         "loss dev (x initial loss)",
         "grad-norm dev (x median)",
+        "routing mismatch",
         "bitwise",
         "verdict",
     ):
@@ -36,6 +37,7 @@ def fidelity_table(results: list[FidelityResult]) -> Table:
             str(r.steps),
             _number(r.max_rel_loss_deviation),
             _number(r.max_rel_grad_norm_deviation),
+            _number(r.max_routing_mismatch),
             "-" if r.deterministic is None else ("yes" if r.deterministic else "no"),
             verdict,
         )

@@ -197,22 +197,24 @@ def fidelity_section(a: Answer, figures: dict[str, Figure]) -> Section:
             [
                 check.system, r.workload, r.dtype, r.preset, r.reference, str(r.steps),
                 _num(r.max_rel_loss_deviation), _num(r.max_rel_grad_norm_deviation),
-                _num(r.final_loss_ratio, 6),
+                _num(r.max_routing_mismatch), _num(r.final_loss_ratio, 6),
                 "-" if r.first_nonfinite_step is None else str(r.first_nonfinite_step),
                 bitwise, r.verdict, "; ".join(r.reasons) or "-", r.note or "-",
             ]
         )  # fmt: skip
     cols = [
         "system", "workload", "dtype", "preset", "reference", "steps", "loss dev (x initial loss)",
-        "grad-norm dev (x median)", "final loss ratio", "first NaN/Inf step", "bitwise repeatable",
-        "verdict", "reasons", "note",
+        "grad-norm dev (x median)", "routing mismatch (MoE)", "final loss ratio",
+        "first NaN/Inf step", "bitwise repeatable", "verdict", "reasons", "note",
     ]  # fmt: skip
     return Section(
         title="Training fidelity",
         paragraphs=[
             "N training steps on the target and on the reference from identical initial "
             "weights and identical batches of real data; tolerances depend on the dtype "
-            "(docs/fidelity.md)."
+            "(docs/fidelity.md). Routing mismatch (mixture-of-experts workloads): the largest "
+            "fraction of tokens in a compared step whose top-k expert set differs from the "
+            "reference's."
         ]
         + ([] if rows else ["No fidelity checks in these runs (bench run --fidelity)."]),
         tables=[Table(columns=cols, rows=rows)] if rows else [],
