@@ -16,7 +16,13 @@ from pydantic import BaseModel, ConfigDict
 
 from backends.base import DTYPES, Backend
 
-COLLECTIVE_MODES: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")
+COLLECTIVE_MODES: tuple[str, ...] = (
+    "all_reduce",
+    "all_gather",
+    "reduce_scatter",
+    "broadcast",
+    "all_to_all",
+)
 """Modes of the collectives probe (workloads/allreduce.py)."""
 MODES: tuple[str, ...] = (
     "infer",

@@ -50,6 +50,23 @@ def _run(out: Path, *args: str, fault: str | None = None) -> tuple[RunRecord, st
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_two_process_all_to_all_busbw_and_data_parallel_moe_training(tmp_path: Path) -> None:
+    record, output, code = _run(
+        tmp_path, "--workload", "allreduce,moe", "--mode", "all_to_all,train", "--nproc", "2"
+    )
+    assert code == 0, output
+    cases = {case.key.id: case for case in record.cases}
+    probe = cases["allreduce/all_to_all/fp32/b1/tiny/np2"]
+    assert probe.status == "ok" and probe.collectives
+    for point in probe.collectives:
+        assert point.busbw == pytest.approx(point.algbw * (2 - 1) / 2)
+    train = cases["moe/train/fp32/b2/tiny/np2"]
+    assert train.status == "ok" and train.per_rank
+    assert [t.rank for t in train.per_rank] == [0, 1]
+    assert train.extra["params_active"] < train.extra["params_total"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
 def test_two_process_gloo_allreduce_and_ddp_train_with_scaling(tmp_path: Path) -> None:
     record, output, code = _run(
         tmp_path,
