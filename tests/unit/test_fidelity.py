@@ -178,3 +178,19 @@ def test_moe_fidelity_records_routing_per_step_and_passes_on_the_cpu() -> None:
 def test_dense_workloads_record_no_routing() -> None:
     result = check_fidelity("cpu", "mlp", "fp32", "tiny", steps=2, determinism=False)
     assert result.routing_match == [] and result.max_routing_mismatch is None
+
+
+def test_a_router_with_reduced_precision_logits_is_flagged_by_routing_before_the_loss(
+    test_plugins: dict[str, str],
+) -> None:
+    """The coarse-router test backend (tests/fixtures/plugins, through the bench.backends
+    entry point) rounds router logits to bf16: in fp32 a few tokens tie and pick another
+    expert, which the loss and gradient norm do not show within 20 steps."""
+    result = check_fidelity("coarse-router", "moe", "fp32", "tiny", determinism=False)
+    tolerance = TOLERANCES["fp32"]
+    assert result.max_routing_mismatch is not None
+    assert result.max_routing_mismatch > (tolerance.routing_pass or 0.0)
+    assert result.verdict in ("warn", "fail")
+    assert any(r.startswith("routing diverges: in a compared step") for r in result.reasons)
+    assert result.max_rel_loss_deviation <= tolerance.loss_pass
+    assert result.max_rel_grad_norm_deviation <= tolerance.grad_norm_pass
