@@ -24,8 +24,11 @@ import math
 from typing import Any
 
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from workloads import flops
 from workloads.base import BuildContext, FidelityStep, Instance, Routing, WorkloadError
@@ -65,6 +68,8 @@ class MoEMLP(nn.Module):
         self.w_up = nn.Parameter(_uniform(n_expert, d_model, d_expert))
         self.w_down = nn.Parameter(_uniform(n_expert, d_expert, d_model))
         self.shared = SwiGLU(d_model, n_shared * d_expert) if n_shared else None
+        self.group: Any = None
+        self.world = 1
         self.last_experts: torch.Tensor | None = None
         self.aux_loss: torch.Tensor | None = None
         self.dropped: torch.Tensor | None = None
@@ -113,25 +118,74 @@ class MoEMLP(nn.Module):
         kept = keep.nonzero().squeeze(-1)
         order = kept[slot_expert[kept].argsort(stable=True)]
         counts = torch.bincount(slot_expert[kept], minlength=self.n_expert).tolist()
+        rows = order // self.top_k
+        h = flat[rows]  # the kept token slots, grouped by expert
+        y = self.run_experts(h, counts) if self.group is None else self.exchange(h, counts)
         # Expert outputs (autocast dtype) are weighted and summed in at least fp32.
         accumulate = torch.promote_types(flat.dtype, torch.float32)
         out = torch.zeros(flat.shape, dtype=accumulate, device=flat.device)
-        # unbind: one view per expert whose backward stacks the gradients once (indexing
-        # the stack per expert would fill a full-size zero gradient per expert).
-        gates, ups, downs = self.w_gate.unbind(0), self.w_up.unbind(0), self.w_down.unbind(0)
-        start = 0
-        for expert, count in enumerate(counts):
-            if not count:
-                continue
-            slots = order[start : start + count]
-            start += count
-            rows = slots // self.top_k
-            h = flat[rows]
-            y = (F.silu(h @ gates[expert]) * (h @ ups[expert])) @ downs[expert]
-            out.index_add_(0, rows, y.to(accumulate) * slot_weight[slots, None])
+        out.index_add_(0, rows, y.to(accumulate) * slot_weight[order, None])
         if self.shared is not None:
             out = out + self.shared(flat).to(accumulate)
         return out.to(x.dtype).reshape(shape)
+
+    def run_experts(self, h: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        """The local experts applied to `h`, rows grouped by local expert (counts[i] rows for
+        local expert i, in order)."""
+        # unbind: one view per expert whose backward stacks the gradients once (indexing
+        # the stack per expert would fill a full-size zero gradient per expert).
+        gates, ups, downs = self.w_gate.unbind(0), self.w_up.unbind(0), self.w_down.unbind(0)
+        outputs = []
+        for expert, chunk in enumerate(h.split(counts)):
+            if chunk.shape[0]:
+                g, u, d = gates[expert], ups[expert], downs[expert]
+                outputs.append((F.silu(chunk @ g) * (chunk @ u)) @ d)
+        if not outputs:
+            return h.new_zeros(h.shape)
+        return torch.cat(outputs)
+
+    def shard(self, rank: int, world: int, group: Any) -> None:
+        """Keep only this rank's n_expert / world experts (expert parallelism over `group`):
+        rank r holds experts r * E/world .. (r + 1) * E/world - 1 and receives their tokens
+        from every rank through all_to_all_single."""
+        local = self.n_expert // world
+        start = rank * local
+        for name in ("w_gate", "w_up", "w_down"):
+            weight = getattr(self, name)
+            shard = nn.Parameter(weight.detach()[start : start + local].clone())
+            # Each rank's loss is the mean over its own tokens and data-parallel training
+            # averages the replicated gradients over ranks; an expert's gradient arrives
+            # summed over every rank's tokens, so it is averaged the same way.
+            shard.register_hook(lambda grad: grad / world)
+            setattr(self, name, shard)
+        self.group, self.world = group, world
+
+    def exchange(self, h: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        """Expert-parallel experts: send each slot of `h` (grouped by global expert) to the
+        rank holding its expert, run the local experts on what arrives from every rank, and
+        send the outputs back (all_to_all_single both ways, differentiable), in h's order."""
+        world = self.world
+        local = self.n_expert // world
+        device = h.device
+        send = torch.tensor(counts, dtype=torch.long, device=device).view(world, local)
+        recv = torch.empty_like(send)
+        dist.all_to_all_single(recv, send, group=self.group)  # recv[src, e]: src's rows for e
+        send_splits = send.sum(dim=1).tolist()
+        recv_splits = recv.sum(dim=1).tolist()
+        received = h.new_empty((sum(recv_splits), h.shape[1]))
+        received = dist_nn.all_to_all_single(
+            received, h.contiguous(), recv_splits, send_splits, group=self.group
+        )
+        # Arrived by source rank, then expert; the local experts want them by expert.
+        expert_of_row = torch.arange(local, device=device).repeat(world)
+        expert_of_row = expert_of_row.repeat_interleave(recv.reshape(-1))
+        by_expert = expert_of_row.argsort(stable=True)
+        y = self.run_experts(received[by_expert], recv.sum(dim=0).tolist())
+        y = y[by_expert.argsort()]
+        returned = y.new_empty((sum(send_splits), y.shape[1]))
+        return dist_nn.all_to_all_single(
+            returned, y.contiguous(), send_splits, recv_splits, group=self.group
+        )
 
 
 def _uniform(*shape: int) -> torch.Tensor:
@@ -202,11 +256,46 @@ def parameter_counts(params: dict[str, Any]) -> tuple[int, int]:
     return total, active
 
 
+def expert_parallel_world() -> int:
+    """The number of processes experts are sharded over: the process group's size when one
+    is initialized (bench run --nproc N), else 1."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def shard_experts(model: nn.Module, world: int) -> None:
+    """Expert parallelism: every MoE layer of `model` keeps this rank's experts, exchanged
+    over a process group of its own (apart from data parallelism's gradient all-reduce);
+    data-parallel training (DDP) is told to leave the sharded weights alone."""
+    group = dist.new_group()
+    rank = dist.get_rank()
+    ignored = []
+    for name, module in model.named_modules():
+        if isinstance(module, MoEMLP):
+            module.shard(rank, world, group)
+            ignored += [f"{name}.{weight}" for weight in ("w_gate", "w_up", "w_down")]
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, ignored)
+
+
 class MoEInstance(LlamaInstance):
     workload_name = "moe"
 
     def make_model(self, params: dict[str, Any]) -> nn.Module:
-        return build_moe(params)
+        """The MoE decoder; under --nproc > 1 (and expert_parallel) with its experts sharded
+        over the ranks. Built whole first, so every rank's experts have the weights of the
+        single-process model."""
+        model = build_moe(params)
+        world = expert_parallel_world()
+        if params["expert_parallel"] and world > 1:
+            if params["n_expert"] % world:
+                raise WorkloadError(
+                    f"moe: n_expert ({params['n_expert']}) must be divisible by the number of "
+                    f"processes ({world}) for expert parallelism; pass "
+                    "--param expert_parallel=false to replicate the experts instead."
+                )
+            shard_experts(model, world)
+        return model
 
     def loss(self, batch: object) -> torch.Tensor:
         """Cross-entropy plus aux_alpha x the load-balancing losses of the MoE layers."""
@@ -278,11 +367,14 @@ class MoEInstance(LlamaInstance):
         return dropped, sum(m.slots for m in layers)
 
     def extra_metrics(self, mode: str, seconds_per_step: float) -> dict[str, float]:
-        """gpt's serving figures, the total and active parameters, and, for train, the
-        token slots the capacity limit dropped in the last step (count and fraction)."""
+        """gpt's serving figures, the total and active parameters, the number of ranks the
+        experts are sharded over (1: not expert-parallel), and, for train, the token slots
+        the capacity limit dropped in this rank's last step (count and fraction)."""
         extra = super().extra_metrics(mode, seconds_per_step)
         total, active = parameter_counts(self.p)
         extra.update(params_total=float(total), params_active=float(active))
+        layers = moe_layers(self.model)
+        extra["expert_parallel_ranks"] = float(layers[0].world if layers else 1)
         if mode == "train":
             dropped, slots = self.dropped_slots()
             extra.update(dropped_tokens=float(dropped), dropped_fraction=dropped / max(slots, 1))
@@ -321,6 +413,7 @@ class MoEWorkload(GPTWorkload):
             "capacity_factor": 1.25,
             "aux_alpha": 0.01,
             "norm_topk": False,
+            "expert_parallel": True,
             "vocab": 256,
             "tied": False,
             "rope_theta": 10000.0,
@@ -344,6 +437,7 @@ class MoEWorkload(GPTWorkload):
             "capacity_factor": 1.25,
             "aux_alpha": 0.01,
             "norm_topk": False,
+            "expert_parallel": True,
             "vocab": 256,
             "tied": False,
             "rope_theta": 10000.0,
@@ -367,6 +461,7 @@ class MoEWorkload(GPTWorkload):
             "capacity_factor": 1.0,
             "aux_alpha": 0.001,
             "norm_topk": False,
+            "expert_parallel": True,
             "vocab": 102400,
             "tied": False,
             "rope_theta": 10000.0,

@@ -62,6 +62,8 @@ def test_fidelity_step_uses_identical_weights_and_batches(name: str) -> None:
     ("name", "mode"),
     [
         ("gpt", "sample"),
+        ("llama", "sample"),
+        ("moe", "probe"),
         ("convnet", "decode"),
         ("dit", "prefill"),
         ("matmul", "infer"),
