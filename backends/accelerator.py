@@ -148,6 +148,7 @@ class AcceleratorBackend(Backend):
             peak_flops=peaks.flops if peaks else {},
             peak_bandwidth=peaks.bandwidth if peaks else None,
             peak_source=peaks.source if peaks else "",
+            peak_sources=peaks.sources if peaks else {},
         )
 
     def seed(self, seed: int) -> None:

@@ -7,7 +7,11 @@ runtime is loaded, why it may be missing, and what torch_npu can tell about the 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import re
+import shutil
+import subprocess
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -15,7 +19,25 @@ from typing import Any
 import torch
 
 from backends.accelerator import AcceleratorBackend
-from backends.base import Availability
+from backends.base import Availability, EnergyMeter, NoEnergy
+from backends.energy import PowerSampler
+from backends.settings import env_settings, torch_settings
+
+ASCEND_ENV = (
+    "INF_NAN_MODE_ENABLE",
+    "NPU_ASD_ENABLE",
+    "TASK_QUEUE_ENABLE",
+    "ASCEND_LAUNCH_BLOCKING",
+    "ACL_OP_COMPILER_CACHE_MODE",
+    "ACL_OP_COMPILER_CACHE_DIR",
+    "PYTORCH_NPU_ALLOC_CONF",
+    "ASCEND_RT_VISIBLE_DEVICES",
+    "COMBINED_ENABLE",
+)
+ASCEND_ENV_PREFIXES = ("HCCL_",)
+NPU_SMI_TIMEOUT_S = 10.0
+POWER_SAMPLE_INTERVAL_S = 0.2
+"""npu-smi is a process per sample, so power is sampled less often than through NVML."""
 
 CANN_HINT = (
     "The CANN runtime libraries (libhccl.so, libascendcl.so, ...) are not on the library path: "
@@ -122,6 +144,109 @@ class AscendBackend(AcceleratorBackend):
             if cann:
                 versions["cann"] = str(cann)
         return versions
+
+    def settings(self) -> dict[str, str]:
+        """ascend_settings(), the SoC name, and the firmware version where npu-smi tells."""
+        found = ascend_settings(importlib.import_module("torch_npu"))
+        found["npu.soc"] = str(self.module.get_device_name(self.index))
+        try:
+            board = parse_npu_smi_fields(npu_smi("info", "-t", "board", "-i", str(self.index)))
+        except Exception:
+            board = {}
+        if board.get("Firmware Version"):
+            found["npu.firmware"] = board["Firmware Version"]
+        return found
+
+    def fp32_downcasts(self) -> list[str]:
+        """The HF32 switches now on: fp32 matmuls/convolutions then run in HF32."""
+        found = ascend_settings(importlib.import_module("torch_npu"))
+        return [
+            f"torch_npu.{name}=True"
+            for name in ("npu.matmul.allow_hf32", "npu.conv.allow_hf32")
+            if found.get(name) == "True"
+        ]
+
+    def energy_meter(self) -> EnergyMeter:
+        return npu_smi_power_meter(self.index)
+
+    def telemetry(self) -> dict[str, float]:
+        try:
+            text = npu_smi("info", "-t", "power", "-i", str(self.index))
+            return {"power_w": parse_npu_smi_power(text)}
+        except Exception:
+            return {}
+
+
+def npu_smi(*args: str) -> str:
+    """stdout of `npu-smi ARGS` (found on PATH); raises OSError/SubprocessError or
+    RuntimeError (non-zero exit, with its stderr) when it cannot answer."""
+    exe = shutil.which("npu-smi")
+    if exe is None:
+        raise FileNotFoundError("npu-smi is not on PATH")
+    done = subprocess.run(
+        [exe, *args], capture_output=True, text=True, timeout=NPU_SMI_TIMEOUT_S, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"npu-smi {' '.join(args)} exited {done.returncode}: {done.stderr}")
+    return done.stdout
+
+
+def parse_npu_smi_power(text: str) -> float:
+    """Watts from `npu-smi info -t power` output (a line like `Power Dissipation(W) : 93.2`
+    or `Real-time Power(W) : 93.2`); raises ValueError when no power line is there."""
+    match = re.search(r"power[^:\n]*:\s*([0-9]+(?:\.[0-9]+)?)", text, re.IGNORECASE)
+    if match is None:
+        raise ValueError(f"no power reading in npu-smi output: {text.strip()[:200]!r}")
+    return float(match.group(1))
+
+
+def parse_npu_smi_fields(text: str) -> dict[str, str]:
+    """`Name : value` lines of npu-smi output, as a dict (e.g. `Firmware Version`)."""
+    fields = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip() and value.strip():
+            fields[name.strip()] = value.strip()
+    return fields
+
+
+def npu_smi_power_meter(index: int) -> EnergyMeter:
+    """Power from `npu-smi info -t power -i INDEX`, sampled and integrated; NoEnergy with the
+    reason when npu-smi is missing or gives no power reading."""
+
+    def read() -> float:
+        return parse_npu_smi_power(npu_smi("info", "-t", "power", "-i", str(index)))
+
+    try:
+        read()
+    except Exception as exc:
+        return NoEnergy(f"npu-smi gives no power reading: {type(exc).__name__}: {exc}")
+    return PowerSampler(read, method="npu-smi power", interval_s=POWER_SAMPLE_INTERVAL_S)
+
+
+def ascend_settings(torch_npu: ModuleType) -> dict[str, str]:
+    """HF32 for matmul and convolution, the op compile mode (jit or precompiled binary
+    kernels), the Ascend/HCCL environment, and torch_npu's, CANN's and the driver's versions."""
+    npu = getattr(torch_npu, "npu", None)
+    found: dict[str, str | None] = dict(torch_settings())
+    for name, dotted in (
+        ("npu.matmul.allow_hf32", "matmul.allow_hf32"),
+        ("npu.conv.allow_hf32", "conv.allow_hf32"),
+    ):
+        value: Any = npu
+        for part in dotted.split("."):
+            value = getattr(value, part, None)
+        found[name] = None if value is None else str(value)
+    jit_false = _attribute(npu, "is_jit_compile_false")
+    if jit_false is not None:
+        with contextlib.suppress(Exception):
+            found["npu.op_compile_mode"] = "binary" if jit_false() else "jit"
+    found["version.torch_npu"] = str(getattr(torch_npu, "__version__", "")) or None
+    get_cann_version = _attribute(torch_npu, "npu.utils.get_cann_version")
+    found["version.cann"] = _ask(get_cann_version, module="CANN") or None
+    found["version.driver"] = _ask(get_cann_version, module="DRIVER") or None
+    settings = {name: value for name, value in found.items() if value is not None}
+    return {**settings, **env_settings(ASCEND_ENV, ASCEND_ENV_PREFIXES)}
 
 
 def _attribute(root: object, dotted: str) -> Callable[..., Any] | None:

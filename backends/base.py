@@ -58,7 +58,54 @@ class DeviceInfo(BaseModel):
     )
     peak_bandwidth: float | None = Field(None, description="known memory bandwidth, bytes/s")
     peak_source: str = ""
+    peak_sources: dict[str, str] = Field(
+        default_factory=dict, description="dtype name -> where that peak figure comes from"
+    )
     extra: dict[str, str] = Field(default_factory=dict)
+    settings: dict[str, str] = Field(
+        default_factory=dict,
+        description="settings that change numerics or speed (Backend.settings()), by name",
+    )
+
+
+class EnergyReading(BaseModel):
+    """Energy the device used between EnergyMeter.start() and stop(), or why it is unknown."""
+
+    joules: float | None = None
+    seconds: float = 0.0
+    """Wall time between start and stop."""
+    method: str = ""
+    """How the energy was obtained, e.g. "NVML total energy counter" or "RAPL package"."""
+    reason: str = ""
+    """Why `joules` is None: no source, or the source failed."""
+
+
+class EnergyMeter(ABC):
+    """Measures the energy a device uses over one window: start(), then stop().
+
+    Implementations never raise from start() or stop(): a failing source gives a reading with
+    joules=None and the reason."""
+
+    @abstractmethod
+    def start(self) -> None:
+        """Begin a window."""
+
+    @abstractmethod
+    def stop(self) -> EnergyReading:
+        """End the window begun by start() and return its energy."""
+
+
+class NoEnergy(EnergyMeter):
+    """A meter for a device with no energy or power reading: every window says why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def start(self) -> None:
+        return None
+
+    def stop(self) -> EnergyReading:
+        return EnergyReading(reason=self.reason)
 
 
 class DeviceTimer(ABC):
@@ -140,6 +187,29 @@ class Backend(ABC):
     @abstractmethod
     def describe(self) -> DeviceInfo:
         """Name, count, memory, runtime versions and known peaks of the device."""
+
+    def settings(self) -> dict[str, str]:
+        """Settings that change numerics or speed on this device (precision modes, determinism,
+        thread counts, relevant environment variables, versions, clocks), as name -> text.
+        Recorded with every run and named by `bench compare` when two runs differ. Vendor
+        plugins extend it (`{**super().settings(), ...}`). Never raises: unreadable values are
+        left out. Default: none."""
+        return {}
+
+    def fp32_downcasts(self) -> list[str]:
+        """The settings now on that let fp32 matmuls or convolutions run in a reduced precision
+        (TF32, HF32, ...), as "name=value"; empty when fp32 means fp32 here."""
+        return []
+
+    def energy_meter(self) -> EnergyMeter:
+        """A meter of the energy this device uses (counter or integrated power samples).
+        Default: none, with the reason."""
+        return NoEnergy(f"backend '{self.name}' exposes no energy counter or power reading")
+
+    def telemetry(self) -> dict[str, float]:
+        """One sample of what the device exposes of its state: clock_mhz, power_w,
+        temperature_c (any subset). Never raises; empty when nothing is exposed."""
+        return {}
 
     def seed(self, seed: int) -> None:
         """Seed every random generator a workload may use on this backend."""

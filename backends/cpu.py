@@ -14,7 +14,16 @@ from pathlib import Path
 
 import torch
 
-from backends.base import Availability, Backend, DeviceInfo, DeviceTimer, HostTimer
+from backends.base import (
+    Availability,
+    Backend,
+    DeviceInfo,
+    DeviceTimer,
+    EnergyMeter,
+    HostTimer,
+)
+from backends.energy import rapl_meter
+from backends.settings import ask, env_settings, torch_settings
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -29,6 +38,90 @@ def cpu_model_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+ISA_FLAGS = (
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "amx_fp16",
+    "asimd",
+    "sve",
+    "sve2",
+    "bf16",
+    "i8mm",
+)
+"""cpuinfo feature flags that decide which matmul kernels run (x86 AVX/AVX-512/AMX, Arm
+NEON/SVE/BF16)."""
+CPU_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "KMP_AFFINITY",
+    "OMP_PROC_BIND",
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "ATEN_CPU_CAPABILITY",
+)
+
+
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def isa_features(cpuinfo: str | None = None) -> list[str]:
+    """The ISA_FLAGS the first processor of /proc/cpuinfo lists (x86 `flags`, Arm
+    `Features`), in ISA_FLAGS order; empty where cpuinfo is unreadable."""
+    text = _cpuinfo() if cpuinfo is None else cpuinfo
+    match = re.search(r"^(?:flags|Features)\s*:(.*)$", text, re.MULTILINE)
+    present = set(match.group(1).split()) if match else set()
+    return [flag for flag in ISA_FLAGS if flag in present]
+
+
+def cpu_settings() -> dict[str, str]:
+    """Threads (torch intra/inter-op, OMP/MKL variables), ISA features, the ISA torch
+    dispatches to, oneDNN switches, fp32 matmul precision, deterministic algorithms and the
+    frequency governor where readable."""
+    found = {
+        **torch_settings(),
+        "torch.num_threads": ask(torch.get_num_threads),
+        "torch.num_interop_threads": ask(torch.get_num_interop_threads),
+        "torch.cpu_capability": ask(torch.backends.cpu.get_cpu_capability),
+        "mkldnn.enabled": ask(lambda: torch.backends.mkldnn.enabled),
+        "mkl.available": ask(torch.backends.mkl.is_available),
+        "cpu.isa": " ".join(isa_features()) or None,
+        "cpu.governor": _read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+    }
+    settings = {name: value for name, value in found.items() if value is not None}
+    return {**settings, **env_settings(CPU_ENV)}
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def cpu_clock_mhz(cpuinfo: str | None = None) -> float | None:
+    """Mean current clock of the processors (/proc/cpuinfo `cpu MHz`), None where absent."""
+    text = _cpuinfo() if cpuinfo is None else cpuinfo
+    values = [float(v) for v in re.findall(r"^cpu MHz\s*:\s*([0-9.]+)", text, re.MULTILINE)]
+    return sum(values) / len(values) if values else None
 
 
 def _status_bytes(field: str) -> int | None:
@@ -111,6 +204,17 @@ class CPUBackend(Backend):
             runtime={"torch": torch.__version__, "threads": str(torch.get_num_threads())},
             extra={"logical_cores": str(cores), "machine": platform.machine()},
         )
+
+    def settings(self) -> dict[str, str]:
+        return cpu_settings()
+
+    def energy_meter(self) -> EnergyMeter:
+        """RAPL package counters under /sys/class/powercap ($ACCELBENCH_POWERCAP_ROOT)."""
+        return rapl_meter()
+
+    def telemetry(self) -> dict[str, float]:
+        clock = cpu_clock_mhz()
+        return {} if clock is None else {"clock_mhz": clock}
 
 
 def _total_memory_bytes() -> int | None:

@@ -7,7 +7,49 @@ from types import ModuleType
 import torch
 
 from backends.accelerator import AcceleratorBackend
-from backends.base import Availability
+from backends.base import Availability, EnergyMeter
+from backends.nvml import nvml_energy_meter, nvml_settings, nvml_telemetry
+from backends.settings import ask, env_settings, torch_settings
+
+CUDA_ENV = ("CUBLAS_WORKSPACE_CONFIG", "CUDA_LAUNCH_BLOCKING", "NVIDIA_TF32_OVERRIDE")
+CUDA_ENV_PREFIXES = ("NCCL_",)
+
+
+def cuda_settings() -> dict[str, str]:
+    """The torch flags that change CUDA numerics or speed (TF32 for matmul and cuDNN, fp32
+    matmul precision, cuDNN benchmark/deterministic, deterministic algorithms), the cuBLAS and
+    NCCL environment, and the CUDA, cuDNN and NCCL versions torch was built with. Reads only
+    torch's own flags, so it answers on a CPU-only build too."""
+    found = {
+        **torch_settings(),
+        "cuda.matmul.allow_tf32": ask(lambda: torch.backends.cuda.matmul.allow_tf32),
+        "cuda.matmul.allow_fp16_reduced_precision_reduction": ask(
+            lambda: torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction
+        ),
+        "cuda.matmul.allow_bf16_reduced_precision_reduction": ask(
+            lambda: torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction
+        ),
+        "cudnn.allow_tf32": ask(lambda: torch.backends.cudnn.allow_tf32),
+        "cudnn.benchmark": ask(lambda: torch.backends.cudnn.benchmark),
+        "cudnn.deterministic": ask(lambda: torch.backends.cudnn.deterministic),
+        "version.cuda": ask(lambda: torch.version.cuda or torch.version.hip),
+        "version.cudnn": ask(torch.backends.cudnn.version),
+        "version.nccl": ask(lambda: ".".join(map(str, torch.cuda.nccl.version()))),
+    }
+    settings = {name: value for name, value in found.items() if value is not None}
+    return {**settings, **env_settings(CUDA_ENV, CUDA_ENV_PREFIXES)}
+
+
+def cuda_fp32_downcasts() -> list[str]:
+    """The TF32 switches now on: fp32 matmuls/convolutions then run with a 10-bit mantissa."""
+    on = []
+    if torch.backends.cuda.matmul.allow_tf32:
+        on.append("torch.backends.cuda.matmul.allow_tf32=True")
+    elif torch.get_float32_matmul_precision() != "highest":  # the same switch as allow_tf32
+        on.append(f"torch.float32_matmul_precision={torch.get_float32_matmul_precision()}")
+    if torch.backends.cudnn.allow_tf32:
+        on.append("torch.backends.cudnn.allow_tf32=True")
+    return on
 
 
 class CUDABackend(AcceleratorBackend):
@@ -43,3 +85,20 @@ class CUDABackend(AcceleratorBackend):
         if cudnn:
             versions["cudnn"] = str(cudnn)
         return versions
+
+    def _uuid(self) -> str | None:
+        uuid = getattr(self.module.get_device_properties(self.index), "uuid", None)
+        return f"GPU-{uuid}" if uuid else None
+
+    def settings(self) -> dict[str, str]:
+        """cuda_settings() plus what NVML says of this GPU (driver, clocks, power limit)."""
+        return {**cuda_settings(), **nvml_settings(self.index, self._uuid())}
+
+    def fp32_downcasts(self) -> list[str]:
+        return cuda_fp32_downcasts()
+
+    def energy_meter(self) -> EnergyMeter:
+        return nvml_energy_meter(self.index, self._uuid())
+
+    def telemetry(self) -> dict[str, float]:
+        return nvml_telemetry(self.index, self._uuid())

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict
 
 from backends.base import DTYPES, Backend
+from workloads.serving import Server
 
 COLLECTIVE_MODES: tuple[str, ...] = (
     "all_reduce",
@@ -77,6 +78,9 @@ class FidelityStep(BaseModel):
     """Mixture-of-experts workloads: the step's routing decisions (routing fidelity)."""
 
 
+ContextT = TypeVar("ContextT", bound="BuildContext")
+
+
 class BuildContext(BaseModel):
     """Everything a workload needs to build one case; nothing device-specific is named."""
 
@@ -89,6 +93,32 @@ class BuildContext(BaseModel):
     params: dict[str, Any]
     seed: int = 0
     compile: bool = False
+
+    @classmethod
+    def seeded(
+        cls: type[ContextT],
+        backend: Backend,
+        *,
+        dtype_name: str,
+        batch_size: int,
+        preset: str,
+        params: dict[str, Any],
+        seed: int = 0,
+        compile: bool = False,
+    ) -> ContextT:
+        """The context of one case, after seeding `backend` (and torch) with `seed`: the one
+        way the harness builds a context, so every build starts from the same random state.
+        Called on a subclass, it builds that subclass (the distributed context)."""
+        backend.seed(seed)
+        return cls(
+            backend=backend,
+            dtype_name=dtype_name,
+            batch_size=batch_size,
+            preset=preset,
+            params=params,
+            seed=seed,
+            compile=compile,
+        )
 
     @property
     def device(self) -> torch.device:
@@ -158,6 +188,11 @@ class Instance(ABC):
 
     def fidelity_step(self, index: int) -> FidelityStep | None:
         """One training step on the index-th batch of real data; None if not supported."""
+        return None
+
+    def server(self, max_batch: int) -> Server | None:
+        """A server answering requests one at a time or batched up to `max_batch` (workloads/
+        serving.py), for the inference scenarios; None when the workload does not serve."""
         return None
 
     def nonfinite_reason(self) -> str | None:

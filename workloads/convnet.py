@@ -20,6 +20,7 @@ from workloads.base import (
     mode_error,
 )
 from workloads.images import labelled_images
+from workloads.serving import ImageServer, ItemServer
 from workloads.training import TrainableInstance
 
 BLOCKS = ("basic", "bottleneck")
@@ -180,6 +181,13 @@ class ConvNetInstance(TrainableInstance):
         if mode == "train":
             return self.train_step()
         raise mode_error("convnet", mode, ConvNetWorkload.modes)
+
+    def server(self, max_batch: int) -> ItemServer:
+        """One request = one image to classify; a batch of requests is one forward."""
+        p = self.p
+        images, _ = labelled_images(5, max_batch, p["image_size"], p["classes"])
+        images = images.contiguous(memory_format=self.memory_format)
+        return ImageServer(max_batch, self.serve_step(self.forward), images.to(self.ctx.device))
 
     def flops(self, mode: str) -> float:
         batch = self.ctx.batch_size

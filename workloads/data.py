@@ -4,7 +4,6 @@ with the same Python sources. Nothing is downloaded."""
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 
 import torch
@@ -20,11 +19,6 @@ def text_corpus() -> bytes:
 
     parts = [inspect.getsource(importlib.import_module(name)) for name in _CORPUS_MODULES]
     return "\n".join(parts).encode("utf-8")
-
-
-def corpus_digest() -> str:
-    """Short SHA-256 of the corpus, stored with results so that runs can be matched."""
-    return hashlib.sha256(text_corpus()).hexdigest()[:16]
 
 
 def byte_windows(index: int, batch: int, length: int) -> torch.Tensor:

@@ -21,6 +21,7 @@ from workloads.base import (
     mode_error,
 )
 from workloads.images import labelled_images
+from workloads.serving import ImageServer, ItemServer
 from workloads.training import TrainableInstance
 from workloads.transformer import Block
 
@@ -165,6 +166,14 @@ class DiTInstance(TrainableInstance):
 
             return sample
         raise mode_error("dit", mode, DiTWorkload.modes)
+
+    def server(self, max_batch: int) -> ItemServer:
+        """One request = one image sampled in `steps` denoising steps; a batch of requests is
+        sampled together."""
+        p = self.p
+        shape = (max_batch, p["channels"], p["image_size"], p["image_size"])
+        start = torch.randn(shape, generator=torch.Generator().manual_seed(13))
+        return ImageServer(max_batch, self.serve_step(self._sample), start.to(self.ctx.device))
 
     def flops(self, mode: str) -> float:
         forward, data_fed = forward_flops(self.p, self.ctx.batch_size)

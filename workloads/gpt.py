@@ -20,8 +20,9 @@ from workloads.base import (
     mode_error,
 )
 from workloads.data import byte_windows
+from workloads.serving import TokenServer
 from workloads.training import TrainableInstance
-from workloads.transformer import Block, KVCache
+from workloads.transformer import Block, Cache, KVCache, SlotCache
 
 BYTE_VOCAB = 256
 
@@ -46,17 +47,21 @@ class GPT(nn.Module):
             self.head.weight = self.tok.weight
 
     def forward(
-        self, tokens: torch.Tensor, cache: KVCache | None = None, last_only: bool = False
+        self, tokens: torch.Tensor, cache: Cache | None = None, last_only: bool = False
     ) -> torch.Tensor:
         """Logits for `tokens` [batch, T]; with a cache the tokens continue the cached ones
-        (and are added to it); `last_only` computes logits of the last position only."""
-        start = cache.length if cache is not None else 0
-        positions = torch.arange(start, start + tokens.shape[1], device=tokens.device)
+        (and are added to it; a SlotCache continues each row's own request); `last_only`
+        computes logits of the last position only."""
+        count = tokens.shape[1]
+        if cache is None:
+            positions = torch.arange(count, device=tokens.device)
+        else:
+            positions = cache.positions(count, tokens.device)
         x = self.tok(tokens) + self.pos(positions)
         for layer, block in enumerate(self.blocks):
             x = block(x, cache, layer)
         if cache is not None:
-            cache.length += tokens.shape[1]
+            cache.advance(count)
         if last_only:
             x = x[:, -1:]
         return self.head(self.norm(x))
@@ -65,6 +70,12 @@ class GPT(nn.Module):
         device = self.tok.weight.device
         head_dim = self.d_model // self.n_head
         return KVCache(self.n_layer, batch, self.n_head, max_len, head_dim, device, dtype)
+
+    def new_slots(self, slots: int, max_len: int, dtype: torch.dtype) -> SlotCache:
+        """Per-request caches for continuous batching: `slots` rows of `max_len` positions."""
+        device = self.tok.weight.device
+        head_dim = self.d_model // self.n_head
+        return SlotCache(self.n_layer, slots, self.n_head, max_len, head_dim, device, dtype)
 
 
 def serving_lengths(params: dict[str, Any]) -> tuple[int, int]:
@@ -156,6 +167,10 @@ class DecoderInstance(TrainableInstance):
             return decode
         raise mode_error(self.workload_name, mode, self.workload_modes)
 
+    def server(self, max_batch: int) -> DecoderServer:
+        """Continuous batching over `max_batch` per-request KV caches of seq_len positions."""
+        return DecoderServer(self, max_batch)
+
     def serving_tokens(self, mode: str) -> tuple[int, int]:
         """(new tokens per sequence, tokens already cached) of a prefill or decode step."""
         return (self.prompt_len, 0) if mode == "prefill" else (1, self.cache_len)
@@ -219,6 +234,44 @@ class DecoderInstance(TrainableInstance):
                 "tokens_per_s": self.ctx.batch_size * self.prompt_len / seconds_per_step,
             }
         return {}
+
+
+PROMPTS = 64
+"""Distinct prompts (byte windows of the corpus) the server cycles through."""
+
+
+class DecoderServer(TokenServer):
+    """Requests on a decoder instance (gpt, llama, moe): greedy generation with a SlotCache.
+    Prompts are byte windows of the corpus; the next input of each slot is the argmax of its
+    last logits, kept on the device so that no step waits for the host."""
+
+    def __init__(self, instance: DecoderInstance, max_batch: int) -> None:
+        super().__init__(max_batch, instance.seq_len)
+        self.instance = instance
+        ctx = instance.ctx
+        self.prompts = byte_windows(7, PROMPTS, instance.seq_len).to(ctx.device)
+        with torch.inference_mode():
+            self.cache = instance.model.new_slots(max_batch, instance.seq_len, ctx.dtype)
+            self.next = torch.zeros(max_batch, 1, dtype=torch.long, device=ctx.device)
+
+    def _run(self, slots: list[int], tokens: torch.Tensor) -> None:
+        instance = self.instance
+        instance.model.eval()
+        with torch.inference_mode(), instance.ctx.autocast():
+            self.cache.use(slots)
+            logits = instance.forward(tokens, self.cache, last_only=True)
+            self.next[slots] = logits[:, -1].argmax(dim=-1, keepdim=True)
+            instance.last = logits
+
+    def prefill(self, slot: int, prompt_len: int, request: int) -> None:
+        self.cache.reset(slot)
+        self._run([slot], self.prompts[request % PROMPTS : request % PROMPTS + 1, :prompt_len])
+
+    def decode(self, slots: list[int]) -> None:
+        self._run(slots, self.next[slots])
+
+    def release(self, slot: int) -> None:
+        self.cache.reset(slot)
 
 
 class GPTInstance(DecoderInstance):

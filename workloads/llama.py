@@ -20,7 +20,7 @@ from torch import nn
 from workloads import flops
 from workloads.base import BuildContext, Instance, WorkloadError
 from workloads.gpt import DecoderInstance, GPTWorkload
-from workloads.transformer import KVCache
+from workloads.transformer import Cache, KVCache, SlotCache
 
 
 def rope_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,7 +34,8 @@ def rope_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate `x` [batch, heads, T, head_dim] by the angles of its T positions (cos, sin:
-    [T, head_dim]), in the rotate-half layout of the Llama reference code."""
+    [T, head_dim], or [batch, 1, T, head_dim] when each row has its own positions), in the
+    rotate-half layout of the Llama reference code."""
     first, second = x.chunk(2, dim=-1)
     rotated = torch.cat([-second, first], dim=-1)
     return (x * cos.to(x.dtype) + rotated * sin.to(x.dtype)).to(x.dtype)
@@ -61,7 +62,7 @@ class GroupedQueryAttention(nn.Module):
         x: torch.Tensor,
         cos: torch.Tensor,
         sin: torch.Tensor,
-        cache: KVCache | None = None,
+        cache: Cache | None = None,
         layer: int = 0,
     ) -> torch.Tensor:
         batch, tokens, d_model = x.shape
@@ -72,15 +73,8 @@ class GroupedQueryAttention(nn.Module):
         mask: torch.Tensor | None = None
         is_causal = True
         if cache is not None:
-            past = cache.length
-            k, v = cache.store(layer, k, v)
+            k, v, mask, is_causal = cache.attend(layer, k, v, causal=True)
             q = q.to(k.dtype)
-            if past > 0:
-                # New query i sits at position past + i and sees keys 0..past + i.
-                is_causal = False
-                if tokens > 1:
-                    rows = torch.arange(tokens, device=x.device)[:, None] + past
-                    mask = torch.arange(k.shape[2], device=x.device)[None, :] <= rows
         out = F.scaled_dot_product_attention(
             q,
             k,
@@ -123,7 +117,7 @@ class LlamaBlock(nn.Module):
         x: torch.Tensor,
         cos: torch.Tensor,
         sin: torch.Tensor,
-        cache: KVCache | None = None,
+        cache: Cache | None = None,
         layer: int = 0,
     ) -> torch.Tensor:
         x = x + self.attn(self.attn_norm(x), cos, sin, cache, layer)
@@ -164,18 +158,24 @@ class Llama(nn.Module):
         self.register_buffer("sin", sin, persistent=False)
 
     def forward(
-        self, tokens: torch.Tensor, cache: KVCache | None = None, last_only: bool = False
+        self, tokens: torch.Tensor, cache: Cache | None = None, last_only: bool = False
     ) -> torch.Tensor:
         """Logits for `tokens` [batch, T]; with a cache the tokens continue the cached ones
-        (and are added to it); `last_only` computes logits of the last position only."""
-        start = cache.length if cache is not None else 0
-        end = start + tokens.shape[1]
-        cos, sin = self.cos[start:end], self.sin[start:end]
+        (and are added to it; a SlotCache continues each row's own request); `last_only`
+        computes logits of the last position only."""
+        count = tokens.shape[1]
+        if cache is None:
+            positions = torch.arange(count, device=tokens.device)
+        else:
+            positions = cache.positions(count, tokens.device)
+        cos, sin = self.cos[positions], self.sin[positions]
+        if positions.dim() == 2:  # a SlotCache: positions per row, [rows, 1 (heads), T, D]
+            cos, sin = cos[:, None], sin[:, None]
         x = self.tok(tokens)
         for layer, block in enumerate(self.blocks):
             x = block(x, cos, sin, cache, layer)
         if cache is not None:
-            cache.length = end
+            cache.advance(count)
         if last_only:
             x = x[:, -1:]
         return self.head(self.norm(x))
@@ -183,6 +183,11 @@ class Llama(nn.Module):
     def new_cache(self, batch: int, max_len: int, dtype: torch.dtype) -> KVCache:
         device = self.tok.weight.device
         return KVCache(self.n_layer, batch, self.n_kv_head, max_len, self.head_dim, device, dtype)
+
+    def new_slots(self, slots: int, max_len: int, dtype: torch.dtype) -> SlotCache:
+        """Per-request caches for continuous batching: `slots` rows of `max_len` positions."""
+        device = self.tok.weight.device
+        return SlotCache(self.n_layer, slots, self.n_kv_head, max_len, self.head_dim, device, dtype)
 
 
 def parameter_count(model: nn.Module) -> int:

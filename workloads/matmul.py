@@ -1,12 +1,18 @@
 """Matmul probe: achieved FLOP/s of `torch.mm` computed directly in the case's dtype, for a
 square or given shape, or for the best shape of a short sweep (the max-achievable-matmul
-method: try shapes, keep the fastest)."""
+method: try shapes, keep the fastest).
+
+With sustain_s > 0 the chosen shape is also held for sustain_s seconds in equal windows
+(mamf-finder's MAMF vs MSMF distinction): the first window's rate is the burst rate, the last
+window's the sustained one, with the device's clock, power and temperature sampled after each
+window where the backend exposes them (Backend.telemetry()). A device that throttles at its
+power or thermal limit shows a ratio below 1."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -38,6 +44,9 @@ class MatmulInstance(Instance):
         if params["sweep"]:
             self.shape = self._sweep()
         self._allocate(self.shape)
+        self.windows: list[Window] = []
+        if params["sustain_s"] > 0:
+            self.windows = self._sustain(params["sustain_s"], params["sustain_windows"])
 
     def _allocate(self, shape: tuple[int, int, int]) -> None:
         m, k, n = shape
@@ -83,6 +92,28 @@ class MatmulInstance(Instance):
         iterations = max(1, int(budget_s / blocks / max(once, 1e-9)))
         return min(timer.time_block(self._probe, iterations) / iterations for _ in range(blocks))
 
+    def _sustain(self, seconds: float, windows: int) -> list[Window]:
+        """Run the probe back to back for about `seconds`, timed in `windows` equal windows;
+        each window's rate, then one telemetry sample taken right after it."""
+        timer = self.ctx.backend.timer()
+        flops = self.flops("probe")
+        window_s = seconds / windows
+        self._probe()
+        per_call = max(timer.time_block(self._probe, 1), 1e-9)
+        found = []
+        for _ in range(windows):
+            iterations = max(1, round(window_s / per_call))
+            elapsed = timer.time_block(self._probe, iterations)
+            per_call = max(elapsed / iterations, 1e-9)
+            found.append(
+                Window(
+                    seconds=elapsed,
+                    flops=flops * iterations / max(elapsed, 1e-12),
+                    telemetry=self.ctx.backend.telemetry(),
+                )
+            )
+        return found
+
     def step(self, mode: str) -> Callable[[], None]:
         if mode != "probe":
             raise mode_error("matmul", mode, MatmulWorkload.modes)
@@ -111,7 +142,37 @@ class MatmulInstance(Instance):
             extra["shapes_tried"] = float(len(self.tried))
             extra["sweep_best_flops"] = max(rate for _, rate in self.tried)
             extra["sweep_largest_step_flops"] = max(2.0 * m * k * n for (m, k, n), _ in self.tried)
+        if self.windows:
+            extra.update(sustain_metrics(self.windows))
         return extra
+
+
+class Window(NamedTuple):
+    """One window of a sustained run: its length, its rate and the telemetry sampled after."""
+
+    seconds: float
+    flops: float
+    telemetry: dict[str, float]
+
+
+def sustain_metrics(windows: list[Window]) -> dict[str, float]:
+    """burst_flops (first window), sustained_flops (last window), sustain_ratio (sustained /
+    burst), the slowest window, the time held, and each telemetry value of the first and the
+    last window (burst_clock_mhz, sustained_power_w, ...)."""
+    first, last = windows[0], windows[-1]
+    metrics = {
+        "sustain_s": sum(w.seconds for w in windows),
+        "sustain_windows": float(len(windows)),
+        "burst_flops": first.flops,
+        "sustained_flops": last.flops,
+        "sustain_ratio": last.flops / first.flops,
+        "sustain_min_flops": min(w.flops for w in windows),
+    }
+    for name, value in first.telemetry.items():
+        metrics[f"burst_{name}"] = value
+    for name, value in last.telemetry.items():
+        metrics[f"sustained_{name}"] = value
+    return metrics
 
 
 class MatmulWorkload(Workload):
@@ -127,6 +188,8 @@ class MatmulWorkload(Workload):
             "sweep": False,
             "max_n": 512,
             "sweep_budget_s": 1.0,
+            "sustain_s": 0.0,
+            "sustain_windows": 5,
         },
         "small": {
             "batch": 1,
@@ -136,6 +199,8 @@ class MatmulWorkload(Workload):
             "sweep": False,
             "max_n": 2048,
             "sweep_budget_s": 5.0,
+            "sustain_s": 0.0,
+            "sustain_windows": 10,
         },
         "base": {
             "batch": 1,
@@ -145,15 +210,24 @@ class MatmulWorkload(Workload):
             "sweep": True,
             "max_n": 16384,
             "sweep_budget_s": 60.0,
+            "sustain_s": 0.0,
+            "sustain_windows": 10,
         },
     }
 
     def validate_params(self, params: dict[str, Any]) -> None:
-        """m and k may be 0 (= n); everything else must be positive."""
+        """m and k may be 0 (= n), sustain_s 0 (= no sustained run); everything else must be
+        positive."""
         for key in ("m", "k"):
             if params[key] < 0:
                 raise WorkloadError(f"matmul: {key} must be >= 0 (0 means n), got {params[key]}.")
-        super().validate_params({k: v for k, v in params.items() if k not in ("m", "k")})
+        if params["sustain_s"] < 0:
+            raise WorkloadError(
+                f"matmul: sustain_s must be >= 0 seconds (0 means no sustained run), "
+                f"got {params['sustain_s']}."
+            )
+        zero_ok = ("m", "k", "sustain_s")
+        super().validate_params({k: v for k, v in params.items() if k not in zero_ok})
         if params["sweep"] and (params["m"] or params["k"]):
             raise WorkloadError("matmul: give either sweep=true or a shape (m, k), not both.")
 

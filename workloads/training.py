@@ -114,6 +114,19 @@ class TrainableInstance(Instance):
 
         return infer
 
+    def serve_step(
+        self, answer: Callable[[torch.Tensor], torch.Tensor]
+    ) -> Callable[[torch.Tensor], None]:
+        """`answer(inputs)` run like an inference step (eval mode, inference_mode, autocast),
+        its output kept for the NaN/Inf check: what an ImageServer calls per batch."""
+
+        def serve(inputs: torch.Tensor) -> None:
+            self.model.eval()
+            with torch.inference_mode(), self.ctx.autocast():
+                self.last = answer(inputs)
+
+        return serve
+
     def train_step(self) -> Callable[[], None]:
         """One full training step (forward, backward, optimizer) on the case's batch."""
 

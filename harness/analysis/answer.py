@@ -8,12 +8,13 @@ Definitions and thresholds are documented in docs/answer.md.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from harness.analysis.device_facts import energy_not_measured
+from harness.analysis.mfu import peaks
 from harness.measurement import stats
 from harness.results.fidelity import FidelityResult
 from harness.results.schema import CaseResult, RunRecord
@@ -62,6 +63,14 @@ class TrainInferRow(BaseModel):
     mfu_infer: float | None = None
     memory_train_bytes: int | None = None
     memory_infer_bytes: int | None = None
+    energy_train_j: float | None = None
+    """Joules per training step."""
+    energy_infer_j: float | None = None
+    """Joules per inference step."""
+    energy_penalty: float | None = None
+    """(E_train / E_infer) / (FLOPs_train / FLOPs_infer), like the training penalty."""
+    items_per_joule_infer: float | None = None
+    """Inference items (tokens, samples, images) per joule."""
 
 
 class ModeRow(BaseModel):
@@ -79,7 +88,8 @@ class ModeRow(BaseModel):
 
 
 class Roof(BaseModel):
-    """A system's roofline: best measured matmul FLOP/s per dtype and best bandwidth (B/s)."""
+    """A system's roofline: the peak FLOP/s per dtype that MFU uses (harness.analysis.mfu) and
+    the best bandwidth (B/s)."""
 
     system: str
     peak_flops: dict[str, float] = Field(default_factory=dict)
@@ -149,18 +159,13 @@ def group_systems(records: list[RunRecord]) -> dict[str, tuple[System, list[RunR
     return groups
 
 
-def _match_key(case: CaseResult) -> tuple[Any, ...]:
-    k = case.key
-    params = json.dumps(k.params, sort_keys=True, default=str)
-    return (k.workload, k.dtype, k.batch, k.preset, params, k.compile, k.nproc)
-
-
 def latest_cases(runs: list[RunRecord]) -> list[CaseResult]:
-    """Each case id once: the latest run's result wins."""
-    found: dict[tuple[Any, ...], CaseResult] = {}
+    """Each case once (`CaseKey.history_key`): the latest run's result wins, also over an
+    older version of the workload."""
+    found: dict[str, CaseResult] = {}
     for record in runs:
         for case in record.cases:
-            found[(*_match_key(case), case.key.mode)] = case
+            found[case.key.history_key()] = case
     return list(found.values())
 
 
@@ -178,11 +183,12 @@ def _ok(case: CaseResult) -> bool:
 
 
 def train_infer_rows(system: str, cases: list[CaseResult]) -> list[TrainInferRow]:
-    """One row per workload/dtype/batch/preset that has both an ok train and infer case."""
-    by_key: dict[tuple[Any, ...], dict[str, CaseResult]] = defaultdict(dict)
+    """One row per case that has both an ok train and infer case (`CaseKey.pair_key`: same
+    workload and version, dtype, batch, preset, params, compile and world size)."""
+    by_key: dict[str, dict[str, CaseResult]] = defaultdict(dict)
     for case in cases:
         if _ok(case) and case.key.mode in ("train", "infer"):
-            by_key[_match_key(case)][case.key.mode] = case
+            by_key[case.key.pair_key()][case.key.mode] = case
     rows = []
     for pair in by_key.values():
         if "train" not in pair or "infer" not in pair:
@@ -214,8 +220,22 @@ def train_infer_rows(system: str, cases: list[CaseResult]) -> list[TrainInferRow
                 train.measurement.samples_s, infer.measurement.samples_s
             )
             row.penalty_ci = (low / row.flops_ratio, high / row.flops_ratio)
+        add_energy(row, train, infer)
         rows.append(row)
     return sorted(rows, key=lambda r: (r.workload, r.dtype, r.batch))
+
+
+def add_energy(row: TrainInferRow, train: CaseResult, infer: CaseResult) -> None:
+    """Joules per step of both modes, the energy penalty (when the FLOPs ratio is known) and
+    inference items per joule, where both cases measured energy."""
+    if train.energy is None or infer.energy is None:
+        return
+    row.energy_train_j = train.energy.joules_per_step
+    row.energy_infer_j = infer.energy.joules_per_step
+    if row.flops_ratio and row.energy_infer_j > 0:
+        row.energy_penalty = (row.energy_train_j / row.energy_infer_j) / row.flops_ratio
+    if infer.energy.joules_per_item:
+        row.items_per_joule_infer = 1.0 / infer.energy.joules_per_item
 
 
 def mode_rows(system: str, cases: list[CaseResult]) -> list[ModeRow]:
@@ -239,27 +259,22 @@ def mode_rows(system: str, cases: list[CaseResult]) -> list[ModeRow]:
 
 
 def roof(system: str, runs: list[RunRecord], cases: list[CaseResult]) -> Roof:
-    """Best measured matmul FLOP/s per dtype and best measured bandwidth; the device's known
-    spec only where no probe ran (the source says which)."""
+    """The compute roof per dtype by the rule MFU uses (`harness.analysis.mfu.peaks`: the
+    device's known spec, else the best big-enough matmul probe), and the best measured
+    bandwidth, else the device's known bandwidth (the sources say which)."""
+    device = runs[-1].device
     out = Roof(system=system)
+    for dtype, peak in peaks(cases, device).items():
+        out.peak_flops[dtype] = peak.flops
+        out.flops_source[dtype] = peak.source
     for c in cases:
-        if not _ok(c):
-            continue
-        flops, bandwidth = c.achieved_flops or 0.0, c.achieved_bandwidth or 0.0
-        if c.key.workload == "matmul" and flops > out.peak_flops.get(c.key.dtype, 0.0):
-            out.peak_flops[c.key.dtype] = c.achieved_flops
-            out.flops_source[c.key.dtype] = f"measured: matmul ({c.key.id})"
-        if c.key.workload == "bandwidth" and bandwidth > (out.bandwidth or 0.0):
+        bandwidth = c.achieved_bandwidth or 0.0
+        if _ok(c) and c.key.workload == "bandwidth" and bandwidth > (out.bandwidth or 0.0):
             out.bandwidth = c.achieved_bandwidth
             out.bandwidth_source = f"measured: bandwidth ({c.key.id})"
-    device = runs[-1].device
-    for dtype, flops in device.peak_flops.items():
-        if dtype not in out.peak_flops:
-            out.peak_flops[dtype] = flops
-            out.flops_source[dtype] = f"spec: {device.peak_source}"
     if out.bandwidth is None and device.peak_bandwidth:
         out.bandwidth = device.peak_bandwidth
-        out.bandwidth_source = f"spec: {device.peak_source}"
+        out.bandwidth_source = f"spec: {device.peak_sources.get('bandwidth') or device.peak_source}"
     return out
 
 
@@ -390,13 +405,14 @@ def answer(records: list[RunRecord]) -> Answer:
                 training=training_verdict(cases, mine, checks),
             )
         )
-        over = [c for c in cases if _ok(c) and _is_model(c) and _mfu_over_100(c)]
+        over = [c for c in cases if _ok(c) and _is_model(c) and c.mfu_status == "above_100"]
         if over:
             notes.append(
                 f"{sid}: {len(over)} case(s) exceed 100% MFU: the peak they are measured "
                 f"against ({over[0].peak_flops_source}) underestimates the device, so MFU is "
                 "not reported there"
             )
+        notes += [f"{sid}: {line}" for line in energy_not_measured(cases)]
         if any(r.status != "complete" for r in runs):
             notes.append(f"{sid}: some runs are incomplete (interrupted); figures may be partial")
     return Answer(
@@ -409,8 +425,3 @@ def answer(records: list[RunRecord]) -> Answer:
         fidelity=fidelity,
         notes=notes,
     )
-
-
-def _mfu_over_100(case: CaseResult) -> bool:
-    """Whether the case's MFU was above 100% (dropped by analysis.mfu, or kept by older files)."""
-    return (case.mfu or 0.0) > 1.0 or "above 100%" in (case.mfu_note or "")

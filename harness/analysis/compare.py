@@ -13,7 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from harness.errors import BenchError
 from harness.measurement.stats import SampleComparison, compare_samples
-from harness.results.schema import CaseKey, CaseResult, RunRecord
+from harness.results.schema import CaseKey, CaseResult, KeyField, RunRecord
 
 Verdict = Literal[
     "improved", "regressed", "noisy", "unchanged", "not comparable", "failed", "missing", "new"
@@ -34,7 +34,7 @@ GATE_VERDICTS: frozenset[Verdict] = frozenset({"regressed", "failed"})
 DEFAULT_THRESHOLD = 0.05
 ALPHA = 0.05
 
-_MUST_MATCH = ("workload_version", "dtype", "preset", "batch")
+_MUST_MATCH: tuple[KeyField, ...] = ("workload_version", "dtype", "preset", "batch")
 """Key fields that make two otherwise matching cases not comparable when they differ."""
 
 
@@ -186,7 +186,8 @@ _ENV_FIELDS = (
 
 
 def environment_differences(base: RunRecord, new: RunRecord) -> list[str]:
-    """One line per machine, device or library fact that differs between the two runs."""
+    """One line per machine, device, library or device setting (Backend.settings(): precision
+    modes, threads, ...) that differs between the two runs."""
     lines: list[str] = []
 
     def note(what: str, old: object, now: object) -> None:
@@ -205,16 +206,12 @@ def environment_differences(base: RunRecord, new: RunRecord) -> list[str]:
     old_vars, new_vars = base.environment.env_vars, new.environment.env_vars
     for name in sorted(set(old_vars) | set(new_vars)):
         note(f"${name}", old_vars.get(name), new_vars.get(name))
+    old_settings, new_settings = base.device.settings, new.device.settings
+    for name in sorted(set(old_settings) | set(new_settings)):
+        if name.startswith("$") and name[1:] in set(old_vars) | set(new_vars):
+            continue  # already named above, from the environment capture
+        note(f"setting {name}", old_settings.get(name), new_settings.get(name))
     return lines
-
-
-def _identity(key: CaseKey) -> str:
-    """What a case is, leaving out the fields that only make it not comparable."""
-    return json.dumps(key.model_dump(exclude=set(_MUST_MATCH)), sort_keys=True, default=str)
-
-
-def _exact(key: CaseKey) -> str:
-    return json.dumps(key.model_dump(), sort_keys=True, default=str)
 
 
 def _key_differences(base: CaseKey, new: CaseKey) -> list[str]:
@@ -286,22 +283,22 @@ def compare_runs(
             f"device differs ({base.device.count}x {base.device.name} vs "
             f"{new.device.count}x {new.device.name})"
         )
-    base_exact = {_exact(case.key): case for case in base.cases}
+    base_exact = {case.key.identity(): case for case in base.cases}
     paired: list[tuple[CaseResult, CaseResult]] = []
     new_left: list[CaseResult] = []
     for case in new.cases:
-        match = base_exact.pop(_exact(case.key), None)
+        match = base_exact.pop(case.key.identity(), None)
         if match is None:
             new_left.append(case)
         else:
             paired.append((match, case))
     base_by_identity: dict[str, list[CaseResult]] = defaultdict(list)
     for case in base_exact.values():
-        base_by_identity[_identity(case.key)].append(case)
+        base_by_identity[case.key.identity(ignoring=_MUST_MATCH)].append(case)
     only_new: list[CaseResult] = []
     loose: list[tuple[CaseResult, CaseResult]] = []
     for case in new_left:
-        candidates = base_by_identity.get(_identity(case.key))
+        candidates = base_by_identity.get(case.key.identity(ignoring=_MUST_MATCH))
         if candidates:
             loose.append((candidates.pop(0), case))
         else:

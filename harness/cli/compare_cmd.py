@@ -9,32 +9,20 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from harness.analysis.compare import (
     DEFAULT_THRESHOLD,
-    CaseComparison,
-    RunComparison,
+    GATE_VERDICTS,
     Thresholds,
     compare_runs,
     load_thresholds,
     parse_threshold,
 )
+from harness.analysis.scenario_compare import compare_scenarios
 from harness.cli.inputs import resolve_run
-from harness.cli.run_cmd import format_seconds
+from harness.cli.tables import comparison_table, scenario_comparison_table
 from harness.errors import BenchError
 from harness.results.schema import RunRecord
-
-_STYLE = {
-    "regressed": "[bold red]regressed[/]",
-    "failed": "[bold red]failed[/]",
-    "improved": "[green]improved[/]",
-    "noisy": "[yellow]~ noisy[/]",
-    "unchanged": "unchanged",
-    "not comparable": "[magenta]not comparable[/]",
-    "missing": "[dim]missing[/]",
-    "new": "[cyan]new[/]",
-}
 
 
 def _describe(path: Path, record: RunRecord) -> str:
@@ -43,41 +31,6 @@ def _describe(path: Path, record: RunRecord) -> str:
         f"{path} (run {record.run_id[:8]}{label}, {record.started_at:%Y-%m-%d %H:%M:%S} UTC, "
         f"{record.status})"
     )
-
-
-def _median(entry: CaseComparison, which: str) -> str:
-    case = entry.base if which == "base" else entry.new
-    if case is None or case.measurement is None:
-        return "-"
-    return format_seconds(case.measurement.median)
-
-
-def comparison_table(result: RunComparison) -> Table:
-    """One row per case: medians, ratio new/base with its 95% CI, p-value, verdict."""
-    table = Table(title="new vs base (time per iteration; ratio > 1 is slower)")
-    for column in ("case", "base median", "new median", "ratio (95% CI)", "p", "limit", "verdict"):
-        table.add_column(column, overflow="fold")
-    for entry in result.cases:
-        if entry.ratio is not None and entry.ratio_ci95 is not None:
-            low, high = entry.ratio_ci95
-            ratio = f"{entry.ratio:.3f} ({low:.3f}-{high:.3f})"
-        else:
-            ratio = "-"
-        p_value = f"{entry.p_value:.2g}" if entry.p_value is not None else "-"
-        limit = f"±{entry.threshold:.0%}" if entry.threshold is not None else "-"
-        verdict = _STYLE[entry.verdict]
-        if entry.reason:
-            verdict += f": {escape(entry.reason)}"
-        table.add_row(
-            escape(entry.case_id),
-            _median(entry, "base"),
-            _median(entry, "new"),
-            ratio,
-            p_value,
-            limit,
-            verdict,
-        )
-    return table
 
 
 def compare_command(
@@ -124,9 +77,13 @@ def compare_command(
     console.print(comparison_table(result))
     counts = ", ".join(f"{count} {verdict}" for verdict, count in result.counts().items())
     console.print(f"verdicts: {counts or 'no cases'}")
-    failures = result.gate_failures()
+    scenarios = compare_scenarios(base_run, new_run, limits)
+    if scenarios:
+        console.print(scenario_comparison_table(scenarios))
+    failures = [entry.case_id for entry in result.gate_failures()]
+    failures += [f"{row.case_id} {row.figure}" for row in scenarios if row.verdict in GATE_VERDICTS]
     if failures:
-        names = ", ".join(escape(entry.case_id) for entry in failures)
+        names = ", ".join(escape(name) for name in failures)
         console.print(f"[bold red]{len(failures)} case(s) regressed or failed:[/] {names}")
         if fail_on_regression:
             raise typer.Exit(1)

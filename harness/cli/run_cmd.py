@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,19 +12,27 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from harness.cli.run_report import fidelity_table, report_hint
+from harness.cli.scenario_options import scenario_settings
+from harness.cli.tables import (
+    fidelity_table,
+    print_device_facts,
+    print_distributed,
+    scenario_table,
+    summary_table,
+)
 from harness.distributed.launch import check_options, is_distributed
 from harness.distributed.supervisor import run_distributed
 from harness.errors import BenchError
 from harness.fidelity.check import FidelitySpec
 from harness.results.config import RunConfig
 from harness.results.fidelity import FidelityResult
-from harness.results.schema import CaseResult
+from harness.results.schema import CaseResult, ScenarioResult
 from harness.run.execute import CaseSpec
 from harness.run.runner import run
 from harness.run.session import RunInterrupted, RunOutcome
+from harness.scenarios.job import ScenarioSpec
+from harness.scenarios.runner import run_scenarios
 
 
 def split_list(value: str | None) -> list[str]:
@@ -54,67 +63,6 @@ def parse_params(values: list[str] | None) -> dict[str, str]:
             raise BenchError(f"--param expects key=value (e.g. seq_len=128); got '{item}'.")
         params[key.strip()] = value.strip()
     return params
-
-
-def format_seconds(seconds: float) -> str:
-    """A duration with a unit that keeps 3-4 significant digits."""
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
-
-
-def format_bytes(count: int | None) -> str:
-    if count is None:
-        return "-"
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if count >= scale:
-            return f"{count / scale:.1f} {unit}"
-    return f"{count} B"
-
-
-def format_rate(value: float, unit: str) -> str:
-    for prefix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
-
-
-def summary_table(cases: list[CaseResult]) -> Table:
-    """One row per case: median with CI, throughput, MFU, peak memory, status."""
-    table = Table(title="results")
-    for column in ("case", "median (95% CI)", "throughput", "MFU", "peak mem", "status"):
-        table.add_column(column, overflow="fold")
-    for case in cases:
-        m = case.measurement
-        median = (
-            f"{format_seconds(m.median)} ({format_seconds(m.ci95[0])}-{format_seconds(m.ci95[1])})"
-            if m
-            else "-"
-        )
-        throughput = (
-            format_rate(case.throughput.value, case.throughput.unit) if case.throughput else "-"
-        )
-        mfu = f"{case.mfu:.1%}" if case.mfu is not None else "-"
-        if case.mfu is None and case.mfu_note and case.peak_flops_source:
-            mfu = "dropped (> 100%)"  # the peak was not the device's maximum; see mfu_note
-        if case.status == "ok":
-            status = "[green]ok[/]"
-            if m and m.stability != "ok":
-                status += f" [yellow]noisy ({m.stability})[/]"
-        else:
-            reason = case.error.message if case.error else ""
-            kind = case.error.kind if case.error else case.status
-            status = f"[red]{case.status}[/] {kind}: {escape(reason)}"
-        table.add_row(
-            escape(case.key.id),
-            median,
-            throughput,
-            mfu,
-            format_bytes(case.peak_memory_bytes),
-            status,
-        )
-    return table
 
 
 def _config(**options: object) -> RunConfig:
@@ -185,11 +133,74 @@ def run_command(
     scaling: Annotated[
         bool, typer.Option("--scaling", help="Measure 1..--nproc processes; scaling efficiency.")
     ] = False,
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            help="Inference scenarios instead of timed cases: single-stream,offline,server "
+            "(docs/scenarios.md)."
+        ),
+    ] = None,
+    target_ttft_ms: Annotated[
+        float | None, typer.Option(help="Server: p99 time-to-first-token target (ms).")
+    ] = None,
+    target_tpot_ms: Annotated[
+        float | None, typer.Option(help="Server: p99 time-per-output-token target (ms).")
+    ] = None,
+    target_latency_ms: Annotated[
+        float | None, typer.Option(help="Server: p99 latency target of image requests (ms).")
+    ] = None,
+    max_batch: Annotated[
+        int | None, typer.Option(help="Scenarios: most requests per batch (default: --batch).")
+    ] = None,
+    max_wait_ms: Annotated[
+        float | None, typer.Option(help="Server: longest wait for a fuller image batch (ms).")
+    ] = None,
+    rate: Annotated[
+        str | None, typer.Option(help="Server: fixed arrival rates (req/s) instead of a search.")
+    ] = None,
+    lengths: Annotated[
+        str, typer.Option(help="LLM request lengths: fixed | uniform | lognormal.")
+    ] = "lognormal",
+    input_len: Annotated[
+        int, typer.Option(min=0, help="LLM prompt tokens, median (0: seq_len / 4).")
+    ] = 0,
+    output_len: Annotated[
+        int, typer.Option(min=0, help="LLM generated tokens, median (0: seq_len / 8).")
+    ] = 0,
+    requests: Annotated[
+        int | None, typer.Option(help="Scenarios: requests per measured point, at least.")
+    ] = None,
+    search_steps: Annotated[
+        int | None, typer.Option(help="Server: bisection steps of the max-rate search.")
+    ] = None,
+    scenario_time: Annotated[
+        float | None, typer.Option(help="Server: time budget of the max-rate search (s).")
+    ] = None,
 ) -> None:
     """Measure workloads on one backend; write results/<time>-<backend>-<id>.json."""
     if isolate not in ("none", "worker", "case"):
         raise BenchError(f"unknown --isolate '{isolate}'; choose from: none, worker, case.")
     check_options(nproc, nnodes, node_rank, rdzv_endpoint, scaling)
+    settings = None
+    if scenario is not None:
+        if nproc > 1 or nnodes > 1 or scaling:
+            raise BenchError("--scenario runs in one process; drop --nproc/--nnodes/--scaling.")
+        settings = scenario_settings(
+            scenario,
+            preset,
+            target_ttft_ms=target_ttft_ms,
+            target_tpot_ms=target_tpot_ms,
+            target_latency_ms=target_latency_ms,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            rate=rate,
+            lengths=lengths,
+            input_len=input_len,
+            output_len=output_len,
+            requests=requests,
+            search_steps=search_steps,
+            scenario_time=scenario_time,
+        )
     config = _config(
         backend=backend,
         workloads=split_list(workload),
@@ -199,7 +210,8 @@ def run_command(
         preset=preset,
         params=parse_params(param),
         compile=compile,
-        fidelity=fidelity if fidelity is not None else not split_list(workload),
+        fidelity=(fidelity if fidelity is not None else not split_list(workload))
+        and settings is None,
         reference=reference,
         fidelity_steps=fidelity_steps,
         case_timeout_s=case_timeout,
@@ -212,21 +224,24 @@ def run_command(
         node_rank=node_rank,
         rdzv_endpoint=rdzv_endpoint,
         scaling=scaling,
+        scenario=settings,
     )
     console = Console(width=None if sys.stdout.isatty() else 160)
+    if settings is not None:
+        run_scenario_command(config, console)
+        return
     try:
         outcome = _run_with_progress(config, console)
     except RunInterrupted as exc:
         console.print(f"[yellow]interrupted by {exc}; partial results kept (status incomplete).")
         raise typer.Exit(130 if exc.signum == 2 else 143) from None
-    from harness.cli.dist_tables import print_distributed  # imports this module
-
     if outcome.path is None:  # a node other than 0: it only knows the failures it saw
         if outcome.record.cases:
             console.print(summary_table(outcome.record.cases))
         console.print(f"node {node_rank} done; results: written by global rank 0 on node 0")
     else:
         console.print(summary_table(outcome.record.cases))
+        print_device_facts(console, outcome.record)
         print_distributed(console, outcome.record)
         if outcome.record.fidelity:
             console.print(fidelity_table(outcome.record.fidelity))
@@ -234,6 +249,42 @@ def run_command(
         report_hint(console, outcome, default_suite=not split_list(workload))
     if outcome.failed_cases:
         console.print(f"[red]{len(outcome.failed_cases)} case(s) failed.")
+        raise typer.Exit(1)
+
+
+def report_hint(console: Console, outcome: RunOutcome, default_suite: bool) -> None:
+    """After the default suite, write the report beside the results file; always print the
+    `bench report` command that makes it. A report that cannot be written only warns."""
+    folder = outcome.path.with_name(outcome.path.stem + "-report")
+    command = shlex.join(["bench", "report", str(outcome.path), "--out", str(folder)])
+    if default_suite:
+        try:
+            from harness.report.build import write_report
+
+            paths = write_report([outcome.record], folder)
+            console.print(f"report: {escape(str(paths.html))} and {escape(str(paths.markdown))}")
+        except Exception as exc:  # the results are safe on disk; the report is a convenience
+            console.print(f"[yellow]could not write the report: {escape(str(exc))}")
+    console.print(f"make the report with: {escape(command)}")
+
+
+def run_scenario_command(config: RunConfig, console: Console) -> None:
+    """`bench run --scenario`: run the scenarios, print their table; exit 1 if any failed."""
+
+    def on_case(index: int, total: int, spec: ScenarioSpec, result: ScenarioResult | None) -> None:
+        if result is not None:
+            console.print(f"[{index + 1}/{total}] {escape(spec.key.id)}: {result.status}")
+
+    try:
+        outcome = run_scenarios(config, ["bench", *sys.argv[1:]], on_case)
+    except RunInterrupted as exc:
+        console.print(f"[yellow]interrupted by {exc}; partial results kept (status incomplete).")
+        raise typer.Exit(130 if exc.signum == 2 else 143) from None
+    console.print(scenario_table(outcome.record.scenarios))
+    console.print(f"results: {escape(str(outcome.path))}")
+    broken = [r for r in outcome.record.scenarios if r.status == "failed"]
+    if broken:
+        console.print(f"[red]{len(broken)} scenario case(s) failed.")
         raise typer.Exit(1)
 
 

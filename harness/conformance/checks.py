@@ -110,6 +110,34 @@ def check_describe(ctx: KitContext) -> str:
     return f"{info.name} x{info.count}"
 
 
+def check_device_facts(ctx: KitContext) -> str:
+    """settings() is a str -> str mapping, fp32_downcasts() a list of str, and the energy meter
+    and telemetry() answer without raising (a device without them says why)."""
+    backend = ctx.backend
+    found = backend.settings()
+    if not isinstance(found, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in found.items()
+    ):
+        raise CheckFailed(f"settings() must return dict[str, str], got {found!r:.200}")
+    downcasts = backend.fp32_downcasts()
+    if not isinstance(downcasts, list) or not all(isinstance(d, str) for d in downcasts):
+        raise CheckFailed(f"fp32_downcasts() must return list[str], got {downcasts!r:.200}")
+    sample = backend.telemetry()
+    if not isinstance(sample, dict):
+        raise CheckFailed(f"telemetry() must return dict[str, float], got {sample!r:.200}")
+    meter = backend.energy_meter()
+    meter.start()
+    reading = meter.stop()
+    if reading.joules is None and not reading.reason:
+        raise CheckFailed("the energy meter gave no joules and no reason")
+    energy = (
+        f"energy via {reading.method}"
+        if reading.joules is not None
+        else f"energy not measured ({reading.reason})"
+    )
+    return f"{len(found)} settings, {energy}"
+
+
 def check_dist_backend(ctx: KitContext) -> str:
     """dist_backend names a torch.distributed backend this torch has."""
     import torch.distributed as dist
@@ -338,14 +366,13 @@ def check_placement(ctx: KitContext, workload_name: str) -> str:
     dtype_name = ctx.run_dtype()
     try:
         params = workload.resolve_params("tiny", {})
-        build_ctx = BuildContext(
-            backend=ctx.backend,
+        build_ctx = BuildContext.seeded(
+            ctx.backend,
             dtype_name=dtype_name,
             batch_size=int(params.get("batch", 1)),
             preset="tiny",
             params=params,
         )
-        ctx.backend.seed(0)
         instance = workload.build(build_ctx)
     except (WorkloadError, CaseUnsupported) as exc:
         raise CheckSkipped(f"the workload refuses this case: {exc}") from exc

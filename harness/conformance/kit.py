@@ -15,7 +15,8 @@ from backends.registry import BackendError, call_with_timeout, get_backend
 from harness.conformance import checks
 from harness.conformance.checks import KitContext
 from harness.conformance.outcome import CheckFailed, CheckResult, CheckSkipped, KitReport
-from harness.isolation.executor import Executor, Isolation, WorkerFailure
+from harness.isolation.executor import Executor, WorkerFailure
+from harness.results.config import Isolation
 from workloads.registry import all_workloads
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -38,6 +39,7 @@ def plan_checks() -> list[Check]:
         Check("availability contract", checks.check_availability),
         Check("identity and device()", checks.check_identity),
         Check("describe()", checks.check_describe),
+        Check("settings, energy and telemetry", checks.check_device_facts),
         Check("dist_backend", checks.check_dist_backend),
         Check("synchronize waits for queued work", checks.check_synchronize),
         Check("timer includes completion", checks.check_timer_completion),

@@ -7,9 +7,11 @@ group: identical inputs on every rank, identical decisions, no broadcast needed.
 
 Each sample: barrier, then every rank times one block; the sample's step time is the
 maximum over ranks (a data-parallel step is done when its slowest rank is done). Each rank's
-own samples are kept too. The rules otherwise follow `harness.measure`: first call
-timed apart (cold start), warm-up by time and iterations, block size with timer overhead
-<= 1e-4 of a sample, at least `min_samples`, stop on the CI precision or the time budget.
+own samples are kept too. The schedule itself (cold start timed apart, warm-up by time and
+iterations, block size with timer overhead <= 1e-4 of a sample, at least `min_samples`, stop
+on the CI precision or the time budget) is `harness.measurement.timing.run_schedule`, the
+same loop `harness.measure` runs; this module only supplies the synchronized block, overhead
+and sample functions.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import torch.distributed as dist
 from pydantic import BaseModel
 
 from backends.base import Backend
-from harness.measurement.timing import block_size, precise_enough, timer_overhead_s, warm_up
+from harness.measurement.timing import run_schedule, summarize, timer_overhead_s
 from harness.results.config import MeasureSettings
+from harness.results.schema import Measurement
 
 
 class SyncedSamples(BaseModel):
@@ -35,9 +38,20 @@ class SyncedSamples(BaseModel):
     """This rank's own seconds per iteration, sample by sample."""
     iterations_per_sample: int
     warmup_iterations: int
-    cold_start_s: float
+    cold_start_s: float | None
     total_time_s: float
     stable: bool
+
+    def measurement(self) -> Measurement:
+        """The stored Measurement of the step times (per-sample max over ranks)."""
+        return summarize(
+            self.step_samples_s,
+            iterations_per_sample=self.iterations_per_sample,
+            warmup_iterations=self.warmup_iterations,
+            cold_start_s=self.cold_start_s,
+            total_time_s=self.total_time_s,
+            stable=self.stable,
+        )
 
 
 def all_max(values: list[float], group: dist.ProcessGroup | None) -> list[float]:
@@ -58,41 +72,34 @@ def measure_synchronized(
     Must be called by every rank of the group with equivalent `fn` and equal `settings`."""
     timer = backend.timer()
     start = time.perf_counter()
-    dist.barrier(group=group)
-    (cold_start,) = all_max([timer.time_block(fn, 1)], group)
+    local: list[float] = []
 
     def synced_block(calls: int) -> float:
         dist.barrier(group=group)
         (elapsed,) = all_max([timer.time_block(fn, calls)], group)
         return elapsed
 
-    per_call, done = warm_up(synced_block, settings.warmup_s, settings.warmup_iterations)
-    (overhead,) = all_max([timer_overhead_s(timer)], group)
-    iterations = block_size(per_call, overhead, settings.min_sample_s)
+    def synced_overhead() -> float:
+        (overhead,) = all_max([timer_overhead_s(timer)], group)
+        return overhead
 
-    local: list[float] = []
-    steps: list[float] = []
-    stable = False
-    sampling_start = time.perf_counter()
-    while len(steps) < settings.max_samples:
+    def synced_sample(calls: int, sampling_start: float) -> tuple[float, float]:
         dist.barrier(group=group)
-        mine = timer.time_block(fn, iterations) / iterations
+        mine = timer.time_block(fn, calls) / calls
         local.append(mine)
-        step, elapsed = all_max([mine, time.perf_counter() - sampling_start], group)
-        steps.append(step)
-        if len(steps) < settings.min_samples:
-            continue
-        if precise_enough(steps, settings.precision):
-            stable = True
-            break
-        if elapsed >= settings.max_time_s:
-            break
+        step, spent = all_max([mine, time.perf_counter() - sampling_start], group)
+        return step, spent
+
+    dist.barrier(group=group)
+    schedule = run_schedule(
+        synced_block, synced_overhead, take_sample=synced_sample, **settings.model_dump()
+    )
     return SyncedSamples(
-        step_samples_s=steps,
+        step_samples_s=schedule.samples_s,
         local_samples_s=local,
-        iterations_per_sample=iterations,
-        warmup_iterations=done,
-        cold_start_s=cold_start,
+        iterations_per_sample=schedule.iterations_per_sample,
+        warmup_iterations=schedule.warmup_iterations,
+        cold_start_s=schedule.cold_start_s,
         total_time_s=time.perf_counter() - start,
-        stable=stable,
+        stable=schedule.stable,
     )

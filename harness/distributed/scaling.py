@@ -15,11 +15,6 @@ def scaling_ladder(nproc: int) -> list[int]:
     return ladder
 
 
-def _group_key(case: CaseResult) -> str:
-    key = case.key.model_copy(update={"nproc": 1})
-    return key.model_dump_json()
-
-
 def apply_scaling_efficiency(cases: list[CaseResult]) -> None:
     """Set `scaling_efficiency` on every ok case that has a smaller-world ok case of the same
     key: (throughput / world) / (throughput_base / world_base), base = smallest world size.
@@ -28,7 +23,7 @@ def apply_scaling_efficiency(cases: list[CaseResult]) -> None:
     groups: dict[str, list[CaseResult]] = {}
     for case in cases:
         if case.status == "ok" and case.throughput and not case.collectives:
-            groups.setdefault(_group_key(case), []).append(case)
+            groups.setdefault(case.key.identity(ignoring=("nproc",)), []).append(case)
     for members in groups.values():
         if len({c.key.nproc for c in members}) < 2:
             continue

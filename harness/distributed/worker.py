@@ -46,19 +46,17 @@ from harness.distributed.job import (
 )
 from harness.distributed.measure import SyncedSamples, measure_synchronized
 from harness.errors import describe_exception, is_oom, raising_frame
-from harness.measurement.timing import summarize
 from harness.results.schema import (
     CaseError,
     CaseResult,
     CollectivePoint,
-    Measurement,
     RankTiming,
     Throughput,
 )
 from harness.results.store import load_run, save_run
-from harness.run.execute import CaseSpec, failed
+from harness.run.execute import CaseSpec, failed, measured_result
 from workloads.allreduce import CollectiveInstance
-from workloads.base import CaseUnsupported, Instance
+from workloads.base import CaseUnsupported
 from workloads.registry import get_workload
 
 PARENT_POLL_S = 0.5
@@ -144,41 +142,7 @@ def _measure(
             "steps cannot run data-parallel (no gradient all-reduce); not measured as DDP"
         )
         return failed(spec, "unsupported", reason), report
-    return _result(spec, instance, samples, me.world), report
-
-
-def _summary(samples: SyncedSamples) -> Measurement:
-    """The stored Measurement of the step times (per-sample max over ranks)."""
-    return summarize(
-        samples.step_samples_s,
-        iterations_per_sample=samples.iterations_per_sample,
-        warmup_iterations=samples.warmup_iterations,
-        cold_start_s=samples.cold_start_s,
-        total_time_s=samples.total_time_s,
-        stable=samples.stable,
-    )
-
-
-def _result(spec: CaseSpec, instance: Instance, samples: SyncedSamples, world: int) -> CaseResult:
-    """Rank 0's CaseResult: the per-sample max is the step time; work and FLOPs are per rank,
-    so global throughput = world x items / step time."""
-    mode = spec.key.mode
-    measurement = _summary(samples)
-    seconds = measurement.median
-    work = instance.work(mode)
-    flops = instance.flops(mode)
-    moved = instance.bytes_moved(mode)
-    return CaseResult(
-        key=spec.key,
-        status="ok",
-        measurement=measurement,
-        throughput=Throughput(value=world * work.items / seconds, unit=f"{work.unit}/s"),
-        flops_per_step=world * flops if flops else None,
-        achieved_flops=world * flops / seconds if flops else None,
-        bytes_per_step=world * moved if moved else None,
-        achieved_bandwidth=world * moved / seconds if moved else None,
-        extra=instance.extra_metrics(mode, seconds),
-    )
+    return measured_result(spec, instance, samples.measurement(), me.world), report
 
 
 def _measure_collective(
@@ -225,7 +189,7 @@ def _measure_collective(
     result = CaseResult(
         key=spec.key,
         status="ok",
-        measurement=_summary(samples),
+        measurement=samples.measurement(),
         throughput=Throughput(value=largest.busbw, unit="B/s (busbw)"),
         bytes_per_step=float(largest.size_bytes),
         achieved_bandwidth=largest.algbw,

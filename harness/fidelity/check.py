@@ -171,9 +171,8 @@ def train_trajectory(
     an overflowing gradient is a step the loss scaler skipped by design (workloads.training.
     Trainer uses a GradScaler): it is recorded in `skipped_steps` and training goes on.
     `supported` is False when the workload has no fidelity step."""
-    backend.seed(seed)
-    ctx = BuildContext(
-        backend=backend,
+    ctx = BuildContext.seeded(
+        backend,
         dtype_name=dtype,
         batch_size=params["batch"],
         preset=preset,
@@ -449,6 +448,13 @@ def check_fidelity(
         if loss_scale:
             result.final_loss_deviation = abs(final[0] - final[1]) / abs(loss_scale)
     judge(result, tolerance)
+    if result.verdict == "fail" and dtype == "fp32":
+        downcasts = target.fp32_downcasts()
+        if downcasts:
+            result.reasons.append(
+                f"fp32 matmuls/convolutions on this device ran in reduced precision "
+                f"({', '.join(downcasts)}): turn that off to check true fp32"
+            )
     return result
 
 

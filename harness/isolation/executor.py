@@ -15,7 +15,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Literal
 
-Isolation = Literal["none", "worker", "case"]
+from harness.results.config import Isolation
 
 _READY = "ready"
 

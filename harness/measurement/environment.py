@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -73,12 +74,16 @@ def _turbo() -> str | None:
 
 
 def torch_build() -> str:
-    """How torch was built: CUDA/HIP version or CPU-only, plus the BLAS in use where known."""
+    """How torch was built: "cuda X", "rocm X" or "cpu", then the CPU BLAS it was built against
+    (`BLAS_INFO` in `torch.__config__.show()`, e.g. "cpu, blas mkl") when the build says."""
     if torch.version.cuda:
-        return f"cuda {torch.version.cuda}"
-    if torch.version.hip:
-        return f"rocm {torch.version.hip}"
-    return "cpu"
+        build = f"cuda {torch.version.cuda}"
+    elif torch.version.hip:
+        build = f"rocm {torch.version.hip}"
+    else:
+        build = "cpu"
+    blas = re.search(r"BLAS_INFO=([^,\s]+)", torch.__config__.show())
+    return f"{build}, blas {blas.group(1)}" if blas else build
 
 
 def capture_environment() -> EnvironmentInfo:

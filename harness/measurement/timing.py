@@ -12,6 +12,8 @@ import statistics
 import time
 from collections.abc import Callable
 
+from pydantic import BaseModel
+
 from backends.base import Backend, DeviceTimer
 from harness.measurement import stats
 from harness.results.schema import Measurement
@@ -26,6 +28,79 @@ def _noop() -> None:
 def timer_overhead_s(timer: DeviceTimer, repeats: int = 25) -> float:
     """Median reading of the timer around a single empty call: its fixed cost per block."""
     return statistics.median(timer.time_block(_noop, 1) for _ in range(repeats))
+
+
+class Schedule(BaseModel):
+    """What one run of the sampling schedule produced, before any statistics."""
+
+    samples_s: list[float]
+    """Seconds per call, one value per sample, in the order taken."""
+    iterations_per_sample: int
+    warmup_iterations: int
+    cold_start_s: float | None
+    stable: bool
+
+
+TakeSample = Callable[[int, float], tuple[float, float]]
+"""`take_sample(calls, sampling_start)`: time one block of `calls` calls and return (seconds per
+call, seconds of sampling spent since `sampling_start`, a `time.perf_counter()` reading). The
+stop rule decides on exactly these two values, so a caller that must agree with other
+processes returns values it agreed on."""
+
+
+def run_schedule(
+    time_block: Callable[[int], float],
+    overhead_s: Callable[[], float],
+    *,
+    take_sample: TakeSample | None = None,
+    time_cold_start: bool = True,
+    warmup_s: float,
+    warmup_iterations: int,
+    min_samples: int,
+    max_samples: int,
+    max_time_s: float,
+    precision: float,
+    min_sample_s: float,
+) -> Schedule:
+    """The one sampling schedule behind `measure` and the distributed harness.
+
+    `time_block(calls) -> seconds` times one block of calls; `overhead_s()` is the timer's
+    fixed cost per block; `take_sample` takes one sample (default: `time_block` divided by
+    the calls, with this process's clock for the time spent). Promises, in order: the first
+    call is timed apart as the cold start (unless `time_cold_start` is False); `warm_up` runs
+    for `warmup_s` and `warmup_iterations`; blocks are sized by `block_size`; then samples are
+    taken until `max_samples`, stopping early (after at least `min_samples`) once
+    `precise_enough` (`stable=True`) or once the time spent reaches `max_time_s`."""
+    if take_sample is None:
+
+        def take_sample(calls: int, sampling_start: float) -> tuple[float, float]:
+            per_call = time_block(calls) / calls
+            return per_call, time.perf_counter() - sampling_start
+
+    cold_start = time_block(1) if time_cold_start else None
+    per_call, warmup_done = warm_up(time_block, warmup_s, warmup_iterations)
+    iterations = block_size(per_call, overhead_s(), min_sample_s)
+
+    samples: list[float] = []
+    stable = False
+    sampling_start = time.perf_counter()
+    while len(samples) < max_samples:
+        sample, spent = take_sample(iterations, sampling_start)
+        samples.append(sample)
+        if len(samples) < min_samples:
+            continue
+        if precise_enough(samples, precision):
+            stable = True
+            break
+        if spent >= max_time_s:
+            break
+    return Schedule(
+        samples_s=samples,
+        iterations_per_sample=iterations,
+        warmup_iterations=warmup_done,
+        cold_start_s=cold_start,
+        stable=stable,
+    )
 
 
 def measure(
@@ -55,33 +130,19 @@ def measure(
         backend = CPUBackend()
     timer = backend.timer()
     start = time.perf_counter()
-    cold_start = timer.time_block(fn, 1) if time_cold_start else None
-
-    per_call, warmup_done = warm_up(
-        lambda block: timer.time_block(fn, block), warmup_s, warmup_iterations
+    schedule = run_schedule(
+        lambda calls: timer.time_block(fn, calls),
+        lambda: timer_overhead_s(timer),
+        time_cold_start=time_cold_start,
+        warmup_s=warmup_s,
+        warmup_iterations=warmup_iterations,
+        min_samples=min_samples,
+        max_samples=max_samples,
+        max_time_s=max_time_s,
+        precision=precision,
+        min_sample_s=min_sample_s,
     )
-    iterations = block_size(per_call, timer_overhead_s(timer), min_sample_s)
-
-    samples: list[float] = []
-    stable = False
-    sampling_start = time.perf_counter()
-    while len(samples) < max_samples:
-        samples.append(timer.time_block(fn, iterations) / iterations)
-        if len(samples) < min_samples:
-            continue
-        if precise_enough(samples, precision):
-            stable = True
-            break
-        if time.perf_counter() - sampling_start >= max_time_s:
-            break
-    return summarize(
-        samples,
-        iterations_per_sample=iterations,
-        warmup_iterations=warmup_done,
-        cold_start_s=cold_start,
-        total_time_s=time.perf_counter() - start,
-        stable=stable,
-    )
+    return summarize_schedule(schedule, total_time_s=time.perf_counter() - start)
 
 
 def block_size(per_call_s: float, timer_overhead: float, min_sample_s: float) -> int:
@@ -147,4 +208,17 @@ def summarize(
         stable=stable,
         stability=stats.stability(iqr, median),
         outliers=stats.tukey_labels(samples),
+    )
+
+
+def summarize_schedule(schedule: Schedule, total_time_s: float) -> Measurement:
+    """The Measurement of a schedule's samples, with its block size, warm-up, cold start and
+    stable flag carried over and `total_time_s` as the measurement's wall time."""
+    return summarize(
+        schedule.samples_s,
+        iterations_per_sample=schedule.iterations_per_sample,
+        warmup_iterations=schedule.warmup_iterations,
+        cold_start_s=schedule.cold_start_s,
+        total_time_s=total_time_s,
+        stable=schedule.stable,
     )

@@ -12,9 +12,18 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from harness.analysis.answer import PENALTY_CAVEAT, PENALTY_NOT_READY, Answer, answer
+from harness.analysis.serving import serving_rows
 from harness.report.figures import all_figures
 from harness.report.render import Figure, Report, Section, Table, render_html, render_markdown
+from harness.report.serving import claims_by_case, serving_section
 from harness.results.schema import RunRecord
+from harness.units import (
+    format_bytes,
+    format_number,
+    format_percent,
+    format_rate,
+    format_seconds,
+)
 
 FIGURE_DIR = "figures"
 
@@ -25,34 +34,10 @@ class ReportPaths(BaseModel):
     figures: list[Path]
 
 
-def _num(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}g}"
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value / 1e-9:.3g} ns"
-
-
-def _rate(value: float | None, unit: str = "") -> str:
-    if value is None:
-        return "-"
-    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}".strip()
-
-
-def _mib(value: int | None) -> str:
-    return "-" if value is None else f"{value / 2**20:.1f} MiB"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
+def _per_joule(value: float | None, throughput_unit: str) -> str:
+    """Items per joule, the unit taken from the throughput's (`tokens/s` -> `tokens/J`)."""
+    item = throughput_unit.removesuffix("/s")
+    return format_rate(value, f"{item}/J" if item else "/J")
 
 
 def _figures(figures: dict[str, Figure], *names: str) -> list[Figure]:
@@ -93,7 +78,7 @@ def systems_section(records: list[RunRecord], a: Answer) -> Section:
         runs = [by_id[i] for i in system.run_ids if i in by_id]
         last = runs[-1]
         peaks = ", ".join(
-            f"{d} {_rate(p.flops, 'FLOP/s')} ({p.source})" for d, p in last.peaks.items()
+            f"{d} {format_rate(p.flops, 'FLOP/s')} ({p.source})" for d, p in last.peaks.items()
         )
         rows.append(
             [
@@ -110,10 +95,16 @@ def systems_section(records: list[RunRecord], a: Answer) -> Section:
     return Section(title="Systems", tables=[Table(columns=cols, rows=rows)])
 
 
-def train_infer_section(a: Answer, figures: dict[str, Figure]) -> Section:
+def train_infer_section(
+    a: Answer, figures: dict[str, Figure], serves: dict[tuple[str, str, str], str] | None = None
+) -> Section:
+    """The training penalty per case; beside it, where the runs have scenario results, what
+    the same system serves under load at the p99 targets."""
+    serves = serves or {}
     rows = []
     for r in a.train_infer:
-        ci = f" ({_num(r.penalty_ci[0])}-{_num(r.penalty_ci[1])})" if r.penalty_ci else ""
+        low, high = r.penalty_ci or (None, None)
+        ci = f" ({format_number(low)}-{format_number(high)})" if r.penalty_ci else ""
         rows.append(
             [
                 r.system,
@@ -121,26 +112,35 @@ def train_infer_section(a: Answer, figures: dict[str, Figure]) -> Section:
                 r.dtype,
                 str(r.batch),
                 r.preset,
-                _seconds(r.t_infer_s),
-                _seconds(r.t_train_s),
-                _num(r.time_ratio),
-                _num(r.flops_ratio),
-                _num(r.penalty) + ci,
-                _rate(r.throughput_infer, r.throughput_unit),
-                _rate(r.throughput_train, r.throughput_unit),
+                format_seconds(r.t_infer_s),
+                format_seconds(r.t_train_s),
+                format_number(r.time_ratio),
+                format_number(r.flops_ratio),
+                format_number(r.penalty) + ci,
+                format_rate(r.throughput_infer, r.throughput_unit),
+                format_rate(r.throughput_train, r.throughput_unit),
+                format_number(r.energy_penalty),
+                _per_joule(r.items_per_joule_infer, r.throughput_unit),
             ]
         )
+        if serves:
+            rows[-1].append(serves.get((r.system, r.workload, r.dtype), "-"))
     cols = [
         "system", "workload", "dtype", "batch", "preset", "t infer", "t train",
         "time ratio", "FLOPs ratio", "training penalty (95% CI)", "infer throughput",
-        "train throughput",
+        "train throughput", "energy penalty", "infer per joule",
     ]  # fmt: skip
+    if serves:
+        cols.append("inference under load (scenarios)")
     return Section(
         title="Training vs inference",
         paragraphs=[
             "Training penalty = (t_train / t_infer) / (FLOPs_train / FLOPs_infer): 1.0 means "
             "backward and optimizer run as efficiently as the forward. The CI is a bootstrap "
-            "over the raw timing samples of both cases."
+            "over the raw timing samples of both cases. Energy penalty = (E_train / E_infer) / "
+            "(FLOPs_train / FLOPs_infer) from the joules per step of both cases; infer per "
+            "joule = inference items (tokens, samples, images) per joule. '-' where the device "
+            "gave no energy reading (the notes say why)."
         ]
         + ([] if rows else ["No workload has both an ok train and an ok infer case."]),
         tables=[Table(columns=cols, rows=rows)] if rows else [],
@@ -150,15 +150,17 @@ def train_infer_section(a: Answer, figures: dict[str, Figure]) -> Section:
 
 def mfu_section(a: Answer, figures: dict[str, Figure]) -> Section:
     rows = [
-        [r.system, r.workload, r.mode, r.dtype, str(r.batch), _pct(r.mfu),
-         _rate(r.achieved_flops, "FLOP/s"), r.peak_source or "-"]
+        [r.system, r.workload, r.mode, r.dtype, str(r.batch), format_percent(r.mfu),
+         format_rate(r.achieved_flops, "FLOP/s"), r.peak_source or "-"]
         for r in a.modes
     ]  # fmt: skip
     cols = ["system", "workload", "mode", "dtype", "batch", "MFU", "achieved", "peak used"]
     return Section(
         title="MFU per mode",
         paragraphs=["MFU = achieved FLOP/s / peak FLOP/s (the device's known spec, else the "
-                    "best measured matmul probe of that dtype; '-' when neither exists)."],
+                    "best measured matmul probe of that dtype; '-' when neither exists). "
+                    "Training cases use the sustained matmul rate (matmul sustain_s=...) when "
+                    "the run measured one. 'peak used' names the peak of each row."],
         tables=[Table(columns=cols, rows=rows)] if rows else [],
         figures=_figures(figures, "mfu.png"),
     )  # fmt: skip
@@ -168,13 +170,14 @@ def memory_section(a: Answer, figures: dict[str, Figure]) -> Section:
     rows = []
     for r in a.train_infer:
         ratio = (
-            _num(r.memory_train_bytes / r.memory_infer_bytes)
+            format_number(r.memory_train_bytes / r.memory_infer_bytes)
             if r.memory_train_bytes and r.memory_infer_bytes
             else "-"
         )
         rows.append(
-            [r.system, r.workload, r.dtype, str(r.batch), _mib(r.memory_infer_bytes),
-             _mib(r.memory_train_bytes), ratio]
+            [r.system, r.workload, r.dtype, str(r.batch),
+             format_bytes(r.memory_infer_bytes, unit="MiB"),
+             format_bytes(r.memory_train_bytes, unit="MiB"), ratio]
         )  # fmt: skip
     cols = ["system", "workload", "dtype", "batch", "peak infer", "peak train", "train/infer"]
     return Section(
@@ -188,16 +191,19 @@ def fidelity_section(a: Answer, figures: dict[str, Figure]) -> Section:
     rows = []
     for check in a.fidelity:
         r = check.result
-        bitwise = (
-            "-"
-            if r.deterministic is None
-            else ("yes" if r.deterministic else f"no ({_num(r.determinism_max_abs_diff)})")
-        )
+        if r.deterministic is None:
+            bitwise = "-"
+        elif r.deterministic:
+            bitwise = "yes"
+        else:
+            bitwise = f"no ({format_number(r.determinism_max_abs_diff)})"
         rows.append(
             [
                 check.system, r.workload, r.dtype, r.preset, r.reference, str(r.steps),
-                _num(r.max_rel_loss_deviation), _num(r.max_rel_grad_norm_deviation),
-                _num(r.max_routing_mismatch), _num(r.final_loss_ratio, 6),
+                format_number(r.max_rel_loss_deviation),
+                format_number(r.max_rel_grad_norm_deviation),
+                format_number(r.max_routing_mismatch),
+                format_number(r.final_loss_ratio, 6),
                 "-" if r.first_nonfinite_step is None else str(r.first_nonfinite_step),
                 bitwise, r.verdict, "; ".join(r.reasons) or "-", r.note or "-",
             ]
@@ -225,15 +231,18 @@ def fidelity_section(a: Answer, figures: dict[str, Figure]) -> Section:
 def roofline_section(a: Answer, figures: dict[str, Figure]) -> Section:
     roofs = []
     for r in a.roofs:
-        compute = ", ".join(f"{d} {_rate(f, 'FLOP/s')}" for d, f in sorted(r.peak_flops.items()))
+        compute = ", ".join(
+            f"{d} {format_rate(f, 'FLOP/s')}" for d, f in sorted(r.peak_flops.items())
+        )
         sources = "; ".join(sorted(set(r.flops_source.values())))
         roofs.append(
-            [r.system, compute or "-", _rate(r.bandwidth, "B/s"), sources or "-",
+            [r.system, compute or "-", format_rate(r.bandwidth, "B/s"), sources or "-",
              r.bandwidth_source or "-"]
         )  # fmt: skip
     points = [
-        [p.system, p.workload, p.mode, p.dtype, str(p.batch), _rate(p.tokens_per_s, "tokens/s"),
-         _num(p.intensity), _rate(p.achieved_flops, "FLOP/s")]
+        [p.system, p.workload, p.mode, p.dtype, str(p.batch),
+         format_rate(p.tokens_per_s, "tokens/s"),
+         format_number(p.intensity), format_rate(p.achieved_flops, "FLOP/s")]
         for p in a.roofline
     ]  # fmt: skip
     tables = [
@@ -261,10 +270,13 @@ def build_report(records: list[RunRecord], warnings: list[str] | None = None) ->
     """The whole report for `records` (several systems side by side)."""
     a = answer(records)
     figures = all_figures(a)
+    serving = serving_rows(records)
+    under_load = serving_section(serving)
     sections = [
         verdict_section(a),
         systems_section(records, a),
-        train_infer_section(a, figures),
+        train_infer_section(a, figures, claims_by_case(serving)),
+        *([under_load] if under_load else []),
         mfu_section(a, figures),
         memory_section(a, figures),
         fidelity_section(a, figures),

@@ -1,8 +1,9 @@
 """The report's figures (matplotlib, Agg backend) as PNG bytes, from an Answer.
 
-Every figure has a title, axes labelled with units and a legend. Text from results files is
-passed through `plot_text` so that matplotlib never interprets it as mathtext. The
-train-vs-infer throughput bars here are the report's own; `bench plot` has its own figures.
+Every figure has a title, axes labelled with units and a legend. Figures are made by
+`harness.report.mpl.literal_figure`, so text from results files is never read as mathtext;
+`plot_text` keeps it on one short line. The train-vs-infer throughput bars here are the
+report's own; `bench plot` has its own figures.
 """
 
 from __future__ import annotations
@@ -13,35 +14,20 @@ from contextlib import contextmanager
 from typing import Any
 
 from harness.analysis.answer import PENALTY_CAVEAT, PENALTY_NOT_READY, Answer
+from harness.report.mpl import literal_figure, log_axes, plot_text
 from harness.report.render import Figure
 
 MAX_LOSS_PANELS = 12
 
 
-def plot_text(text: str, limit: int = 60) -> str:
-    """Results text made literal for matplotlib (no mathtext) and kept short."""
-    flat = " ".join(str(text).split())
-    if len(flat) > limit:  # keep both ends: system names lead, dtype and batch close
-        head = (limit - 1) // 2
-        flat = flat[:head] + "…" + flat[len(flat) - (limit - 1 - head) :]
-    return flat.replace("$", r"\$")
-
-
 @contextmanager
 def _figure(name: str, caption: str, out: list[Figure], **kwargs: Any) -> Iterator[Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig = plt.figure(layout="constrained", **kwargs)
-    try:
+    """A figure for the block to draw on, appended to `out` as PNG when the block ends."""
+    with literal_figure(**kwargs) as fig:
         yield fig
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
         out.append(Figure(name=name, caption=caption, png=buffer.getvalue()))
-    finally:
-        plt.close(fig)
 
 
 def _grouped_bars(ax: Any, groups: list[str], series: dict[str, list[float]], **kw: Any) -> None:
@@ -253,8 +239,7 @@ def roofline_figure(answer: Answer, out: list[Figure]) -> None:
                 s=60,
                 label=plot_text(f"{p.system} {p.workload} {p.mode} {p.dtype} b{p.batch}"),
             )
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        log_axes(ax)
         ax.set_title("Roofline: LLM prefill (compute-bound) vs decode (bandwidth-bound)")
         ax.set_xlabel("arithmetic intensity (FLOP/byte)")
         ax.set_ylabel("achieved FLOP/s")

@@ -1,25 +1,24 @@
 """Figures from results: history of each case's median with change points, and train vs
-infer throughput bars. matplotlib with the Agg backend; every figure saved as PNG and SVG."""
+infer throughput bars. Figures from `harness.report.mpl.literal_figure` (text drawn literally);
+every figure saved as PNG and SVG."""
 
 from __future__ import annotations
 
-import functools
 import math
 import textwrap
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Literal
 
 from harness.analysis.changepoints import ChangePoint, detect_change_points
 from harness.errors import BenchError
-from harness.results.schema import RunRecord
+from harness.report.mpl import literal_figure
+from harness.results.schema import CaseKey, RunRecord
 from harness.results.store import prepare_out_dir
-
-P = ParamSpec("P")
-R = TypeVar("R")
+from harness.units import time_unit
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -48,19 +47,23 @@ class CaseHistory:
     change_points: list[ChangePoint] = field(default_factory=list)
 
 
+def _params_label(key: CaseKey) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(key.params.items()))
+
+
 def case_histories(records: Sequence[RunRecord]) -> list[CaseHistory]:
-    """Group successful cases by (backend, device, case key) over runs and detect steps."""
-    grouped: dict[str, CaseHistory] = {}
+    """Group successful cases by backend, device and `CaseKey.history_key` over runs (a new
+    workload version continues the same history) and detect steps."""
+    grouped: dict[tuple[str, str, str], CaseHistory] = {}
     for record in sorted(records, key=lambda r: r.started_at):
         for case in record.cases:
             m = case.measurement
             if case.status != "ok" or m is None:
                 continue
-            title = f"{case.key.id} on {record.backend} ({record.device.name})"
-            if case.key.params:
-                params = ",".join(f"{k}={v}" for k, v in sorted(case.key.params.items()))
-                title = f"{case.key.id} [{params}] on {record.backend} ({record.device.name})"
-            history = grouped.setdefault(title, CaseHistory(title))
+            params = f" [{_params_label(case.key)}]" if case.key.params else ""
+            title = f"{case.key.id}{params} on {record.backend} ({record.device.name})"
+            group = (record.backend, record.device.name, case.key.history_key())
+            history = grouped.setdefault(group, CaseHistory(title))
             history.points.append(
                 HistoryPoint(
                     record.started_at,
@@ -75,21 +78,8 @@ def case_histories(records: Sequence[RunRecord]) -> list[CaseHistory]:
     return sorted(grouped.values(), key=lambda h: h.title)
 
 
-def _time_unit(seconds: Sequence[float]) -> tuple[str, float]:
-    top = max(seconds) if seconds else 1.0
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if top >= scale:
-            return unit, scale
-    return "ns", 1e-9
-
-
-def _new_figure(rows: int, width: float = 10.0, row_height: float = 3.2) -> Figure:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, max(row_height * rows, 3.0)), layout="constrained")
+def _figsize(rows: int, width: float = 10.0, row_height: float = 3.2) -> tuple[float, float]:
+    return width, max(row_height * rows, 3.0)
 
 
 def _save(figure: Figure, out_dir: Path, stem: str) -> list[Path]:
@@ -101,7 +91,7 @@ def _save(figure: Figure, out_dir: Path, stem: str) -> list[Path]:
 
 
 def _plot_history(axes: Axes, history: CaseHistory, by: HistoryAxis) -> None:
-    unit, scale = _time_unit([p.ci95_s[1] for p in history.points])
+    unit, scale = time_unit(max((p.ci95_s[1] for p in history.points), default=1.0), micro="µs")
     medians = [p.median_s / scale for p in history.points]
     lows = [p.ci95_s[0] / scale for p in history.points]
     highs = [p.ci95_s[1] / scale for p in history.points]
@@ -146,21 +136,6 @@ def _plot_history(axes: Axes, history: CaseHistory, by: HistoryAxis) -> None:
     axes.legend(loc="best", fontsize=8)
 
 
-def _literal_text(draw: Callable[P, R]) -> Callable[P, R]:
-    """Run `draw` with matplotlib's mathtext off: names and labels from results files are
-    drawn as written (a `$\\frac$` in a label would otherwise abort the plot)."""
-
-    @functools.wraps(draw)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        import matplotlib
-
-        with matplotlib.rc_context({"text.parse_math": False}):
-            return draw(*args, **kwargs)
-
-    return wrapper
-
-
-@_literal_text
 def plot_history(
     records: Sequence[RunRecord], out_dir: Path, by: HistoryAxis = "time"
 ) -> tuple[list[Path], list[CaseHistory]]:
@@ -173,23 +148,36 @@ def plot_history(
         raise BenchError("no successful case in the runs given: no history to plot.")
     columns = 1 if len(histories) <= 4 else 2 if len(histories) <= 12 else 3
     rows = math.ceil(len(histories) / columns)
-    figure = _new_figure(rows, width=10.0 * columns if columns < 3 else 24.0)
-    figure.suptitle(f"accelbench history: {len(records)} runs", fontsize=12)
-    grid = figure.subplots(rows, columns, squeeze=False)
-    for index, axes in enumerate(grid.flat):
-        if index < len(histories):
-            _plot_history(axes, histories[index], by)
-        else:
-            axes.set_visible(False)
-    return _save(figure, out_dir, "history"), histories
+    width = 10.0 * columns if columns < 3 else 24.0
+    with literal_figure(figsize=_figsize(rows, width)) as figure:
+        figure.suptitle(f"accelbench history: {len(records)} runs", fontsize=12)
+        grid = figure.subplots(rows, columns, squeeze=False)
+        for index, axes in enumerate(grid.flat):
+            if index < len(histories):
+                _plot_history(axes, histories[index], by)
+            else:
+                axes.set_visible(False)
+        return _save(figure, out_dir, "history"), histories
 
 
-@_literal_text
+def _group_label(key: CaseKey) -> str:
+    """A bar group's label: every field of the pair key that can differ within a workload."""
+    label = f"{key.dtype} b{key.batch} {key.preset}"
+    if key.params:
+        label += f"\n{_params_label(key)}"
+    if key.compile:
+        label += "\ncompiled"
+    if key.nproc > 1:
+        label += f"\nnp{key.nproc}"
+    return label
+
+
 def plot_throughput(records: Sequence[RunRecord], out_dir: Path) -> list[Path]:
-    """Per workload, grouped bars of throughput by mode (train vs infer, and any other mode)
-    for each dtype/batch/preset of each run. Writes throughput.png and throughput.svg."""
-    # workload -> group label -> mode -> (value, unit)
-    data: dict[str, dict[str, dict[str, tuple[float, str]]]] = defaultdict(dict)
+    """Per workload, grouped bars of throughput by mode (train vs infer, and any other mode):
+    one group per `CaseKey.pair_key` of each run. Writes throughput.png and throughput.svg."""
+    # workload -> (run, pair key) -> mode -> (value, unit); labels: the same key -> x label
+    data: dict[str, dict[tuple[str, str], dict[str, tuple[float, str]]]] = defaultdict(dict)
+    labels: dict[tuple[str, str], str] = {}
     several = len(records) > 1
     for record in sorted(records, key=lambda r: r.started_at):
         run_name = record.label or record.run_id[:8]
@@ -197,15 +185,27 @@ def plot_throughput(records: Sequence[RunRecord], out_dir: Path) -> list[Path]:
             if case.status != "ok" or case.throughput is None:
                 continue
             key = case.key
-            group = f"{key.dtype} b{key.batch} {key.preset}" + ("\ncompiled" if key.compile else "")
-            if several:
-                group += f"\n{record.backend} {run_name}"
+            group = (record.run_id, key.pair_key())
+            label = _group_label(key)
+            labels[group] = label + (f"\n{record.backend} {run_name}" if several else "")
             data[key.workload].setdefault(group, {})[key.mode] = (
                 case.throughput.value,
                 case.throughput.unit,
             )
     workloads = sorted(data)
-    figure = _new_figure(max(len(workloads), 1))
+    with literal_figure(figsize=_figsize(max(len(workloads), 1))) as figure:
+        _draw_throughput(figure, data, labels, workloads, several)
+        return _save(figure, out_dir, "throughput")
+
+
+def _draw_throughput(
+    figure: Figure,
+    data: dict[str, dict[tuple[str, str], dict[str, tuple[float, str]]]],
+    labels: dict[tuple[str, str], str],
+    workloads: list[str],
+    several: bool,
+) -> None:
+    """One panel of grouped bars (a bar per mode) per workload, on `figure`."""
     figure.suptitle("train vs infer throughput", fontsize=12)
     grid = figure.subplots(max(len(workloads), 1), 1, squeeze=False)
     if not workloads:
@@ -221,10 +221,9 @@ def plot_throughput(records: Sequence[RunRecord], out_dir: Path) -> list[Path]:
             values = [entry.get(mode, (0.0, ""))[0] for entry in groups.values()]
             bars = axes.bar(xs, values, width=width, label=mode)
             axes.bar_label(bars, fmt="%.3g", fontsize=7)
-        axes.set_xticks(range(len(groups)), list(groups), fontsize=8)
+        axes.set_xticks(range(len(groups)), [labels[g] for g in groups], fontsize=8)
         axes.set_title(workload, fontsize=10)
         axes.set_ylabel(f"throughput ({', '.join(units)})")
         axes.set_xlabel("dtype, batch, preset" + (", run" if several else ""))
         axes.grid(axis="y", alpha=0.3)
         axes.legend(title="mode", fontsize=8)
-    return _save(figure, out_dir, "throughput")

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 Isolation = Literal["none", "worker", "case"]
+"""Where cases run: in this process, in one reused worker process, or a fresh process each."""
 
 
 class MeasureSettings(BaseModel):
@@ -30,6 +31,112 @@ PRESET_MEASURE: dict[str, MeasureSettings] = {
 """Per-preset defaults: tiny keeps CI fast, base is what a GPU user would run."""
 
 PRESET_CASE_TIMEOUT_S: dict[str, float] = {"tiny": 60.0, "small": 180.0, "base": 900.0}
+
+
+ScenarioName = Literal["single-stream", "offline", "server"]
+SCENARIOS: tuple[ScenarioName, ...] = ("single-stream", "offline", "server")
+LengthKind = Literal["fixed", "uniform", "lognormal"]
+
+
+class LengthSpec(BaseModel):
+    """How LLM request lengths are drawn (prompt tokens L_in, generated tokens L_out).
+
+    `fixed`: exactly `input_len` / `output_len`. `uniform`: integers uniform in
+    [value / 2, 3 value / 2]. `lognormal`: median `value`, log-standard deviation `sigma`,
+    clipped to [1, 4 value] (a long tail of long requests). 0 means from the preset: a
+    quarter of seq_len for prompts, an eighth for outputs. Every request is then clipped so
+    that L_in + L_out <= seq_len."""
+
+    kind: LengthKind = "lognormal"
+    input_len: int = Field(0, ge=0)
+    output_len: int = Field(0, ge=0)
+    sigma: float = Field(0.5, gt=0)
+
+
+class LatencyTargets(BaseModel):
+    """p99 bounds the server scenario must meet (seconds): time to first token and time per
+    output token for LLMs, request latency for the others."""
+
+    ttft_s: float = Field(gt=0)
+    tpot_s: float = Field(gt=0)
+    latency_s: float = Field(gt=0)
+
+
+PRESET_TARGETS: dict[str, LatencyTargets] = {
+    "tiny": LatencyTargets(ttft_s=0.05, tpot_s=0.02, latency_s=0.05),
+    "small": LatencyTargets(ttft_s=0.2, tpot_s=0.05, latency_s=0.2),
+    "base": LatencyTargets(ttft_s=2.0, tpot_s=0.2, latency_s=1.0),
+}
+"""Default p99 targets per preset (docs/scenarios.md); base follows MLPerf's server bounds
+for LLMs (Llama 2 70B: TTFT 2 s, TPOT 200 ms)."""
+
+
+class ScenarioSettings(BaseModel):
+    """How the inference scenarios run (`bench run --scenario ...`)."""
+
+    scenarios: list[ScenarioName] = Field(default_factory=lambda: list(SCENARIOS))
+    lengths: LengthSpec = Field(default_factory=LengthSpec)
+    targets: LatencyTargets | None = None
+    """None means the preset's PRESET_TARGETS."""
+    max_batch: int | None = Field(None, ge=1)
+    """Most requests in one batch (in flight, for LLMs); None means the case's batch size."""
+    max_wait_s: float | None = Field(None, ge=0)
+    """Longest an item request waits for a fuller batch; None means by preset."""
+    rates: list[float] = Field(default_factory=list)
+    """Fixed server arrival rates (requests/s) instead of the max-rate search."""
+    requests: int | None = Field(None, ge=10)
+    """Requests per measured point at least; None means by preset."""
+    search_steps: int | None = Field(None, ge=1)
+    """Bisection steps of the max-rate search; None means by preset."""
+    time_budget_s: float | None = Field(None, gt=0)
+    """Wall time the server search may take; None means by preset."""
+    min_duration_s: float | None = Field(None, gt=0)
+    """A server point issues at least rate x this many requests; None means by preset."""
+
+    def for_preset(self, preset: str) -> ScenarioSettings:
+        """These settings with every None filled from the preset's defaults."""
+        defaults = PRESET_SCENARIO.get(preset, PRESET_SCENARIO["small"])
+        filled = {
+            name: getattr(defaults, name) if getattr(self, name) is None else getattr(self, name)
+            for name in (
+                "targets",
+                "max_wait_s",
+                "requests",
+                "search_steps",
+                "time_budget_s",
+                "min_duration_s",
+            )
+        }
+        return self.model_copy(update=filled)
+
+
+PRESET_SCENARIO: dict[str, ScenarioSettings] = {
+    "tiny": ScenarioSettings(
+        targets=PRESET_TARGETS["tiny"],
+        max_wait_s=0.002,
+        requests=64,
+        search_steps=4,
+        time_budget_s=30.0,
+        min_duration_s=0.5,
+    ),
+    "small": ScenarioSettings(
+        targets=PRESET_TARGETS["small"],
+        max_wait_s=0.005,
+        requests=200,
+        search_steps=5,
+        time_budget_s=120.0,
+        min_duration_s=2.0,
+    ),
+    "base": ScenarioSettings(
+        targets=PRESET_TARGETS["base"],
+        max_wait_s=0.01,
+        requests=1000,
+        search_steps=6,
+        time_budget_s=900.0,
+        min_duration_s=10.0,
+    ),
+}
+"""Per-preset scenario defaults: requests per point, search steps and time budget."""
 
 
 class RunConfig(BaseModel):
@@ -66,6 +173,8 @@ class RunConfig(BaseModel):
     out: Path = Path("results")
     measure: MeasureSettings | None = None
     """None means the preset's defaults (PRESET_MEASURE)."""
+    scenario: ScenarioSettings | None = None
+    """Set by `--scenario`: the run measures inference scenarios instead of timed cases."""
 
     def measure_settings(self) -> MeasureSettings:
         return self.measure or PRESET_MEASURE.get(self.preset, MeasureSettings())

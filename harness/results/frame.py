@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -92,7 +91,7 @@ def _case_fields(case: CaseResult) -> dict[str, Any]:
         "dtype": key.dtype,
         "batch": key.batch,
         "preset": key.preset,
-        "params": json.dumps(key.params, sort_keys=True, default=str),
+        "params": key.params_text(),
         "compile": key.compile,
         "nproc": key.nproc,
         "status": case.status,

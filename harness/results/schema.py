@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from backends.base import DeviceInfo
 from harness.results.config import RunConfig
@@ -19,6 +21,14 @@ ErrorKind = Literal[
     "exception", "crash", "timeout", "oom", "nonfinite", "unsupported", "interrupted"
 ]
 Stability = Literal["ok", "warn", "severe"]
+KeyField = Literal[
+    "workload", "workload_version", "mode", "dtype", "batch", "preset", "params", "compile", "nproc"
+]
+"""The fields of a CaseKey, by name."""
+MfuStatus = Literal["reported", "no_peak", "above_100"]
+"""What became of a case's MFU: `reported` (in `mfu`), `no_peak` (no peak FLOP/s known for its
+dtype), `above_100` (it would exceed 100% of the peak, so the peak is not the device's maximum
+and the figure was dropped)."""
 
 
 class CaseKey(BaseModel):
@@ -45,6 +55,31 @@ class CaseKey(BaseModel):
         if self.nproc > 1:
             text += f"/np{self.nproc}"
         return text
+
+    def identity(self, *, ignoring: Iterable[KeyField] = ()) -> str:
+        """The one rule for "the same case": canonical JSON of every field of the key (params
+        with sorted keys), as a hashable text to group or match by. Two keys are the same case
+        across runs exactly when their `identity()` texts are equal.
+
+        `ignoring` leaves the named fields out, so keys that differ only in those fields share
+        the text: e.g. `ignoring=("nproc",)` groups one case measured at several world sizes.
+        """
+        left_out = set(ignoring)
+        return json.dumps(self.model_dump(exclude=left_out), sort_keys=True, default=str)
+
+    def pair_key(self) -> str:
+        """The same case in any mode: what pairs a workload's `train` case with its `infer`
+        case (same workload and version, dtype, batch, preset, params, compile, nproc)."""
+        return self.identity(ignoring=("mode",))
+
+    def history_key(self) -> str:
+        """The same case over time, whatever the workload's version: what a history follows
+        and what "the latest result of a case" replaces (a new version supersedes the old)."""
+        return self.identity(ignoring=("workload_version",))
+
+    def params_text(self) -> str:
+        """The params as canonical JSON (sorted keys), as `identity()` writes them."""
+        return json.dumps(self.params, sort_keys=True, default=str)
 
 
 class Measurement(BaseModel):
@@ -115,6 +150,23 @@ class CollectivePoint(BaseModel):
     samples: int
 
 
+class CaseEnergy(BaseModel):
+    """Energy of one case over its measurement window (cold start, warm-up and samples)."""
+
+    joules: float
+    """Energy the device used during the window."""
+    seconds: float
+    """Length of the window."""
+    average_power_w: float
+    joules_per_step: float
+    """average power x median seconds per step."""
+    joules_per_item: float | None = None
+    item_unit: str = ""
+    """What an item is (tokens, samples, images): joules_per_item is J per one of them."""
+    method: str = ""
+    """How the energy was read (counter or integrated power samples, and from where)."""
+
+
 class CaseResult(BaseModel):
     """The outcome of one case: its measurement and derived figures, or why it failed."""
 
@@ -129,8 +181,12 @@ class CaseResult(BaseModel):
     achieved_bandwidth: float | None = None
     mfu: float | None = None
     peak_flops_source: str | None = None
+    mfu_status: MfuStatus | None = None
+    """What became of the MFU (set by harness.analysis.mfu); None when the case has no
+    achieved FLOP/s, so no MFU to compute. Read this, not `mfu_note`, to tell why `mfu` is
+    missing."""
     mfu_note: str | None = None
-    """Why `mfu` is missing (no usable peak, or it would exceed 100%)."""
+    """Why `mfu` is missing, in words for people (no usable peak, or it would exceed 100%)."""
     peak_memory_bytes: int | None = None
     extra: dict[str, float] = Field(default_factory=dict)
     started_at: datetime | None = None
@@ -141,6 +197,102 @@ class CaseResult(BaseModel):
     """Collectives probes: one point per message size."""
     scaling_efficiency: float | None = None
     """--scaling: (throughput / world) / (throughput_base / world_base), base = smallest world."""
+    energy: CaseEnergy | None = None
+    energy_note: str | None = None
+    """Why `energy` is missing (no energy source on this device, or the source failed)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_mfu_status(cls, data: Any) -> Any:
+        """Files written before `mfu_status` existed only carry `mfu` and the prose `mfu_note`:
+        derive the status from them. The note's wording is read here and nowhere else."""
+        if not isinstance(data, dict) or data.get("mfu_status") is not None:
+            return data
+        mfu, note = data.get("mfu"), data.get("mfu_note")
+        if mfu is not None and mfu > 1.0:
+            # Older still: the figure was kept; it is dropped now, as apply_peaks would.
+            return {**data, "mfu": None, "mfu_status": "above_100"}
+        if mfu is not None:
+            return {**data, "mfu_status": "reported"}
+        if note:
+            return {**data, "mfu_status": "above_100" if "above 100%" in note else "no_peak"}
+        return data
+
+
+class Percentiles(BaseModel):
+    """p50 / p90 / p99 of one latency metric (seconds), each with a bootstrap 95% CI."""
+
+    p50: float
+    p90: float
+    p99: float
+    p50_ci95: tuple[float, float]
+    p90_ci95: tuple[float, float]
+    p99_ci95: tuple[float, float]
+
+
+ScenarioKind = Literal["single-stream", "offline", "server"]
+
+
+class ScenarioPoint(BaseModel):
+    """One measured scenario run: every request's lengths and timings, and their summary.
+
+    Times are seconds from the start of the run (arrivals as scheduled); `latency_s` is from
+    arrival to the last output, `ttft_s` from arrival to the first token and `tpot_s` the mean
+    time between a request's later tokens (LLM requests only, None where a request made a
+    single token)."""
+
+    scenario: ScenarioKind
+    target_rate: float | None = None
+    """Server: the Poisson arrival rate asked for (requests/s)."""
+    requests: int
+    duration_s: float
+    """From the start to the last completion."""
+    achieved_rate: float
+    """Completed requests per second over `duration_s`."""
+    tokens_per_s: float | None = None
+    """LLMs: generated tokens per second over `duration_s`."""
+    arrival_s: list[float]
+    latency_s: list[float]
+    ttft_s: list[float] = Field(default_factory=list)
+    tpot_s: list[float | None] = Field(default_factory=list)
+    input_len: list[int] = Field(default_factory=list)
+    output_len: list[int] = Field(default_factory=list)
+    percentiles: dict[str, Percentiles] = Field(default_factory=dict)
+    """Metric (latency, ttft, tpot) -> its percentiles."""
+    meets_target: bool | None = None
+    """Server: every p99 within its target."""
+    decided: bool = True
+    """False when the target lay inside a p99's CI after the most requests allowed: the verdict
+    then rests on the point estimate."""
+
+
+class ScenarioResult(BaseModel):
+    """The inference scenarios of one workload/dtype/batch on a backend (LoadGen-style)."""
+
+    key: CaseKey
+    """mode is `serve`; batch is the scheduler's max batch."""
+    status: CaseStatus
+    error: CaseError | None = None
+    kind: Literal["items", "tokens"] = "items"
+    lengths: dict[str, Any] = Field(default_factory=dict)
+    """The length distribution requests were drawn from (LengthSpec), LLMs only."""
+    targets: dict[str, float] = Field(default_factory=dict)
+    """p99 targets by metric (seconds)."""
+    max_wait_s: float | None = None
+    seed: int = 0
+    single_stream: ScenarioPoint | None = None
+    offline: ScenarioPoint | None = None
+    server: list[ScenarioPoint] = Field(default_factory=list)
+    """Every server rate measured, in the order tried."""
+    max_rate: float | None = None
+    """Highest arrival rate whose p99s met the targets (requests/s); None if none did."""
+    missed_rate: float | None = None
+    """The lowest rate above max_rate that missed them: the max rate lies in
+    [max_rate, missed_rate). None when the offline throughput itself met them."""
+    search_note: str = ""
+    """How the max-rate search bracketed and why it stopped."""
+    started_at: datetime | None = None
+    duration_s: float | None = None
 
 
 class EnvironmentInfo(BaseModel):
@@ -203,8 +355,12 @@ class RunRecord(BaseModel):
     device: DeviceInfo
     peaks: dict[str, PeakFigure] = Field(default_factory=dict)
     """dtype name -> peak FLOP/s used for MFU (known spec, else measured matmul)."""
+    sustained_peaks: dict[str, PeakFigure] = Field(default_factory=dict)
+    """dtype name -> sustained matmul FLOP/s (matmul sustain_s=...), used for training MFU."""
     cases: list[CaseResult] = Field(default_factory=list)
     distributed: DistInfo | None = None
     """Set for distributed runs; None for single-process runs."""
     fidelity: list[FidelityResult] = Field(default_factory=list)
     """Training-fidelity checks against the reference (`bench run --fidelity`)."""
+    scenarios: list[ScenarioResult] = Field(default_factory=list)
+    """LoadGen-style inference scenarios (`bench run --scenario`)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from pydantic import BaseModel, Field
@@ -13,13 +13,12 @@ from pydantic import BaseModel, Field
 from backends.base import DTYPES, Backend
 from backends.registry import get_backend
 from harness.errors import describe_exception, is_oom
+from harness.measurement.energy import case_energy
 from harness.measurement.timing import measure, summarize
 from harness.results.config import MeasureSettings
-from harness.results.schema import CaseError, CaseKey, CaseResult, Throughput
-from workloads.base import BuildContext, CaseUnsupported
+from harness.results.schema import CaseError, CaseKey, CaseResult, Measurement, Throughput
+from workloads.base import BuildContext, CaseUnsupported, ContextT, Instance
 from workloads.registry import get_workload
-
-ContextT = TypeVar("ContextT", bound=BuildContext)
 
 
 class CaseSpec(BaseModel):
@@ -44,10 +43,9 @@ class CaseSpec(BaseModel):
     ) -> ContextT:
         """The BuildContext of this case on `backend`, seeded; `kind` lets the distributed
         harness hand workloads its own context (data-parallel training)."""
-        backend.seed(self.seed)
         key = self.key
-        return kind(
-            backend=backend,
+        return kind.seeded(
+            backend,
             dtype_name=key.dtype,
             batch_size=key.batch,
             preset=key.preset,
@@ -110,37 +108,46 @@ def _measure_case(spec: CaseSpec) -> CaseResult:
     step = instance.step(key.mode)
     backend.synchronize()
     backend.reset_peak_memory()
-    settings = spec.measure
-    measurement = measure(
-        step,
-        backend,
-        warmup_s=settings.warmup_s,
-        warmup_iterations=settings.warmup_iterations,
-        min_samples=settings.min_samples,
-        max_samples=settings.max_samples,
-        max_time_s=settings.max_time_s,
-        precision=settings.precision,
-        min_sample_s=settings.min_sample_s,
-    )
+    meter = backend.energy_meter()
+    meter.start()
+    measurement = measure(step, backend, **spec.measure.model_dump())
+    energy_reading = meter.stop()
     peak_memory = backend.peak_memory_bytes()
     reason = instance.nonfinite_reason()
     if reason is not None:
         return failed(spec, "nonfinite", reason, measurement=measurement)
-    seconds = measurement.median
+    result = measured_result(spec, instance, measurement)
+    result.peak_memory_bytes = peak_memory
     work = instance.work(key.mode)
-    flops = instance.flops(key.mode)
-    moved = instance.bytes_moved(key.mode)
+    result.energy, result.energy_note = case_energy(
+        energy_reading, measurement.median, work.items, work.unit
+    )
+    return result
+
+
+def measured_result(
+    spec: CaseSpec, instance: Instance, measurement: Measurement, world: int = 1
+) -> CaseResult:
+    """The `ok` CaseResult of `measurement`, whose median is the step time.
+
+    Work, FLOPs and bytes are the instance's per process, so with `world` processes stepping
+    together the step's totals and the throughput are `world` times theirs. Peak memory is
+    left for the caller, who knows which processes' peaks to take."""
+    mode = spec.key.mode
+    seconds = measurement.median
+    work = instance.work(mode)
+    flops = instance.flops(mode)
+    moved = instance.bytes_moved(mode)
     return CaseResult(
-        key=key,
+        key=spec.key,
         status="ok",
         measurement=measurement,
-        throughput=Throughput(value=work.items / seconds, unit=f"{work.unit}/s"),
-        flops_per_step=flops,
-        achieved_flops=flops / seconds if flops else None,
-        bytes_per_step=moved,
-        achieved_bandwidth=moved / seconds if moved else None,
-        peak_memory_bytes=peak_memory,
-        extra=instance.extra_metrics(key.mode, seconds),
+        throughput=Throughput(value=world * work.items / seconds, unit=f"{work.unit}/s"),
+        flops_per_step=world * flops if flops is not None else None,
+        achieved_flops=world * flops / seconds if flops else None,
+        bytes_per_step=world * moved if moved is not None else None,
+        achieved_bandwidth=world * moved / seconds if moved else None,
+        extra=instance.extra_metrics(mode, seconds),
     )
 
 

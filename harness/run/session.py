@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from backends.base import Backend
+from backends.base import Backend, DeviceInfo
 from harness.measurement.environment import capture_environment
 from harness.results.config import RunConfig
 from harness.results.schema import CaseResult, RunRecord
@@ -71,6 +71,18 @@ def new_record(
         backend=config.backend,
         config=config,
         environment=capture_environment(),
-        device=backend.describe(),
+        device=describe_with_settings(backend),
         **extra,
     )
+
+
+def describe_with_settings(backend: Backend) -> DeviceInfo:
+    """backend.describe() with backend.settings() added under `settings` (what describe()
+    put there itself wins). A settings() that raises is recorded as the one setting
+    `settings.error`, so the run goes on and says why the settings are missing."""
+    info = backend.describe()
+    try:
+        found = {str(k): str(v) for k, v in backend.settings().items()}
+    except Exception as exc:
+        found = {"settings.error": f"{type(exc).__name__}: {exc}"}
+    return info.model_copy(update={"settings": {**found, **info.settings}})

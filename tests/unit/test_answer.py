@@ -103,3 +103,41 @@ def test_mfu_above_100_percent_is_called_out() -> None:
     a = answer([run])
     assert any("exceed 100% MFU" in n and "underestimates" in n for n in a.notes)
     assert not answer([record("cpu", "Xeon")]).notes
+
+
+def test_the_roof_uses_the_mfu_peak_rule_so_mfu_and_roof_agree() -> None:
+    """A matmul probe too small to approach the device's maximum never becomes the roof,
+    however fast; the device's spec peak wins over measured probes."""
+    tiny = case("matmul", "probe", 0.0001, dtype="fp16", flops=2e6, items=2e6, unit="FLOP")
+    run = record("cpu", "Xeon", extra_cases=[tiny])
+    run.device = run.device.model_copy(update={"peak_flops": {"bf16": 1e12}, "peak_source": "x"})
+    apply_peaks(run)
+    (roof,) = answer([run]).roofs
+    assert "fp16" not in roof.peak_flops
+    assert roof.peak_flops["bf16"] == 1e12 and roof.flops_source["bf16"] == "spec: x"
+    assert roof.peak_flops["fp32"] == run.peaks["fp32"].flops
+    assert roof.flops_source["fp32"] == run.peaks["fp32"].source
+
+
+def test_cases_over_100_percent_mfu_are_noted_from_the_typed_status() -> None:
+    run = record("cpu", "Xeon")
+    fast = case("mlp", "infer", 0.001, dtype="bf16", flops=4e9, batch=2)
+    run.cases.append(fast)
+    apply_peaks(run)
+    assert fast.mfu_status == "above_100"
+    (note,) = [n for n in answer([run]).notes if "exceed 100% MFU" in n]
+    assert note.startswith("cpu / Xeon: 1 case(s)")
+
+
+def test_train_and_infer_pair_only_within_one_workload_version() -> None:
+    """The latest run's infer case is a new workload version: it replaces the old infer case
+    and does not pair with the old version's train case."""
+    old = record("cpu", "Xeon")
+    new = record("cpu", "Xeon", offset_s=60)
+    new.cases = [c for c in new.cases if (c.key.workload, c.key.mode) == ("mlp", "infer")]
+    new.cases[0].key = new.cases[0].key.model_copy(update={"workload_version": "2"})
+    a = answer([old, new])
+    assert "mlp" not in {r.workload for r in a.train_infer}
+    assert {"convnet", "gpt"} <= {r.workload for r in a.train_infer}
+    infers = [r for r in a.modes if (r.workload, r.mode) == ("mlp", "infer")]
+    assert len(infers) == 1

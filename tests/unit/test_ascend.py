@@ -59,6 +59,12 @@ class FakeNPU(types.ModuleType):
 
         self.Event = Event
         self.utils = types.SimpleNamespace(get_cann_version=self.get_cann_version)
+        self.matmul = types.SimpleNamespace(allow_hf32=False)
+        self.conv = types.SimpleNamespace(allow_hf32=True)
+        self.jit_compile = False
+
+    def is_jit_compile_false(self) -> bool:
+        return not self.jit_compile
 
     def is_available(self) -> bool:
         return self.devices > 0
@@ -211,11 +217,64 @@ def test_describe_reports_name_memory_versions_and_known_peaks(npu: FakeNPU) -> 
     assert "Huawei" in info.peak_source
 
 
-def test_910b_has_no_made_up_peak(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_910b3_peak_comes_with_its_source(monkeypatch: pytest.MonkeyPatch) -> None:
     install_stand_in(monkeypatch, FakeNPU(name="Ascend910B3"))
     info = AscendBackend().describe()
-    assert info.peak_flops == {}
-    assert info.peak_source == ""
+    assert info.peak_flops == {"bf16": 313 * TERA}
+    assert "torchtitan-npu" in info.peak_sources["bf16"]
+
+
+FAKE_NPU_SMI = """#!/bin/sh
+case "$1 $2 $3" in
+  "info -t board") printf 'NPU ID : %s\\nFirmware Version : 7.5.0.1.129\\n' "$5" ;;
+  "info -t power") printf 'NPU ID : %s\\nPower Dissipation(W) : 90.5\\n' "$5" ;;
+  *) exit 2 ;;
+esac
+"""
+
+
+def test_settings_name_hf32_compile_mode_environment_versions_and_firmware(
+    npu: FakeNPU, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "npu-smi"
+    script.write_text(FAKE_NPU_SMI)
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setenv("INF_NAN_MODE_ENABLE", "1")
+    monkeypatch.setenv("HCCL_EXEC_TIMEOUT", "1800")
+    monkeypatch.setenv("TASK_QUEUE_ENABLE", "2")
+    backend = AscendBackend()
+    found = backend.settings()
+    assert found["npu.matmul.allow_hf32"] == "False"
+    assert found["npu.conv.allow_hf32"] == "True"
+    assert found["npu.op_compile_mode"] == "binary"
+    assert found["npu.soc"] == "Ascend910A"
+    assert found["npu.firmware"] == "7.5.0.1.129"
+    assert (found["version.cann"], found["version.driver"]) == ("8.0.RC3", "24.1.rc3")
+    assert found["$INF_NAN_MODE_ENABLE"] == "1" and found["$HCCL_EXEC_TIMEOUT"] == "1800"
+    assert found["$TASK_QUEUE_ENABLE"] == "2"
+    assert backend.fp32_downcasts() == ["torch_npu.npu.conv.allow_hf32=True"]
+    assert backend.telemetry() == {"power_w": 90.5}
+    meter = backend.energy_meter()
+    meter.start()
+    reading = meter.stop()
+    assert reading.method.startswith("npu-smi power") and reading.joules is not None
+
+
+def test_compare_names_a_changed_allow_hf32(npu: FakeNPU) -> None:
+    from harness.analysis.compare import environment_differences
+    from harness.run.session import describe_with_settings
+    from tests.run_records import record
+
+    base, new = record("npu", "Ascend910A"), record("npu", "Ascend910A")
+    base.device = describe_with_settings(AscendBackend())
+    npu.matmul.allow_hf32 = True
+    npu.jit_compile = True
+    new.device = describe_with_settings(AscendBackend())
+    assert environment_differences(base, new) == [
+        "setting npu.matmul.allow_hf32: False -> True",
+        "setting npu.op_compile_mode: binary -> jit",
+    ]
 
 
 @pytest.mark.npu

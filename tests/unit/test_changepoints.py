@@ -12,12 +12,20 @@ def noisy(level: float, n: int, rng: np.random.Generator, noise: float = 0.03) -
     return level * (1.0 + noise * rng.standard_normal(n))
 
 
-@pytest.mark.parametrize("seed", range(10))
-def test_a_20_percent_step_in_noise_is_found_where_it_is(seed: int) -> None:
-    rng = np.random.default_rng(seed)
+def test_a_20_percent_step_in_noise_is_found_where_it_is_in_98_percent_of_series() -> None:
+    found = 0
+    for seed in range(1000):
+        rng = np.random.default_rng(seed)
+        series = np.concatenate([noisy(1.0, 12, rng), noisy(1.2, 12, rng)])
+        points = detect_change_points(series)
+        found += len(points) == 1 and points[0].index in (11, 12, 13)
+    assert found >= 980
+
+
+def test_a_found_step_reports_its_size() -> None:
+    rng = np.random.default_rng(0)
     series = np.concatenate([noisy(1.0, 12, rng), noisy(1.2, 12, rng)])
     (point,) = detect_change_points(series)
-    assert point.index in (11, 12, 13)
     assert point.relative_change == pytest.approx(0.2, abs=0.05)
 
 
@@ -27,12 +35,12 @@ def test_two_steps_are_both_found() -> None:
     assert [p.index for p in detect_change_points(series)] == [10, 20]
 
 
-def test_pure_noise_yields_no_change_point_in_nearly_every_series() -> None:
+def test_pure_noise_yields_a_change_point_in_about_1_percent_of_series_at_most() -> None:
     false_alarms = sum(
         bool(detect_change_points(noisy(1.0, 30, np.random.default_rng(seed))))
-        for seed in range(100)
+        for seed in range(1000)
     )
-    assert false_alarms <= 3
+    assert false_alarms <= 10
 
 
 @pytest.mark.parametrize(

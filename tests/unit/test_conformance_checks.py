@@ -122,3 +122,17 @@ def test_kit_is_parametrized_by_dtypes_and_registered_workloads() -> None:
 def test_cpu_passes(check: Callable[[KitContext], str]) -> None:
     result = _run(CPUBackend(), check)
     assert result.status == "pass", result.reason
+
+
+class NonTextSettingsBackend(CPUBackend):
+    def settings(self) -> dict[str, str]:
+        return {"threads": 4}  # type: ignore[dict-item]
+
+
+def test_device_facts_check_passes_the_cpu_and_names_a_non_text_setting() -> None:
+    honest = _run(CPUBackend(), checks.check_device_facts)
+    assert honest.status == "pass", honest
+    assert "settings, energy" in honest.reason
+    broken = _run(NonTextSettingsBackend(), checks.check_device_facts)
+    assert broken.status == "fail"
+    assert broken.reason == "settings() must return dict[str, str], got {'threads': 4}"

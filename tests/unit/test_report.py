@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.report.build import write_report
-from harness.report.figures import plot_text
+from harness.report.mpl import literal_figure, plot_text
 from harness.report.render import md_escape
 from tests.run_records import HOSTILE, failed_case, fidelity, record
 
@@ -122,5 +123,26 @@ def test_escapers_and_plot_text() -> None:
     assert md_escape("a_b *c* [d](e) <f> `g` #h") == r"a\_b \*c\* \[d\](e) \<f\> \`g\` \#h"
     assert md_escape("- item") == r"\- item" and md_escape("1. x") == r"1\. x"
     assert md_escape("- item", in_cell=True) == "- item"
-    assert plot_text("$x^2$ cost") == r"\$x^2\$ cost"
+    assert plot_text("$x^2$\n cost") == "$x^2$ cost"
     assert len(plot_text("a" * 100, limit=20)) == 20
+
+
+def test_figure_text_is_drawn_literally_not_as_mathtext() -> None:
+    """`$\\frac$` is an error as mathtext; drawn literally, the figure saves."""
+    with literal_figure() as fig:
+        fig.add_subplot().set_title(r"$\frac$ and $x^2$")
+        fig.savefig(io.BytesIO(), format="png")
+
+
+def test_histories_follow_a_case_across_workload_versions() -> None:
+    from harness.report.plots import case_histories
+
+    old = record("cpu", "Xeon")
+    new = record("cpu", "Xeon", offset_s=60)
+    for c in new.cases:
+        c.key = c.key.model_copy(update={"workload_version": "2"})
+    histories = case_histories([old, new])
+    assert len(histories) == len(old.cases)
+    assert all(len(h.points) == 2 for h in histories)
+    gpt_train = [h for h in histories if h.title.startswith("gpt/train/")]
+    assert len(gpt_train) == 1 and "[" in gpt_train[0].title

@@ -106,3 +106,16 @@ def test_convnet_channels_last_keeps_the_memory_format() -> None:
     assert images.is_contiguous(memory_format=torch.channels_last)
     instance.step("train")()
     assert instance.nonfinite_reason() is None
+
+
+def test_matmul_sustained_mode_reports_burst_sustained_and_their_ratio() -> None:
+    held, _ = build("matmul", n="64", sustain_s="0.05", sustain_windows="3")
+    extra = held.extra_metrics("probe", 1.0)
+    assert extra["sustain_windows"] == 3.0 and extra["sustain_s"] > 0
+    assert extra["burst_flops"] > 0 and extra["sustained_flops"] > 0
+    assert extra["sustain_ratio"] == extra["sustained_flops"] / extra["burst_flops"]
+    assert extra["sustain_min_flops"] <= min(extra["burst_flops"], extra["sustained_flops"])
+    plain, _ = build("matmul")
+    assert "burst_flops" not in plain.extra_metrics("probe", 1.0)
+    with pytest.raises(WorkloadError, match="sustain_s must be >= 0 seconds"):
+        build("matmul", sustain_s="-1")

@@ -52,3 +52,4 @@ def test_tiny_run_records_the_device(tmp_path: Path) -> None:
     record = json.loads(path.read_text())
     assert record["device"]["backend"] == "hostdev"
     assert record["device"]["runtime"]["hostdev"] == "0.1.0"
+    assert record["device"]["settings"]["hostdev.threads"].isdigit()  # the vendor's own setting

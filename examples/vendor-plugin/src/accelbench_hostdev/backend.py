@@ -36,3 +36,11 @@ class HostDevBackend(AcceleratorBackend):
         from accelbench_hostdev import __version__
 
         return {**super().runtime_versions(), "hostdev": __version__}
+
+    def settings(self) -> dict[str, str]:
+        """A vendor lists the switches that change its numerics or speed (precision modes,
+        compile modes, queueing, its environment variables); every run records them and
+        `bench compare` names the ones that differ. hostdev runs on host threads."""
+        import torch
+
+        return {**super().settings(), "hostdev.threads": str(torch.get_num_threads())}
