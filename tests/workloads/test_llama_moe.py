@@ -166,3 +166,24 @@ def test_prefill_is_more_compute_bound_than_decode(name: str) -> None:
     intensity = {m: instance.flops(m) / instance.bytes_moved(m) for m in ("prefill", "decode")}
     assert intensity["prefill"] > 10 * intensity["decode"]
     assert instance.bytes_moved("train") is None
+
+
+@pytest.mark.parametrize("name", ["llama", "moe"])
+def test_slot_cache_rows_rotate_and_attend_at_their_own_positions(name: str) -> None:
+    """Continuous batching: two requests at different lengths decode in one batch; each row's
+    logits equal the full forward of its own prefix (rotary angles are per row)."""
+    instance, params = build(name)
+    model = instance.model.eval()  # type: ignore[attr-defined]
+    tokens, _ = instance.batch  # type: ignore[attr-defined]
+    with torch.inference_mode():
+        slots = model.new_slots(2, params["seq_len"], torch.float32)
+        slots.use([0])
+        model(tokens[:1, :8], slots)
+        slots.use([1])
+        model(tokens[1:, :5], slots)
+        slots.use([0, 1])
+        step = torch.cat([tokens[:1, 8:9], tokens[1:, 5:6]])
+        served = model(step, slots)[:, -1]
+        first = model(tokens[:1, :9])[:, -1]
+        second = model(tokens[1:, :6])[:, -1]
+    torch.testing.assert_close(served, torch.cat([first, second]), rtol=1e-4, atol=1e-4)
