@@ -10,6 +10,11 @@ ceil(capacity_factor * N * top_k / n_expert) of a step's N tokens, in token orde
 token slots beyond it are dropped (the token keeps its residual and its other experts).
 Inference never drops (capacity_factor 0 means no limit in training either).
 
+Under `bench run --nproc N > 1` the experts are sharded over the N ranks (expert
+parallelism; `expert_parallel=false` replicates them instead): tokens go to the rank holding
+their expert and come back through `all_to_all_single`; everything else is data parallel.
+FLOPs and bytes per step stay those of the whole model on one rank's batch.
+
 The base preset is shaped like DeepSeek-V2-Lite: d_model 2048, 27 layers of which the first
 is dense (MLP 10944), 64 routed experts of width 1408 with top-6 routing, 2 shared experts,
 vocabulary 102400, untied head, 16 attention heads. DeepSeek's multi-head latent attention
