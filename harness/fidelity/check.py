@@ -23,10 +23,10 @@ from backends.cpu import CPUBackend
 from backends.registry import get_backend
 from harness.errors import BenchError, describe_exception
 from harness.results.fidelity import FidelityBand, FidelityResult, FidelityTolerance
-from workloads.base import BuildContext, Workload
+from workloads.base import BuildContext, Routing, Workload
 from workloads.registry import get_workload
 
-FIDELITY_WORKLOADS: tuple[str, ...] = ("gpt", "mlp", "convnet")
+FIDELITY_WORKLOADS: tuple[str, ...] = ("gpt", "llama", "moe", "mlp", "convnet")
 """Workloads whose training a run checks for fidelity (those registered here)."""
 
 FIDELITY_STEPS: dict[str, int] = {"tiny": 20, "small": 100}
@@ -50,14 +50,33 @@ TOLERANCES: dict[str, FidelityTolerance] = {
     # bf16 vs fp32 0.061 / 0.216, fp16 vs fp32 0.019 / 0.127 (all convnet). pass is 10x
     # that for fp32 (other devices sum in other orders) and 2.5x for bf16/fp16; warn is 2-10x
     # pass.
+    # Routing (MoE): largest fraction of tokens with another top-k expert set in a compared
+    # step; drift measured on moe tiny and small in docs/fidelity.md (fp32 vs fp32/fp64: 0;
+    # bf16 and fp16 vs fp32: up to 0.042). fp32 pass allows a near-tie flip per hundred
+    # tokens; bf16/fp16 pass is 2.5x the drift, warn 2x pass.
     "fp32": FidelityTolerance(
-        loss_pass=3e-4, loss_warn=3e-3, grad_norm_pass=3e-3, grad_norm_warn=3e-2
+        loss_pass=3e-4,
+        loss_warn=3e-3,
+        grad_norm_pass=3e-3,
+        grad_norm_warn=3e-2,
+        routing_pass=0.01,
+        routing_warn=0.05,
     ),
     "bf16": FidelityTolerance(
-        loss_pass=0.15, loss_warn=0.3, grad_norm_pass=0.5, grad_norm_warn=1.0
+        loss_pass=0.15,
+        loss_warn=0.3,
+        grad_norm_pass=0.5,
+        grad_norm_warn=1.0,
+        routing_pass=0.1,
+        routing_warn=0.2,
     ),
     "fp16": FidelityTolerance(
-        loss_pass=0.05, loss_warn=0.15, grad_norm_pass=0.3, grad_norm_warn=0.6
+        loss_pass=0.05,
+        loss_warn=0.15,
+        grad_norm_pass=0.3,
+        grad_norm_warn=0.6,
+        routing_pass=0.1,
+        routing_warn=0.2,
     ),
 }
 TOLERANCES["fp64"] = TOLERANCES["fp32"]
@@ -176,6 +195,8 @@ class Trajectory(BaseModel):
     first_nonfinite: int | None = None
     skipped_steps: list[int] = Field(default_factory=list)
     supported: bool = True
+    routing: list[Routing] = Field(default_factory=list)
+    """Mixture-of-experts workloads: each step's routing decisions (not stored)."""
 
 
 class Baseline(BaseModel):
@@ -237,6 +258,8 @@ def train_trajectory(
             out.group_grad_norm.setdefault(group, [None] * index).append(
                 value if math.isfinite(value) else None
             )
+        if step.routing is not None:
+            out.routing.append(step.routing)
         if loss_ok and not norm_ok and dtype == "fp16":
             out.skipped_steps.append(index)
         elif not (loss_ok and norm_ok):
@@ -283,6 +306,37 @@ def final_losses(
         return None
     tail = pairs[-max(1, len(pairs) // 10) :]
     return sum(t for t, _ in tail) / len(tail), sum(r for _, r in tail) / len(tail)
+
+
+def routing_match(target: Routing, reference: Routing) -> float:
+    """The fraction of (layer, token) pairs whose top-k expert set is the same in both."""
+    k = target.top_k
+    a = torch.tensor(target.experts).reshape(-1, k)
+    b = torch.tensor(reference.experts).reshape(-1, k)
+    if a.shape != b.shape or not a.numel():
+        return 0.0
+    return float((a == b).all(dim=-1).float().mean())
+
+
+def expert_load(routing: Routing) -> list[int]:
+    """Token slots routed to each expert, summed over the MoE layers."""
+    ids = torch.tensor(routing.experts, dtype=torch.long).reshape(-1)
+    return [int(n) for n in torch.bincount(ids, minlength=routing.n_expert)]
+
+
+def compare_routing(result: FidelityResult, target: Trajectory, reference: Trajectory) -> None:
+    """Fill the routing fields of `result` from the two runs' routing (MoE workloads only):
+    match per step, expert loads, and the largest mismatch over the compared steps."""
+    if not target.routing or not reference.routing:
+        return
+    result.routing_match = [
+        routing_match(t, r) for t, r in zip(target.routing, reference.routing, strict=False)
+    ]
+    result.target_expert_load = [expert_load(r) for r in target.routing]
+    result.reference_expert_load = [expert_load(r) for r in reference.routing]
+    compared = result.routing_match[: result.compared_steps or len(result.routing_match)]
+    if compared:
+        result.max_routing_mismatch = 1.0 - min(compared)
 
 
 def _max_abs_difference(a: Trajectory, b: Trajectory) -> tuple[bool, float]:
@@ -500,6 +554,17 @@ def judge(result: FidelityResult, tolerance: FidelityTolerance | None = None) ->
             + since
         )
     reasons.extend(_group_reasons(result, worse))
+    mismatch = result.max_routing_mismatch
+    ok, warn = tolerance.routing_pass, tolerance.routing_warn
+    if mismatch is not None and ok is not None and mismatch > ok:
+        level = "fail" if warn is not None and mismatch > warn else "warn"
+        worse(level)
+        limit = warn if level == "fail" else ok
+        reasons.append(
+            f"routing diverges: in a compared step {mismatch:.3g} of the tokens chose a "
+            f"different top-k expert set than the reference, beyond the {result.dtype} "
+            f"{'warn' if level == 'fail' else 'pass'} tolerance {limit:g}"
+        )
     final = result.final_loss_deviation
     if final is not None and band.final_loss_warn is not None and final > band.final_loss_warn:
         worse("fail")
@@ -684,6 +749,7 @@ def check_fidelity(
         for group, values in first.group_grad_norm.items()
     }
     result.skipped_steps = first.skipped_steps
+    compare_routing(result, first, ref)
     final = final_losses(first.loss, ref.loss)
     if final is not None:
         result.final_loss_ratio = final[0] / final[1] if final[1] else None

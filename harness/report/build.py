@@ -317,6 +317,7 @@ def fidelity_section(a: Answer, figures: dict[str, Figure]) -> Section:
                 format_number(r.max_rel_loss_deviation),
                 format_number(r.max_rel_grad_norm_deviation),
                 _band_text(r), _honest_text(r),
+                format_number(r.max_routing_mismatch),
                 format_number(r.final_loss_ratio, 6),
                 "-" if r.first_nonfinite_step is None else str(r.first_nonfinite_step),
                 bitwise, r.verdict, "; ".join(r.reasons) or "-", r.note or "-",
@@ -325,8 +326,8 @@ def fidelity_section(a: Answer, figures: dict[str, Figure]) -> Section:
     cols = [
         "system", "workload", "dtype", "preset", "reference", "steps", "loss dev (x initial loss)",
         "grad-norm dev (x median)", "pass band at the last compared step (loss / grad norm)",
-        "honest drift (loss / grad norm)", "final loss ratio", "first NaN/Inf step",
-        "bitwise repeatable", "verdict", "reasons", "note",
+        "honest drift (loss / grad norm)", "routing mismatch (MoE)", "final loss ratio",
+        "first NaN/Inf step", "bitwise repeatable", "verdict", "reasons", "note",
     ]  # fmt: skip
     return Section(
         title="Training fidelity",
@@ -335,7 +336,9 @@ def fidelity_section(a: Answer, figures: dict[str, Figure]) -> Section:
             "weights and identical batches of real data. The pass band is measured in the run: "
             "k x the drift of an honest run (the same training in the target dtype on the "
             "reference device) plus a floor, per step; `table` marks checks judged against "
-            "the fixed per-dtype tolerances instead (docs/fidelity.md)."
+            "the fixed per-dtype tolerances instead (docs/fidelity.md). Routing mismatch "
+            "(mixture-of-experts workloads): the largest fraction of tokens in a compared step "
+            "whose top-k expert set differs from the reference's."
         ]
         + ([] if rows else ["No fidelity checks in these runs (bench run --fidelity)."]),
         tables=[Table(columns=cols, rows=rows)] if rows else [],

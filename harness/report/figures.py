@@ -343,7 +343,7 @@ def roofline_figure(answer: Answer, out: list[Figure]) -> None:
     low = min(min(intensities) / 4, 0.1)
     high = max(max(intensities) * 4, 1000.0)
     xs = np.logspace(np.log10(low), np.log10(high), 200)
-    caption = "Roofline from measured matmul (compute) and bandwidth probes; gpt prefill/decode"
+    caption = "Roofline from measured matmul (compute) and bandwidth probes; LLM prefill/decode"
     with _figure("roofline.png", caption, out, figsize=(11, 5.5)) as fig:
         ax = fig.add_subplot(1, 1, 1)
         colors: dict[str, Any] = {}

@@ -21,6 +21,10 @@ class FidelityTolerance(BaseModel):
     loss_warn: float
     grad_norm_pass: float
     grad_norm_warn: float
+    routing_pass: float | None = None
+    routing_warn: float | None = None
+    """Mixture-of-experts routing: largest fraction of tokens whose top-k expert set differs
+    from the reference's in a compared step (None: not judged)."""
 
 
 BandSource = Literal["measured", "table"]
@@ -117,6 +121,16 @@ class FidelityResult(BaseModel):
 
     band: FidelityBand | None = None
     """The per-step bands the deviations were judged against, and where they came from."""
+    routing_match: list[float] = Field(default_factory=list)
+    """Mixture-of-experts workloads, per step: the fraction of (layer, token) pairs whose
+    top-k expert set on the target equals the reference's (same weights and batch at step 0;
+    later steps start from each run's own weights). Empty for dense workloads."""
+    target_expert_load: list[list[int]] = Field(default_factory=list)
+    reference_expert_load: list[list[int]] = Field(default_factory=list)
+    """Per step: token slots routed to each expert, summed over the MoE layers."""
+    max_routing_mismatch: float | None = None
+    """1 - the smallest routing match over the compared steps."""
+
     tolerance: FidelityTolerance | None = None
     """The dtype's fixed table: the fallback band when no honest run exists."""
     verdict: FidelityVerdict

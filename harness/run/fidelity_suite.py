@@ -38,13 +38,13 @@ FidelityProgressFn = Callable[[int, int, FidelitySpec, FidelityResult | None], N
 
 
 def plan_fidelity(config: RunConfig) -> list[FidelitySpec]:
-    """One check per selected fidelity workload (gpt, mlp, convnet; those registered) and run
+    """One check per selected fidelity workload (FIDELITY_WORKLOADS; those registered) and run
     dtype, at the run's preset, or at `small` when the run's preset is larger (say so in the
     note). Empty when `config.fidelity` is off. Raises BenchError for a bad reference."""
     if not config.fidelity:
         return []
     parse_reference(config.reference)
-    names = config.workloads or default_workloads()
+    names = config.workloads or default_workloads(config.preset)
     known = all_workloads()
     chosen = [name for name in FIDELITY_WORKLOADS if name in names and name in known]
     if not chosen:

@@ -305,3 +305,48 @@ def test_the_drift_tool_prints_the_honest_drift_per_dtype(
     assert [row.split(" | ")[3] for row in rows] == ["cpu:fp32", "cpu:bf16"]
     assert rows[0].split(" | ")[4:8] == ["0", "0", "0", "0"]  # the reference itself
     assert "mlp " in rows[1] and "head " in rows[1]
+
+
+def test_routing_match_compares_top_k_sets_per_layer_and_token() -> None:
+    from harness.fidelity.check import expert_load, routing_match
+    from workloads.base import Routing
+
+    # Two layers of two tokens, top-2 of 4 experts; sets sorted, token after token.
+    target = Routing(n_expert=4, top_k=2, experts=[[0, 1, 2, 3], [0, 2, 1, 3]])
+    reference = Routing(n_expert=4, top_k=2, experts=[[0, 1, 2, 3], [0, 3, 1, 3]])
+    assert routing_match(target, reference) == 0.75
+    assert routing_match(target, target) == 1.0
+    assert expert_load(target) == [2, 2, 2, 2]
+    assert expert_load(reference) == [2, 2, 1, 3]
+
+
+def test_moe_fidelity_records_routing_per_step_and_passes_on_the_cpu() -> None:
+    result = check_fidelity("cpu", "moe", "fp32", "tiny", steps=4, determinism=False)
+    assert result.verdict == "pass", result.reasons
+    assert result.routing_match == [1.0] * 4
+    assert result.max_routing_mismatch == 0.0
+    n_expert, slots = 8, 2 * 32 * 2  # tiny: 8 experts, batch 2 x 32 tokens, top-2, 1 MoE layer
+    assert len(result.target_expert_load) == 4
+    assert all(len(load) == n_expert and sum(load) == slots for load in result.target_expert_load)
+    assert result.target_expert_load == result.reference_expert_load
+
+
+def test_dense_workloads_record_no_routing() -> None:
+    result = check_fidelity("cpu", "mlp", "fp32", "tiny", steps=2, determinism=False)
+    assert result.routing_match == [] and result.max_routing_mismatch is None
+
+
+def test_a_router_with_reduced_precision_logits_is_flagged_by_routing_before_the_loss(
+    test_plugins: dict[str, str],
+) -> None:
+    """The coarse-router test backend (tests/fixtures/plugins, through the bench.backends
+    entry point) rounds router logits to bf16: in fp32 a few tokens tie and pick another
+    expert, which the loss and gradient norm do not show within 20 steps."""
+    result = check_fidelity("coarse-router", "moe", "fp32", "tiny", determinism=False)
+    tolerance = TOLERANCES["fp32"]
+    assert result.max_routing_mismatch is not None
+    assert result.max_routing_mismatch > (tolerance.routing_pass or 0.0)
+    assert result.verdict in ("warn", "fail")
+    assert any(r.startswith("routing diverges: in a compared step") for r in result.reasons)
+    assert result.max_rel_loss_deviation <= tolerance.loss_pass
+    assert result.max_rel_grad_norm_deviation <= tolerance.grad_norm_pass
