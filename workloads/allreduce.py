@@ -1,5 +1,5 @@
-"""Collectives probe: all_reduce, all_gather, reduce_scatter and broadcast over a sweep of
-message sizes, reported as algbw and busbw with the nccl-tests conventions.
+"""Collectives probe: all_reduce, all_gather, reduce_scatter, broadcast and all_to_all over a
+sweep of message sizes, reported as algbw and busbw with the nccl-tests conventions.
 
 Needs a process group of at least two ranks (`bench run --nproc 2 ...`); in a single process
 every case is `unsupported`. The distributed harness (harness.distributed) times each message size
@@ -7,8 +7,10 @@ with the same synchronized schedule it uses for training steps (barrier, warm-up
 max over ranks) and records one CollectivePoint per size.
 
 Sizes follow nccl-tests: S is the all_reduce/broadcast buffer, the gathered output of
-all_gather and the input of reduce_scatter; algbw = S / time, busbw = algbw x factor with
-factor 2(n-1)/n for all_reduce, (n-1)/n for all_gather and reduce_scatter, 1 for broadcast.
+all_gather, the input of reduce_scatter and each rank's send buffer of all_to_all (S / n to
+every rank, its own included; `all_to_all_single`, the exchange of expert parallelism);
+algbw = S / time, busbw = algbw x factor with factor 2(n-1)/n for all_reduce, (n-1)/n for
+all_gather, reduce_scatter and all_to_all, 1 for broadcast.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def bus_factor(op: str, world: int) -> float:
     """nccl-tests' busbw / algbw factor of `op` on `world` ranks."""
     if op == "all_reduce":
         return 2.0 * (world - 1) / world
-    if op in ("all_gather", "reduce_scatter"):
+    if op in ("all_gather", "reduce_scatter", "all_to_all"):
         return (world - 1) / world
     if op == "broadcast":
         return 1.0
@@ -91,6 +93,9 @@ class CollectiveInstance(Instance):
             return lambda: dist.all_reduce(full)
         if op == "broadcast":
             return lambda: dist.broadcast(full, src=0)
+        if op == "all_to_all":
+            received = self._buffer(size_bytes)
+            return lambda: dist.all_to_all_single(received, full)
         part = self._buffer(size_bytes // self.world)
         fn = _collective(op)
         if op == "all_gather":

@@ -14,12 +14,18 @@ from contextlib import AbstractContextManager
 from typing import Any, ClassVar, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from backends.base import DTYPES, Backend
 from workloads.serving import Server
 
-COLLECTIVE_MODES: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")
+COLLECTIVE_MODES: tuple[str, ...] = (
+    "all_reduce",
+    "all_gather",
+    "reduce_scatter",
+    "broadcast",
+    "all_to_all",
+)
 """Modes of the collectives probe (workloads/allreduce.py)."""
 MODES: tuple[str, ...] = (
     "infer",
@@ -56,11 +62,25 @@ class Work(BaseModel):
     unit: str
 
 
+class Routing(BaseModel):
+    """The experts a mixture-of-experts training step sent its tokens to."""
+
+    n_expert: int
+    top_k: int
+    experts: list[list[int]]
+    """Per MoE layer: each token's top_k expert ids in ascending order, token after token."""
+
+
 class FidelityStep(BaseModel):
     """What one training step on real data reports for fidelity checks."""
 
     loss: float
     grad_norm: float
+    group_grad_norms: dict[str, float] = Field(default_factory=dict)
+    """Gradient norm of each parameter group (embeddings, attention, mlp, conv, norms, head;
+    see workloads.training.parameter_groups), where the instance knows its groups."""
+    routing: Routing | None = None
+    """Mixture-of-experts workloads: the step's routing decisions (routing fidelity)."""
 
 
 ContextT = TypeVar("ContextT", bound="BuildContext")

@@ -72,25 +72,85 @@ def decoder_serving_bytes(
     dtype: str,
     head_rows: int,
 ) -> float:
+    """Bytes of memory traffic of one serving step (prefill or decode) of a GPT-style
+    decoder-only transformer, `new_tokens` per sequence entering a KV cache that already
+    holds `cached_tokens`, with the vocabulary head applied to `head_rows` rows: `serving_bytes`
+    with N = 12 * n_layer * d_model^2 + vocab * d_model (x2 untied) weights, K and V of width
+    d_model, and about 16 * d_model activation elements per new token per layer (norms,
+    q/k/v, attention output, projection, the 4x MLP hidden written and read, residuals)."""
+    weights = 12 * n_layer * d_model * d_model + vocab * d_model * (1 if tied else 2)
+    return serving_bytes(
+        weights,
+        batch,
+        new_tokens,
+        cached_tokens,
+        n_layer,
+        kv_width=d_model,
+        activation_width=16 * d_model,
+        vocab=vocab,
+        dtype=dtype,
+        head_rows=head_rows,
+    )
+
+
+def serving_bytes(
+    weights: float,
+    batch: int,
+    new_tokens: int,
+    cached_tokens: int,
+    n_layer: int,
+    *,
+    kv_width: int,
+    activation_width: float,
+    vocab: int,
+    dtype: str,
+    head_rows: int,
+) -> float:
     """Bytes of memory traffic of one serving step (prefill or decode) of a decoder-only
     transformer, `new_tokens` per sequence entering a KV cache that already holds
     `cached_tokens`, with the vocabulary head applied to `head_rows` rows:
 
-    - weights, read once: N = 12 * n_layer * d_model^2 + vocab * d_model (x2 untied) fp32
-      master values (4 bytes each), plus, below fp32, the autocast copy written and read
-      (2 * a bytes per weight, a = bytes per activation element of `dtype`);
+    - `weights` parameters read once, as fp32 master values (4 bytes each), plus, below fp32,
+      the autocast copy written and read (2 * a bytes per weight, a = bytes per activation
+      element of `dtype`);
     - KV cache: the new tokens' K and V written, and every position attended read,
-      2 * n_layer * batch * (cached_tokens + new_tokens) * d_model elements
-      (prefill: the prompt written; decode: cache + 1 read);
-    - activations: about 16 * d_model elements per new token per layer (norms, q/k/v,
-      attention output, projection, the 4x MLP hidden written and read, residuals), plus
-      the logits (2 * head_rows * vocab, written and read).
+      2 * n_layer * batch * (cached_tokens + new_tokens) * kv_width elements (kv_width =
+      KV heads x head size; prefill: the prompt written; decode: cache + 1 read);
+    - activations: `activation_width` elements per new token per layer, plus the logits
+      (2 * head_rows * vocab, written and read).
 
     Caches are ignored: on a CPU a small model's weights can stay in L2/L3, which puts its
     points to the left of where they really are."""
     act = ELEMENT_BYTES[dtype]
-    weights = 12 * n_layer * d_model * d_model + vocab * d_model * (1 if tied else 2)
     weight_bytes = weights * 4 + (weights * 2 * act if act < 4 else 0)
-    kv = 2 * n_layer * batch * (cached_tokens + new_tokens) * d_model
-    activations = batch * new_tokens * n_layer * 16 * d_model + 2 * head_rows * vocab
+    kv = 2 * n_layer * batch * (cached_tokens + new_tokens) * kv_width
+    activations = batch * new_tokens * n_layer * activation_width + 2 * head_rows * vocab
     return float(weight_bytes + (kv + activations) * act)
+
+
+def gqa_attention_layer(
+    batch: int, queries: int, keys: int, d_model: int, n_head: int, n_kv_head: int
+) -> float:
+    """Grouped-query attention of one layer: Q and output projections (d_model wide), K and V
+    projections (n_kv_head heads of d_model / n_head), and attention over every query-key
+    pair of all n_head query heads."""
+    rows = batch * queries
+    kv_width = d_model // n_head * n_kv_head
+    projections = 2 * linear(rows, d_model, d_model) + 2 * linear(rows, d_model, kv_width)
+    return projections + attention(batch, queries, keys, d_model)
+
+
+def swiglu(rows: float, d_model: int, d_ff: int) -> float:
+    """A SwiGLU MLP (gate and up projections to d_ff, down projection back) on `rows`."""
+    return 3 * linear(rows, d_model, d_ff)
+
+
+def moe_mlp(
+    rows: float, d_model: int, n_expert: int, top_k: int, d_expert: int, d_shared: int
+) -> float:
+    """A mixture-of-experts MLP on `rows` tokens: the router (d_model -> n_expert), the
+    shared experts (one SwiGLU of width d_shared; 0: none) and the `top_k` active routed
+    SwiGLU experts of width d_expert per token. Experts a token is not routed to cost
+    nothing; tokens dropped by a capacity limit are still counted (nominal work)."""
+    shared = swiglu(rows, d_model, d_shared) if d_shared else 0.0
+    return linear(rows, d_model, n_expert) + shared + swiglu(rows * top_k, d_model, d_expert)

@@ -85,26 +85,35 @@ def serving_lengths(params: dict[str, Any]) -> tuple[int, int]:
     return params["prompt_len"] or seq_len, params["cache_len"] or seq_len - 1
 
 
-class GPTInstance(TrainableInstance):
-    model: GPT
+class DecoderInstance(TrainableInstance):
+    """A decoder-only language model on byte text: infer and train on a window, prefill a
+    prompt into a KV cache, decode one token against a cache (the serving steps of every
+    decoder workload). Subclasses build the model (`make_model`) and count its FLOPs and
+    bytes; the model takes `(tokens, cache, last_only)` and has `new_cache(batch, len, dtype)`.
+    """
+
+    workload_name: str = "gpt"
+    workload_modes: tuple[str, ...] = ("infer", "train", "prefill", "decode")
 
     def __init__(self, ctx: BuildContext, params: dict[str, Any]) -> None:
         self.ctx = ctx
         self.p = params
         self.seq_len = params["seq_len"]
         self.prompt_len, self.cache_len = serving_lengths(params)
-        model = ctx.materialize(
-            lambda: GPT(
-                params["vocab"],
-                params["seq_len"],
-                params["d_model"],
-                params["n_layer"],
-                params["n_head"],
-                params["tied"],
-            )
-        )
+        model = ctx.materialize(lambda: self.make_model(params))
         self.attach(model, torch.optim.AdamW, lr=params["lr"])
         self._cache: KVCache | None = None
+
+    def make_model(self, params: dict[str, Any]) -> nn.Module:
+        """The model of this workload, built from its parameters (on the CPU, seeded)."""
+        return GPT(
+            params["vocab"],
+            params["seq_len"],
+            params["d_model"],
+            params["n_layer"],
+            params["n_head"],
+            params["tied"],
+        )
 
     def batch_at(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         windows = byte_windows(index, self.ctx.batch_size, self.seq_len + 1).to(self.ctx.device)
@@ -156,13 +165,19 @@ class GPTInstance(TrainableInstance):
                     self.last = self.forward(token, cache)
 
             return decode
-        raise mode_error("gpt", mode, GPTWorkload.modes)
+        raise mode_error(self.workload_name, mode, self.workload_modes)
 
-    def server(self, max_batch: int) -> GPTServer:
+    def server(self, max_batch: int) -> DecoderServer:
         """Continuous batching over `max_batch` per-request KV caches of seq_len positions."""
-        return GPTServer(self, max_batch)
+        return DecoderServer(self, max_batch)
 
-    def _forward_flops(self, queries: int, keys: int, head_rows: int | None = None) -> float:
+    def serving_tokens(self, mode: str) -> tuple[int, int]:
+        """(new tokens per sequence, tokens already cached) of a prefill or decode step."""
+        return (self.prompt_len, 0) if mode == "prefill" else (1, self.cache_len)
+
+    def forward_flops(self, queries: int, keys: int, head_rows: int | None = None) -> float:
+        """FLOPs of one forward: `queries` new tokens per sequence attending to `keys`
+        positions, the vocabulary head on `head_rows` rows (default every new token)."""
         p = self.p
         return flops.decoder_forward(
             self.ctx.batch_size,
@@ -176,16 +191,13 @@ class GPTInstance(TrainableInstance):
         )
 
     def flops(self, mode: str) -> float:
-        batch = self.ctx.batch_size
         if mode == "infer":
-            return self._forward_flops(self.seq_len, self.seq_len)
+            return self.forward_flops(self.seq_len, self.seq_len)
         if mode == "train":
-            return flops.training(self._forward_flops(self.seq_len, self.seq_len))
+            return flops.training(self.forward_flops(self.seq_len, self.seq_len))
         if mode == "prefill":
-            prompt = self.prompt_len
-            return self._forward_flops(prompt, prompt, head_rows=batch)
-        length = self.cache_len
-        return self._forward_flops(1, length + 1)
+            return self.forward_flops(self.prompt_len, self.prompt_len, self.ctx.batch_size)
+        return self.forward_flops(1, self.cache_len + 1)
 
     def bytes_moved(self, mode: str) -> float | None:
         """Memory traffic of a prefill or decode step at this instance's real lengths
@@ -193,7 +205,7 @@ class GPTInstance(TrainableInstance):
         if mode not in ("prefill", "decode"):
             return None
         p, batch = self.p, self.ctx.batch_size
-        new, cached = (self.prompt_len, 0) if mode == "prefill" else (1, self.cache_len)
+        new, cached = self.serving_tokens(mode)
         return flops.decoder_serving_bytes(
             batch,
             new,
@@ -228,12 +240,12 @@ PROMPTS = 64
 """Distinct prompts (byte windows of the corpus) the server cycles through."""
 
 
-class GPTServer(TokenServer):
-    """Requests on a GPT instance: greedy generation with a SlotCache. Prompts are byte windows
-    of the corpus; the next input of each slot is the argmax of its last logits, kept on the
-    device so that no step waits for the host."""
+class DecoderServer(TokenServer):
+    """Requests on a decoder instance (gpt, llama, moe): greedy generation with a SlotCache.
+    Prompts are byte windows of the corpus; the next input of each slot is the argmax of its
+    last logits, kept on the device so that no step waits for the host."""
 
-    def __init__(self, instance: GPTInstance, max_batch: int) -> None:
+    def __init__(self, instance: DecoderInstance, max_batch: int) -> None:
         super().__init__(max_batch, instance.seq_len)
         self.instance = instance
         ctx = instance.ctx
@@ -260,6 +272,12 @@ class GPTServer(TokenServer):
 
     def release(self, slot: int) -> None:
         self.cache.reset(slot)
+
+
+class GPTInstance(DecoderInstance):
+    """The GPT workload's instance (the DecoderInstance defaults are GPT's)."""
+
+    model: GPT
 
 
 class GPTWorkload(Workload):
@@ -305,32 +323,36 @@ class GPTWorkload(Workload):
         },
     }
 
+    non_negative: tuple[str, ...] = ("prompt_len", "cache_len")
+    """Parameters that may be 0 (the rest must be > 0)."""
+
     def validate_params(self, params: dict[str, Any]) -> None:
         """prompt_len and cache_len may be 0 (derived from seq_len); the rest must be > 0."""
-        lengths = ("prompt_len", "cache_len")
-        for key in lengths:
+        name = self.name
+        for key in self.non_negative:
             if params[key] < 0:
-                raise WorkloadError(
-                    f"gpt: {key} must be >= 0 (0: from seq_len), got {params[key]}."
-                )
-        super().validate_params({k: v for k, v in params.items() if k not in lengths})
+                hint = " (0: from seq_len)" if key in ("prompt_len", "cache_len") else ""
+                raise WorkloadError(f"{name}: {key} must be >= 0{hint}, got {params[key]}.")
+        super().validate_params({k: v for k, v in params.items() if k not in self.non_negative})
         if params["d_model"] % params["n_head"]:
             raise WorkloadError(
-                f"gpt: d_model ({params['d_model']}) must be divisible by n_head "
+                f"{name}: d_model ({params['d_model']}) must be divisible by n_head "
                 f"({params['n_head']})."
             )
         if params["vocab"] < BYTE_VOCAB:
             raise WorkloadError(
-                f"gpt: vocab must be >= {BYTE_VOCAB} (the data is byte-level), "
+                f"{name}: vocab must be >= {BYTE_VOCAB} (the data is byte-level), "
                 f"got {params['vocab']}."
             )
         seq_len = params["seq_len"]
         prompt_len, cache_len = serving_lengths(params)
         if prompt_len > seq_len:
-            raise WorkloadError(f"gpt: prompt_len ({prompt_len}) must be <= seq_len ({seq_len}).")
+            raise WorkloadError(
+                f"{name}: prompt_len ({prompt_len}) must be <= seq_len ({seq_len})."
+            )
         if cache_len >= seq_len or cache_len < 1:
             raise WorkloadError(
-                f"gpt: cache_len ({cache_len}) must be in 1..seq_len - 1 ({seq_len - 1}): "
+                f"{name}: cache_len ({cache_len}) must be in 1..seq_len - 1 ({seq_len - 1}): "
                 "decode adds one token after the cached ones."
             )
 

@@ -10,8 +10,10 @@ from workloads.base import Workload, WorkloadError
 from workloads.convnet import ConvNetWorkload
 from workloads.dit import DiTWorkload
 from workloads.gpt import GPTWorkload
+from workloads.llama import LlamaWorkload
 from workloads.matmul import MatmulWorkload
 from workloads.mlp import MLPWorkload
+from workloads.moe import MoEWorkload
 
 ENTRY_POINT_GROUP = "bench.workloads"
 BUILTINS: dict[str, type[Workload]] = {
@@ -20,6 +22,8 @@ BUILTINS: dict[str, type[Workload]] = {
         MLPWorkload,
         ConvNetWorkload,
         GPTWorkload,
+        LlamaWorkload,
+        MoEWorkload,
         DiTWorkload,
         MatmulWorkload,
         BandwidthWorkload,

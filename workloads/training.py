@@ -35,6 +35,55 @@ def fast_optimizer(
     return cls(params, **options)
 
 
+NORM_TYPES: tuple[type[torch.nn.Module], ...] = (
+    torch.nn.LayerNorm,
+    torch.nn.GroupNorm,
+    torch.nn.RMSNorm,
+    torch.nn.modules.batchnorm._BatchNorm,
+    torch.nn.modules.instancenorm._InstanceNorm,
+)
+
+PARAMETER_GROUPS: tuple[str, ...] = ("embeddings", "attention", "mlp", "conv", "norms", "head")
+"""The kinds of layer whose gradient norms fidelity compares separately."""
+
+
+def parameter_groups(model: torch.nn.Module) -> dict[str, list[torch.nn.Parameter]]:
+    """The model's trainable parameters by kind of layer, each parameter in exactly one group.
+
+    By module type and name: embeddings (nn.Embedding), norms (LayerNorm, GroupNorm, RMSNorm,
+    BatchNorm, InstanceNorm), attention (any module under a name with an `attn`/`attention`
+    component), head (the last module that owns parameters, when it is not a norm), conv
+    (convolutions), mlp (everything else). A parameter shared by two modules (tied
+    embeddings) belongs to the first. Groups with no parameters are left out."""
+    owners = [
+        (name, module)
+        for name, module in model.named_modules()
+        if any(p.requires_grad for p in module.parameters(recurse=False))
+    ]
+    head = owners[-1][1] if owners and not isinstance(owners[-1][1], NORM_TYPES) else None
+    groups: dict[str, list[torch.nn.Parameter]] = {}
+    seen: set[int] = set()
+    for name, module in owners:
+        parts = name.lower().split(".")
+        if isinstance(module, torch.nn.Embedding):
+            group = "embeddings"
+        elif isinstance(module, NORM_TYPES):
+            group = "norms"
+        elif any("attn" in part or "attention" in part for part in parts):
+            group = "attention"
+        elif module is head:
+            group = "head"
+        elif isinstance(module, torch.nn.modules.conv._ConvNd):
+            group = "conv"
+        else:
+            group = "mlp"
+        for parameter in module.parameters(recurse=False):
+            if parameter.requires_grad and id(parameter) not in seen:
+                seen.add(id(parameter))
+                groups.setdefault(group, []).append(parameter)
+    return {g: groups[g] for g in PARAMETER_GROUPS if g in groups}
+
+
 OPTIMIZER_PASSES: dict[str, tuple[int, str]] = {
     "AdamW": (7, "reads param, grad, exp_avg, exp_avg_sq; writes param, exp_avg, exp_avg_sq"),
     "Adam": (7, "reads param, grad, exp_avg, exp_avg_sq; writes param, exp_avg, exp_avg_sq"),
@@ -79,12 +128,16 @@ class Trainer:
         self.optimizer = optimizer
         self.loss_fn = loss_fn
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.dtype == torch.float16)
+        self.groups = parameter_groups(model)
+        self.group_norms: dict[str, float] = {}
+        """Per-group gradient norms of the last step that computed its gradient norm."""
 
     def step(
         self, batch: object, grad_norm: bool = False, phase: PhaseHook = no_phase
     ) -> tuple[torch.Tensor, float | None]:
         """Forward, backward, optimizer step and zero_grad; returns the loss and, on request,
-        the global gradient norm (unscaled) before the step. Each part runs inside
+        the global gradient norm (unscaled) before the step; then `group_norms` holds each
+        parameter group's norm (workloads.training.parameter_groups). Each part runs inside
         `phase(name)` (forward, backward, optimizer, zero_grad), which times nothing unless
         a phase timer hands its own hook."""
         self.model.train()
@@ -97,6 +150,13 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
             grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             norm = float(torch.linalg.vector_norm(torch.stack([g.float().norm() for g in grads])))
+            self.group_norms = {
+                group: float(
+                    torch.linalg.vector_norm(torch.stack([p.grad.float().norm() for p in owned]))
+                )
+                for group, params in self.groups.items()
+                if (owned := [p for p in params if p.grad is not None])
+            }
         with phase("optimizer"):
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -185,4 +245,8 @@ class TrainableInstance(Instance):
 
     def fidelity_step(self, index: int) -> FidelityStep:
         loss, norm = self.trainer.step(self.batch_at(index), grad_norm=True)
-        return FidelityStep(loss=float(loss), grad_norm=float(norm or 0.0))
+        return FidelityStep(
+            loss=float(loss),
+            grad_norm=float(norm or 0.0),
+            group_grad_norms=self.trainer.group_norms,
+        )

@@ -108,6 +108,7 @@ def fidelity_table(results: list[FidelityResult]) -> Table:
         "steps",
         "loss dev (x initial loss)",
         "grad-norm dev (x median)",
+        "routing mismatch",
         "bitwise",
         "verdict",
     ):
@@ -122,6 +123,7 @@ def fidelity_table(results: list[FidelityResult]) -> Table:
             str(r.steps),
             format_number(r.max_rel_loss_deviation, 2),
             format_number(r.max_rel_grad_norm_deviation, 2),
+            format_number(r.max_routing_mismatch, 2),
             "-" if r.deterministic is None else ("yes" if r.deterministic else "no"),
             verdict,
         )

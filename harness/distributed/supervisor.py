@@ -331,7 +331,7 @@ def run_distributed(
     check_options(
         config.nproc, config.nnodes, config.node_rank, config.rdzv_endpoint, config.scaling
     )
-    names = distributed_workloads(config.workloads, default_workloads())
+    names = distributed_workloads(config.workloads, default_workloads(config.preset))
     specs = plan_cases(config.model_copy(update={"workloads": names}))
     backend = get_backend(config.backend)
     check_dtypes_supported(config, supported_dtype_names(backend))

@@ -16,6 +16,7 @@ from harness.analysis.serving import serving_rows
 from harness.report.figures import all_figures
 from harness.report.render import Figure, Report, Section, Table, render_html, render_markdown
 from harness.report.serving import claims_by_case, serving_section
+from harness.results.fidelity import FidelityResult
 from harness.results.schema import RunRecord
 from harness.units import (
     format_bytes,
@@ -283,6 +284,23 @@ def memory_section(a: Answer, figures: dict[str, Figure]) -> Section:
     )
 
 
+def _band_text(r: FidelityResult) -> str:
+    """'0.0012 / 0.03 (measured, k=4)': the pass band where the compared window ends."""
+    band = r.band
+    if band is None or not band.loss_pass or not band.grad_norm_pass:
+        return "-"
+    how = f"measured, k={band.k:g}" if band.source == "measured" else "table"
+    return f"{format_number(band.loss_pass[-1])} / {format_number(band.grad_norm_pass[-1])} ({how})"
+
+
+def _honest_text(r: FidelityResult) -> str:
+    """'cpu:bf16 0.00078 / 0.00099', or '-' without an honest run."""
+    if r.band is None or r.band.source != "measured":
+        return "-"
+    loss, norm = format_number(r.honest_loss_drift), format_number(r.honest_grad_norm_drift)
+    return f"{r.band.honest} {loss} / {norm}"
+
+
 def fidelity_section(a: Answer, figures: dict[str, Figure]) -> Section:
     rows = []
     for check in a.fidelity:
@@ -298,6 +316,8 @@ def fidelity_section(a: Answer, figures: dict[str, Figure]) -> Section:
                 check.system, r.workload, r.dtype, r.preset, r.reference, str(r.steps),
                 format_number(r.max_rel_loss_deviation),
                 format_number(r.max_rel_grad_norm_deviation),
+                _band_text(r), _honest_text(r),
+                format_number(r.max_routing_mismatch),
                 format_number(r.final_loss_ratio, 6),
                 "-" if r.first_nonfinite_step is None else str(r.first_nonfinite_step),
                 bitwise, r.verdict, "; ".join(r.reasons) or "-", r.note or "-",
@@ -305,15 +325,20 @@ def fidelity_section(a: Answer, figures: dict[str, Figure]) -> Section:
         )  # fmt: skip
     cols = [
         "system", "workload", "dtype", "preset", "reference", "steps", "loss dev (x initial loss)",
-        "grad-norm dev (x median)", "final loss ratio", "first NaN/Inf step", "bitwise repeatable",
-        "verdict", "reasons", "note",
+        "grad-norm dev (x median)", "pass band at the last compared step (loss / grad norm)",
+        "honest drift (loss / grad norm)", "routing mismatch (MoE)", "final loss ratio",
+        "first NaN/Inf step", "bitwise repeatable", "verdict", "reasons", "note",
     ]  # fmt: skip
     return Section(
         title="Training fidelity",
         paragraphs=[
             "N training steps on the target and on the reference from identical initial "
-            "weights and identical batches of real data; tolerances depend on the dtype "
-            "(docs/fidelity.md)."
+            "weights and identical batches of real data. The pass band is measured in the run: "
+            "k x the drift of an honest run (the same training in the target dtype on the "
+            "reference device) plus a floor, per step; `table` marks checks judged against "
+            "the fixed per-dtype tolerances instead (docs/fidelity.md). Routing mismatch "
+            "(mixture-of-experts workloads): the largest fraction of tokens in a compared step "
+            "whose top-k expert set differs from the reference's."
         ]
         + ([] if rows else ["No fidelity checks in these runs (bench run --fidelity)."]),
         tables=[Table(columns=cols, rows=rows)] if rows else [],

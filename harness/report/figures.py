@@ -17,6 +17,7 @@ from harness.analysis.answer import PENALTY_CAVEAT, PENALTY_NOT_READY, Answer
 from harness.analysis.phases import STACK_ORDER
 from harness.report.mpl import literal_figure, log_axes, plot_text
 from harness.report.render import Figure
+from harness.results.fidelity import FidelityResult
 from harness.units import time_unit
 
 MAX_LOSS_PANELS = 12
@@ -216,23 +217,101 @@ def memory_figure(answer: Answer, out: list[Figure]) -> None:
         ax.legend(loc="upper center", ncols=2)
 
 
+def _shade_band(ax: Any, r: FidelityResult) -> None:
+    """The loss pass and warn bands around the reference, over the compared steps (band
+    values are fractions of the reference's initial loss)."""
+    band = r.band
+    if band is None or not r.reference_loss or r.reference_loss[0] is None:
+        return
+    scale = abs(r.reference_loss[0])
+    points = [
+        (s, v, p * scale, w * scale)
+        for s, (v, p, w) in enumerate(
+            zip(r.reference_loss, band.loss_pass, band.loss_warn, strict=False)
+        )
+        if v is not None
+    ]
+    if not points:
+        return
+    steps, values, passing, warning = (list(c) for c in zip(*points, strict=True))
+    how = (
+        f"{band.k:g} x honest {band.honest} drift + floor"
+        if band.source == "measured"
+        else ("fixed table")
+    )
+    ax.fill_between(
+        steps,
+        [v - w for v, w in zip(values, warning, strict=True)],
+        [v + w for v, w in zip(values, warning, strict=True)],
+        color="C0",
+        alpha=0.12,
+        linewidth=0,
+        label="warn band",
+    )
+    ax.fill_between(
+        steps,
+        [v - p for v, p in zip(values, passing, strict=True)],
+        [v + p for v, p in zip(values, passing, strict=True)],
+        color="C0",
+        alpha=0.3,
+        linewidth=0,
+        label=plot_text(f"pass band ({how})"),
+    )
+
+
+def _deviation_panel(ax: Any, r: FidelityResult) -> None:
+    """|target - reference| loss per compared step (x initial loss, log scale) against the
+    pass and warn bands: where a narrow band is invisible on the loss curve, it shows here."""
+    band = r.band
+    compared = r.compared_steps or 0
+    if not r.reference_loss or not r.reference_loss[0] or not compared:
+        ax.set_visible(False)
+        return
+    scale = abs(r.reference_loss[0])
+    devs = [
+        (s, max(abs(t - f) / scale, 1e-12))
+        for s, (t, f) in enumerate(zip(r.target_loss[:compared], r.reference_loss, strict=False))
+        if t is not None and f is not None
+    ]
+    if band is not None and band.loss_pass:
+        steps = list(range(len(band.loss_pass)))
+        ax.fill_between(steps, 1e-12, band.loss_warn, color="C0", alpha=0.12, linewidth=0)
+        ax.fill_between(steps, 1e-12, band.loss_pass, color="C0", alpha=0.3, linewidth=0)
+    if devs:
+        ax.plot(*zip(*devs, strict=True), "o-", color="C1", ms=3, lw=1)
+    ax.set_yscale("log")
+    shown = [d for _, d in devs] + (band.loss_pass + band.loss_warn if band else [])
+    low = min([d for d in shown if d > 1e-12], default=1e-6)
+    ax.set_ylim(low / 3, max(shown, default=1.0) * 3)
+    ax.set_xlabel("training step (compared window)")
+    ax.set_ylabel("|loss dev| / initial", fontsize="small")
+
+
 def loss_figure(answer: Answer, out: list[Figure]) -> None:
-    """Loss curves of each fidelity check: target against reference."""
+    """Loss curves of each fidelity check, target against reference with the loss bands
+    around the reference; under each, the per-step deviation against the bands."""
     checks = [c for c in answer.fidelity if c.result.target_loss or c.result.reference_loss]
     if not checks:
         return
     shown = checks[:MAX_LOSS_PANELS]
     cols = min(3, len(shown))
     rows = (len(shown) + cols - 1) // cols
-    caption = "Fidelity: training loss on the target vs the reference, same weights and data"
+    caption = (
+        "Fidelity: training loss on the target vs the reference, same weights and data; shaded: "
+        "the pass band (dark) and warn band (light) around the reference over the compared "
+        "steps. Below each: the target's loss deviation per compared step against the bands"
+    )
     if len(checks) > len(shown):
         caption += f" (the first {len(shown)} of {len(checks)} checks; all are in the table)"
-    with _figure("loss_curves.png", caption, out, figsize=(5 * cols, 3.6 * rows)) as fig:
-        for i, check in enumerate(shown, 1):
+    with _figure("loss_curves.png", caption, out, figsize=(5 * cols, 5.2 * rows)) as fig:
+        grid = fig.add_gridspec(2 * rows, cols, height_ratios=[2.2, 1] * rows)
+        for i, check in enumerate(shown):
             r = check.result
-            ax = fig.add_subplot(rows, cols, i)
+            row, col = divmod(i, cols)
+            ax = fig.add_subplot(grid[2 * row, col])
             ref = [(s, v) for s, v in enumerate(r.reference_loss) if v is not None]
             tgt = [(s, v) for s, v in enumerate(r.target_loss) if v is not None]
+            _shade_band(ax, r)
             if ref:
                 ax.plot(*zip(*ref, strict=True), label=plot_text(f"reference {r.reference}"), lw=2)
             if tgt:
@@ -247,10 +326,10 @@ def loss_figure(answer: Answer, out: list[Figure]) -> None:
                 plot_text(f"{check.system}: {r.workload} {r.dtype} — {r.verdict}", 70),
                 fontsize="medium",
             )
-            ax.set_xlabel("training step")
             ax.set_ylabel("loss (cross-entropy, nats)")
-            ax.legend(fontsize="small")
-        fig.suptitle("Training loss: target vs reference")
+            ax.legend(fontsize="x-small")
+            _deviation_panel(fig.add_subplot(grid[2 * row + 1, col]), r)
+        fig.suptitle("Training loss: target vs reference, within the band?")
 
 
 def roofline_figure(answer: Answer, out: list[Figure]) -> None:
@@ -264,7 +343,7 @@ def roofline_figure(answer: Answer, out: list[Figure]) -> None:
     low = min(min(intensities) / 4, 0.1)
     high = max(max(intensities) * 4, 1000.0)
     xs = np.logspace(np.log10(low), np.log10(high), 200)
-    caption = "Roofline from measured matmul (compute) and bandwidth probes; gpt prefill/decode"
+    caption = "Roofline from measured matmul (compute) and bandwidth probes; LLM prefill/decode"
     with _figure("roofline.png", caption, out, figsize=(11, 5.5)) as fig:
         ax = fig.add_subplot(1, 1, 1)
         colors: dict[str, Any] = {}

@@ -21,6 +21,40 @@ class FidelityTolerance(BaseModel):
     loss_warn: float
     grad_norm_pass: float
     grad_norm_warn: float
+    routing_pass: float | None = None
+    routing_warn: float | None = None
+    """Mixture-of-experts routing: largest fraction of tokens whose top-k expert set differs
+    from the reference's in a compared step (None: not judged)."""
+
+
+BandSource = Literal["measured", "table"]
+
+
+class FidelityBand(BaseModel):
+    """What a check's deviations are judged against, per compared step.
+
+    `measured`: an honest low-precision run (the same training in the target dtype on the
+    reference device) drifts from the reference by rounding alone; the pass band at step i is
+    `k` x the largest honest deviation up to step i plus `floor`, the warn band `warn_factor`
+    x the pass band. `table`: no honest run exists, the dtype's fixed tolerances
+    (harness.fidelity.check.TOLERANCES) apply at every step. Units as the deviations: loss
+    x the reference's initial loss, gradient norms x the reference's median norm."""
+
+    source: BandSource
+    honest: str | None = None
+    """The honest run, e.g. `cpu:bf16` (None for the table)."""
+    k: float | None = None
+    warn_factor: float | None = None
+    loss_floor: float | None = None
+    grad_norm_floor: float | None = None
+    loss_pass: list[float] = Field(default_factory=list)
+    loss_warn: list[float] = Field(default_factory=list)
+    grad_norm_pass: list[float] = Field(default_factory=list)
+    grad_norm_warn: list[float] = Field(default_factory=list)
+    group_grad_norm_pass: dict[str, list[float]] = Field(default_factory=dict)
+    group_grad_norm_warn: dict[str, list[float]] = Field(default_factory=dict)
+    final_loss_warn: float | None = None
+    """The largest final-loss deviation that does not fail."""
 
 
 class FidelityResult(BaseModel):
@@ -68,7 +102,37 @@ class FidelityResult(BaseModel):
     final_loss_deviation: float | None = None
     """|mean target - mean reference| loss on the last tenth / the reference's initial loss."""
 
+    honest_loss: list[float | None] = Field(default_factory=list)
+    honest_grad_norm: list[float | None] = Field(default_factory=list)
+    """Per-step values of the honest low-precision run (empty when the band is the table)."""
+    honest_loss_drift: float | None = None
+    honest_grad_norm_drift: float | None = None
+    """The honest run's max deviations from the reference over the compared steps."""
+    honest_final_loss_deviation: float | None = None
+
+    target_group_grad_norm: dict[str, list[float | None]] = Field(default_factory=dict)
+    reference_group_grad_norm: dict[str, list[float | None]] = Field(default_factory=dict)
+    """Per-step gradient norms of each parameter group (embeddings, attention, mlp, conv,
+    norms, head; by module type and name)."""
+    max_rel_group_grad_norm_deviation: dict[str, float] = Field(default_factory=dict)
+    """Per group: max |target - reference| / the reference's median norm of that group."""
+    honest_group_grad_norm: dict[str, list[float | None]] = Field(default_factory=dict)
+    honest_group_grad_norm_drift: dict[str, float] = Field(default_factory=dict)
+
+    band: FidelityBand | None = None
+    """The per-step bands the deviations were judged against, and where they came from."""
+    routing_match: list[float] = Field(default_factory=list)
+    """Mixture-of-experts workloads, per step: the fraction of (layer, token) pairs whose
+    top-k expert set on the target equals the reference's (same weights and batch at step 0;
+    later steps start from each run's own weights). Empty for dense workloads."""
+    target_expert_load: list[list[int]] = Field(default_factory=list)
+    reference_expert_load: list[list[int]] = Field(default_factory=list)
+    """Per step: token slots routed to each expert, summed over the MoE layers."""
+    max_routing_mismatch: float | None = None
+    """1 - the smallest routing match over the compared steps."""
+
     tolerance: FidelityTolerance | None = None
+    """The dtype's fixed table: the fallback band when no honest run exists."""
     verdict: FidelityVerdict
     reasons: list[str] = Field(default_factory=list)
     error: str | None = None

@@ -175,7 +175,8 @@ class CollectivePoint(BaseModel):
     """One message size of a collectives sweep (nccl-tests conventions).
 
     `size_bytes` is S: the buffer of all_reduce/broadcast, the gathered output of all_gather,
-    the input of reduce_scatter. algbw = S / time; busbw = algbw x the operation's factor."""
+    the input of reduce_scatter, each rank's send buffer of all_to_all. algbw = S / time;
+    busbw = algbw x the operation's factor."""
 
     size_bytes: int
     median_s: float

@@ -9,11 +9,18 @@ from pathlib import Path
 from harness.fidelity.check import (
     FIDELITY_STEPS,
     FIDELITY_WORKLOADS,
+    Baseline,
     FidelitySpec,
+    Trajectory,
+    TrajectoryAnswer,
+    TrajectorySpec,
     failed_fidelity,
     fidelity_job,
     fidelity_steps,
+    honest_is_reference,
+    honest_name,
     parse_reference,
+    trajectory_job,
 )
 from harness.isolation.executor import Executor, WorkerFailure
 from harness.results.config import RunConfig
@@ -28,13 +35,13 @@ FidelityProgressFn = Callable[[int, int, FidelitySpec, FidelityResult | None], N
 
 
 def plan_fidelity(config: RunConfig) -> list[FidelitySpec]:
-    """One check per selected fidelity workload (gpt, mlp, convnet; those registered) and run
+    """One check per selected fidelity workload (FIDELITY_WORKLOADS; those registered) and run
     dtype, at the run's preset, or at `small` when the run's preset is larger (say so in the
     note). Empty when `config.fidelity` is off. Raises BenchError for a bad reference."""
     if not config.fidelity:
         return []
     parse_reference(config.reference)
-    names = config.workloads or default_workloads()
+    names = config.workloads or default_workloads(config.preset)
     known = all_workloads()
     chosen = [name for name in FIDELITY_WORKLOADS if name in names and name in known]
     if not chosen:
@@ -66,6 +73,61 @@ def plan_fidelity(config: RunConfig) -> list[FidelitySpec]:
     return specs
 
 
+class BaselineCache:
+    """The trusted runs of a run's checks, each trained once through the executor: the
+    reference per (workload, preset, parameters, seed, steps, reference), the honest
+    low-precision run per those and the dtype. A run that could not be trained is not
+    cached: the check then trains it itself (and reports what goes wrong)."""
+
+    def __init__(self, executor: Executor, timeout_s: float) -> None:
+        self.executor = executor
+        self.timeout_s = timeout_s
+        self.runs: dict[str, Trajectory | None] = {}
+        self.trained = 0
+        """Trajectories this cache trained (each shared by every check that needs it)."""
+
+    def _get(self, spec: TrajectorySpec) -> Trajectory | None:
+        key = spec.model_dump_json()
+        if key not in self.runs:
+            try:
+                answer = TrajectoryAnswer.model_validate_json(
+                    self.executor.run(trajectory_job, key, self.timeout_s)
+                )
+            except WorkerFailure:
+                answer = TrajectoryAnswer(error="worker failure")
+            self.runs[key] = answer.trajectory
+            self.trained += answer.trajectory is not None
+        return self.runs[key]
+
+    def baseline(self, spec: FidelitySpec) -> Baseline | None:
+        """The reference and honest runs of `spec`'s check (None when either failed)."""
+        if spec.steps is None:
+            return None
+        common = TrajectorySpec(
+            workload=spec.workload,
+            preset=spec.preset,
+            steps=spec.steps,
+            reference=spec.reference,
+            seed=spec.seed,
+            batch=spec.batch,
+            params=spec.params,
+        )
+        reference = self._get(common)
+        if reference is None:
+            return None
+        if spec.band == "table":
+            return Baseline(reference=reference)
+        if honest_is_reference(spec.dtype, spec.reference):
+            honest: Trajectory | None = reference
+        else:
+            honest = self._get(common.model_copy(update={"dtype": spec.dtype}))
+        if honest is None:
+            return None
+        return Baseline(
+            reference=reference, honest=honest, honest_name=honest_name(spec.dtype, spec.reference)
+        )
+
+
 def run_fidelity_checks(
     executor: Executor,
     specs: list[FidelitySpec],
@@ -74,13 +136,17 @@ def run_fidelity_checks(
     timeout_s: float,
     progress: FidelityProgressFn | None = None,
 ) -> None:
-    """Run each check through `executor` (at most `timeout_s` each: RunConfig.fidelity_timeout),
-    appending to `record.fidelity` and saving the file after every check."""
+    """Run each check through `executor` (at most `timeout_s` each:
+    RunConfig.fidelity_timeout, and as much for each trusted run it needs), appending to
+    `record.fidelity` and saving the file after every check. The reference and honest runs
+    are trained once and shared by every check that compares against them (BaselineCache)."""
+    cache = BaselineCache(executor, timeout_s)
     for index, spec in enumerate(specs):
         if progress:
             progress(index, len(specs), spec, None)
+        job = spec.model_copy(update={"baseline": cache.baseline(spec)})
         try:
-            answer = executor.run(fidelity_job, spec.model_dump_json(), timeout_s)
+            answer = executor.run(fidelity_job, job.model_dump_json(), timeout_s)
             result = FidelityResult.model_validate_json(answer)
         except WorkerFailure as exc:
             result = failed_fidelity(spec, f"{exc.kind}: {exc}")

@@ -15,13 +15,19 @@ from workloads.registry import all_workloads, get_workload
 DEFAULT_SUITE: tuple[str, ...] = ("mlp", "convnet", "gpt", "dit", "matmul", "bandwidth")
 """What `bench run` measures when no workload is named (those that are registered)."""
 
+PRESET_SUITES: dict[str, tuple[str, ...]] = {
+    "tiny": (*DEFAULT_SUITE[:3], "llama", "moe", *DEFAULT_SUITE[3:]),
+}
+"""Presets whose default suite differs: the tiny suite adds the llama and moe decoders (at
+small they would take the CPU default run past its time budget; name them to run them)."""
+
 RUN_DTYPES: tuple[str, ...] = ("fp32", "bf16", "fp16")
 
 
-def default_workloads() -> list[str]:
-    """The default suite, restricted to the workloads registered here."""
+def default_workloads(preset: str = "small") -> list[str]:
+    """The default suite of `preset`, restricted to the workloads registered here."""
     known = all_workloads()
-    return [name for name in DEFAULT_SUITE if name in known]
+    return [name for name in PRESET_SUITES.get(preset, DEFAULT_SUITE) if name in known]
 
 
 def _check_choices(kind: str, given: list[str], valid: tuple[str, ...] | list[str]) -> None:
@@ -62,7 +68,7 @@ def plan_cases(config: RunConfig) -> list[CaseSpec]:
 
     Raises BenchError (or WorkloadError) naming the valid choices for any bad input.
     """
-    names = config.workloads or default_workloads()
+    names = config.workloads or default_workloads(config.preset)
     workloads = [get_workload(name) for name in names]
     _check_choices("mode", config.modes, MODES)
     _check_choices("dtype", config.dtypes, RUN_DTYPES)

@@ -122,7 +122,9 @@ def test_the_default_suite_checks_fidelity_and_writes_the_report_beside_the_resu
     (path,) = out.glob("*.json")
     run = load_run(path)
     assert run.config.fidelity is True and run.fidelity
-    assert {f.workload for f in run.fidelity} <= {"gpt", "mlp", "convnet"}
+    assert {f.workload for f in run.fidelity} <= {"gpt", "llama", "moe", "mlp", "convnet"}
+    (moe,) = [f for f in run.fidelity if f.workload == "moe"]
+    assert len(moe.routing_match) == moe.steps and moe.max_routing_mismatch == 0.0
     folder = out / f"{path.stem}-report"
     assert (folder / "report.html").is_file() and (folder / "report.md").is_file()
     assert "Verdict" in (folder / "report.md").read_text()

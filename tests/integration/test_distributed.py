@@ -50,6 +50,24 @@ def _run(out: Path, *args: str, fault: str | None = None) -> tuple[RunRecord, st
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_two_process_all_to_all_busbw_and_expert_parallel_moe_training(tmp_path: Path) -> None:
+    record, output, code = _run(
+        tmp_path, "--workload", "allreduce,moe", "--mode", "all_to_all,train", "--nproc", "2"
+    )
+    assert code == 0, output
+    cases = {case.key.id: case for case in record.cases}
+    probe = cases["allreduce/all_to_all/fp32/b1/tiny/np2"]
+    assert probe.status == "ok" and probe.collectives
+    for point in probe.collectives:
+        assert point.busbw == pytest.approx(point.algbw * (2 - 1) / 2)
+    train = cases["moe/train/fp32/b2/tiny/np2"]
+    assert train.status == "ok" and train.per_rank
+    assert [t.rank for t in train.per_rank] == [0, 1]
+    assert train.extra["params_active"] < train.extra["params_total"]
+    assert train.extra["expert_parallel_ranks"] == 2  # experts sharded, tokens via all_to_all
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
 def test_two_process_gloo_allreduce_and_ddp_train_with_scaling(tmp_path: Path) -> None:
     record, output, code = _run(
         tmp_path,
@@ -257,3 +275,51 @@ def test_allreduce_in_one_process_is_unsupported_not_a_crash(
     assert case.status == "unsupported" and case.error
     assert "needs --nproc >= 2" in case.error.message
     assert "unsupported" in result.stdout
+
+
+def _expert_parallel_rank(rank: int, port: int) -> None:
+    """One rank of test_expert_parallel_moe_equals_the_single_process_model (spawned)."""
+    import torch
+    import torch.distributed as dist
+
+    from tests.workloads.helpers import build
+    from workloads.base import WorkloadError
+    from workloads.moe import build_moe, moe_layers
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        instance, params = build("moe", capacity_factor="0")
+        torch.manual_seed(0)  # the seed BuildContext.materialize builds under
+        whole = build_moe(params)
+        sharded = instance.model  # type: ignore[attr-defined]
+        tokens, _ = instance.batch  # type: ignore[attr-defined]
+        for model in (sharded, whole):
+            model.train()
+            model(tokens).float().logsumexp(-1).mean().backward()
+        torch.testing.assert_close(sharded(tokens), whole(tokens))
+        for mine, full in zip(moe_layers(sharded), moe_layers(whole), strict=True):
+            local = mine.w_gate.shape[0]
+            assert local == full.w_gate.shape[0] // 2
+            # Every rank trains on the same batch: the averaged expert gradient is the
+            # single-process one.
+            expected = full.w_gate.grad[rank * local : (rank + 1) * local]  # type: ignore[index]
+            torch.testing.assert_close(mine.w_gate.grad, expected)
+        try:
+            build("moe", n_expert="3")
+        except WorkloadError as error:
+            assert "n_expert (3) must be divisible by the number of processes (2)" in str(error)
+        else:
+            raise AssertionError("3 experts were sharded over 2 ranks")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_expert_parallel_moe_equals_the_single_process_model() -> None:
+    """Experts sharded over two gloo ranks, tokens exchanged with all_to_all_single: the same
+    logits and (rank-local) expert gradients as the whole model in one process."""
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.spawn(_expert_parallel_rank, args=(port,), nprocs=2, join=True)

@@ -13,13 +13,15 @@ SUITE = {
     "mlp": ("infer", "train"),
     "convnet": ("infer", "train"),
     "gpt": ("infer", "train", "prefill", "decode"),
+    "llama": ("infer", "train", "prefill", "decode"),
+    "moe": ("infer", "train", "prefill", "decode"),
     "dit": ("infer", "train", "sample"),
     "matmul": ("probe",),
     "bandwidth": ("copy", "triad"),
 }
 
 
-def test_list_workloads_shows_the_six_with_modes_and_presets(
+def test_list_workloads_shows_the_suite_with_modes_and_presets(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     result = invoke_bench(capsys, "list", "workloads")
@@ -61,6 +63,10 @@ def test_tiny_run_of_the_whole_suite_is_all_ok(
     assert by_key[("bandwidth", "copy")].achieved_bandwidth
     assert by_key[("matmul", "probe")].achieved_flops
     assert "time_per_output_token_s" in by_key[("gpt", "decode")].extra
+    moe_train = by_key[("moe", "train")].extra
+    assert moe_train["params_active"] < moe_train["params_total"]
+    assert "dropped_tokens" in moe_train and "dropped_fraction" in moe_train
+    assert by_key[("llama", "decode")].bytes_per_step
     # the tiny matmul probe is too small to define a peak: MFU is absent, with the reason
     assert "fp32" not in record.peaks
     assert by_key[("gpt", "train")].mfu is None

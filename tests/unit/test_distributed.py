@@ -34,6 +34,8 @@ from workloads.mlp import MLPWorkload
         ("all_gather", 4, 0.75),
         ("reduce_scatter", 8, 0.875),
         ("broadcast", 8, 1.0),
+        ("all_to_all", 2, 0.5),
+        ("all_to_all", 8, 0.875),
     ],
 )
 def test_bus_factors_follow_nccl_tests(op: str, world: int, factor: float) -> None:

@@ -43,3 +43,16 @@ def test_bad_input_names_the_valid_choices(
 ) -> None:
     with pytest.raises(error, match=message):
         plan_cases(config)
+
+
+def test_the_tiny_suite_adds_llama_and_moe_and_the_default_suite_does_not() -> None:
+    from harness.run.fidelity_suite import plan_fidelity
+    from harness.run.plan import default_workloads
+
+    assert {"llama", "moe"} <= set(default_workloads("tiny"))
+    assert not {"llama", "moe"} & set(default_workloads("small"))
+    assert not {"llama", "moe"} & set(default_workloads("base"))
+    tiny = {c.key.workload for c in plan_cases(RunConfig(preset="tiny"))}
+    assert {"llama", "moe", "gpt"} <= tiny
+    checked = {s.workload for s in plan_fidelity(RunConfig(preset="tiny", fidelity=True))}
+    assert {"llama", "moe"} <= checked

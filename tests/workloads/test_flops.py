@@ -38,6 +38,13 @@ CASES = [
     ("dit", "train"),
     ("dit", "sample"),
     ("matmul", "probe"),
+    ("llama", "infer"),
+    ("llama", "train"),
+    ("llama", "prefill"),
+    ("llama", "decode"),
+    ("moe", "infer"),
+    ("moe", "prefill"),
+    ("moe", "decode"),
 ]
 
 
@@ -58,7 +65,20 @@ def test_untied_head_and_bottleneck_blocks_are_counted_too() -> None:
         assert resnet.flops(mode) == pytest.approx(counted(resnet.step(mode)), rel=TOLERANCE)
 
 
-@pytest.mark.parametrize("name", ["gpt", "mlp"])
+def test_moe_training_flops_count_active_experts_only() -> None:
+    """Without a capacity limit every routed slot is computed: the counter sees exactly the
+    top_k experts per token (with one, dropped slots are computed less than counted)."""
+    instance, _ = build("moe", capacity_factor="0")
+    assert instance.flops("train") == pytest.approx(counted(instance.step("train")), rel=1e-6)
+    wider, params = build("moe", capacity_factor="0", n_expert="16")
+    # Eight more experts cost only their router columns (x3 for training), on the one MoE
+    # layer of the tiny preset.
+    rows = params["batch"] * params["seq_len"]
+    router = 3 * 2 * rows * params["d_model"] * 8
+    assert wider.flops("train") - instance.flops("train") == router
+
+
+@pytest.mark.parametrize("name", ["gpt", "mlp", "llama", "moe"])
 def test_train_is_three_times_infer(name: str) -> None:
     instance, _ = build(name)
     assert instance.flops("train") / instance.flops("infer") == pytest.approx(3.0, abs=0.3)

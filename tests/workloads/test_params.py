@@ -25,6 +25,17 @@ BAD = [
     ("matmul", {"n": "0"}, "matmul.n must be > 0"),
     ("matmul", {"sweep": "true", "m": "64"}, "either sweep=true or a shape"),
     ("bandwidth", {"size_mib": "0"}, "bandwidth.size_mib must be > 0"),
+    ("llama", {"n_kv_head": "3"}, "n_head (4) must be a multiple of n_kv_head (3)"),
+    (
+        "llama",
+        {"d_model": "36", "n_head": "12", "n_kv_head": "4"},
+        "head size d_model / n_head (3) must be even",
+    ),
+    ("llama", {"prompt_len": "40"}, "llama: prompt_len (40) must be <= seq_len (32)"),
+    ("moe", {"top_k": "9"}, "top_k (9) must be <= n_expert (8)"),
+    ("moe", {"first_dense": "3"}, "first_dense (3) must be <= n_layer (2)"),
+    ("moe", {"capacity_factor": "-1"}, "moe: capacity_factor must be >= 0, got -1.0"),
+    ("moe", {"n_expert": "0"}, "moe.n_expert must be > 0"),
     ("bandwidth", {"size": "3"}, "has no parameter 'size'; its parameters are: batch, size_mib"),
 ]
 
@@ -48,7 +59,9 @@ def test_gpt_serving_lengths_follow_seq_len_unless_given() -> None:
 
 
 @pytest.mark.parametrize("preset", ["tiny", "small", "base"])
-@pytest.mark.parametrize("name", ["mlp", "convnet", "gpt", "dit", "matmul", "bandwidth"])
+@pytest.mark.parametrize(
+    "name", ["mlp", "convnet", "gpt", "dit", "matmul", "bandwidth", "llama", "moe"]
+)
 def test_every_preset_is_valid(name: str, preset: str) -> None:
     params = get_workload(name).resolve_params(preset, {})
     assert params["batch"] > 0

@@ -36,7 +36,7 @@ def test_each_mode_and_dtype_steps_with_finite_output(name: str, mode: str, dtyp
         assert instance.bytes_moved(mode) == work.items
 
 
-@pytest.mark.parametrize("name", ["mlp", "gpt", "convnet", "dit"])
+@pytest.mark.parametrize("name", ["mlp", "gpt", "convnet", "dit", "llama", "moe"])
 def test_a_few_train_steps_on_a_fixed_batch_lower_the_loss(name: str) -> None:
     instance, _ = build(name)
     step = instance.step("train")
@@ -48,7 +48,7 @@ def test_a_few_train_steps_on_a_fixed_batch_lower_the_loss(name: str) -> None:
     assert losses[-1] < losses[0], losses
 
 
-@pytest.mark.parametrize("name", ["mlp", "gpt", "convnet", "dit"])
+@pytest.mark.parametrize("name", ["mlp", "gpt", "convnet", "dit", "llama", "moe"])
 def test_fidelity_step_uses_identical_weights_and_batches(name: str) -> None:
     first, _ = build(name)
     second, _ = build(name)
@@ -62,6 +62,8 @@ def test_fidelity_step_uses_identical_weights_and_batches(name: str) -> None:
     ("name", "mode"),
     [
         ("gpt", "sample"),
+        ("llama", "sample"),
+        ("moe", "probe"),
         ("convnet", "decode"),
         ("dit", "prefill"),
         ("matmul", "infer"),

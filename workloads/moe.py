@@ -1,0 +1,494 @@
+"""A DeepSeek-style mixture-of-experts decoder on byte-level text: the llama block (RMSNorm,
+RoPE, grouped-query attention with a KV cache) with its MLP replaced, after `first_dense`
+dense layers, by `n_expert` fine-grained routed SwiGLU experts (top-k of a softmax router)
+plus `n_shared` shared experts every token passes through.
+
+Training adds the auxiliary load-balancing loss (expert level, over the batch:
+aux_alpha * sum_i f_i * P_i with f_i = n_expert / (top_k * N) x tokens routed to expert i and
+P_i the mean router probability of i) and a capacity limit: each expert takes at most
+ceil(capacity_factor * N * top_k / n_expert) of a step's N tokens, in token order, and the
+token slots beyond it are dropped (the token keeps its residual and its other experts).
+Inference never drops (capacity_factor 0 means no limit in training either).
+
+Under `bench run --nproc N > 1` the experts are sharded over the N ranks (expert
+parallelism; `expert_parallel=false` replicates them instead): tokens go to the rank holding
+their expert and come back through `all_to_all_single`; everything else is data parallel.
+FLOPs and bytes per step stay those of the whole model on one rank's batch.
+
+The base preset is shaped like DeepSeek-V2-Lite: d_model 2048, 27 layers of which the first
+is dense (MLP 10944), 64 routed experts of width 1408 with top-6 routing, 2 shared experts,
+vocabulary 102400, untied head, 16 attention heads. DeepSeek's multi-head latent attention
+(MLA) is replaced by grouped-query attention with 8 KV heads of 128, which has about the
+same weights (12.6M against MLA's 13.8M per layer): 15.67B parameters in all against the
+published 15.7B, 2.42B active per token (input embedding table excluded) against 2.4B.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from workloads import flops
+from workloads.base import BuildContext, FidelityStep, Instance, Routing, WorkloadError
+from workloads.gpt import GPTWorkload
+from workloads.llama import (
+    Llama,
+    LlamaInstance,
+    SwiGLU,
+    attention_params,
+    check_heads,
+)
+
+
+class MoEMLP(nn.Module):
+    """Routed experts (weights stacked [n_expert, ...]) chosen per token by a softmax router
+    computed in fp32, plus optional shared experts (one SwiGLU of n_shared x d_expert).
+
+    After each forward it keeps what the harness reports: `last_experts` ([N, top_k] chosen
+    experts, in order of probability), `aux_loss` (the load-balancing loss without its
+    coefficient; None outside training) and `dropped` (token slots over capacity)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_expert: int,
+        top_k: int,
+        d_expert: int,
+        n_shared: int,
+        capacity_factor: float,
+        norm_topk: bool = False,
+    ) -> None:
+        super().__init__()
+        self.n_expert, self.top_k = n_expert, top_k
+        self.capacity_factor, self.norm_topk = capacity_factor, norm_topk
+        self.router = nn.Linear(d_model, n_expert, bias=False)
+        self.w_gate = nn.Parameter(_uniform(n_expert, d_model, d_expert))
+        self.w_up = nn.Parameter(_uniform(n_expert, d_model, d_expert))
+        self.w_down = nn.Parameter(_uniform(n_expert, d_expert, d_model))
+        self.shared = SwiGLU(d_model, n_shared * d_expert) if n_shared else None
+        self.group: Any = None
+        self.world = 1
+        self.last_experts: torch.Tensor | None = None
+        self.aux_loss: torch.Tensor | None = None
+        self.dropped: torch.Tensor | None = None
+        self.slots = 0
+
+    def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(top-k weights [N, k], experts [N, k], all probabilities [N, E]) of tokens x [N, d],
+        the router logits and softmax in the router weights' precision (fp32, or fp64 on
+        an fp64 reference) whatever the autocast dtype."""
+        precision = torch.promote_types(self.router.weight.dtype, torch.float32)
+        with torch.autocast(x.device.type, enabled=False):
+            logits = self.router(x.to(precision))
+        probs = logits.softmax(dim=-1)
+        weights, experts = probs.topk(self.top_k, dim=-1)
+        if self.norm_topk:
+            weights = weights / weights.sum(dim=-1, keepdim=True)
+        return weights, experts, probs
+
+    def capacity(self, tokens: int) -> int | None:
+        """Token slots one expert takes in a training step of `tokens` tokens (None: no limit)."""
+        if not self.training or not self.capacity_factor:
+            return None
+        return math.ceil(self.capacity_factor * tokens * self.top_k / self.n_expert)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        tokens = flat.shape[0]
+        weights, experts, probs = self.route(flat)
+        self.last_experts = experts.detach()
+        slot_expert = experts.reshape(-1)  # token-major: token t's slots at t*k .. t*k+k-1
+        onehot = F.one_hot(slot_expert, self.n_expert)
+        if self.training:
+            routed = onehot.sum(dim=0).float() * self.n_expert / (self.top_k * tokens)
+            self.aux_loss = (routed * probs.mean(dim=0)).sum()
+        else:
+            self.aux_loss = None
+        slot_weight = weights.reshape(-1)
+        limit = self.capacity(tokens)
+        keep = torch.ones_like(slot_expert, dtype=torch.bool)
+        if limit is not None:
+            queue_position = (onehot.cumsum(dim=0) * onehot).sum(dim=-1) - 1
+            keep = queue_position < limit
+        self.dropped = (~keep).sum().detach()
+        self.slots = slot_expert.numel()
+        kept = keep.nonzero().squeeze(-1)
+        order = kept[slot_expert[kept].argsort(stable=True)]
+        counts = torch.bincount(slot_expert[kept], minlength=self.n_expert).tolist()
+        rows = order // self.top_k
+        h = flat[rows]  # the kept token slots, grouped by expert
+        y = self.run_experts(h, counts) if self.group is None else self.exchange(h, counts)
+        # Expert outputs (autocast dtype) are weighted and summed in at least fp32.
+        accumulate = torch.promote_types(flat.dtype, torch.float32)
+        out = torch.zeros(flat.shape, dtype=accumulate, device=flat.device)
+        out.index_add_(0, rows, y.to(accumulate) * slot_weight[order, None])
+        if self.shared is not None:
+            out = out + self.shared(flat).to(accumulate)
+        return out.to(x.dtype).reshape(shape)
+
+    def run_experts(self, h: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        """The local experts applied to `h`, rows grouped by local expert (counts[i] rows for
+        local expert i, in order)."""
+        # unbind: one view per expert whose backward stacks the gradients once (indexing
+        # the stack per expert would fill a full-size zero gradient per expert).
+        gates, ups, downs = self.w_gate.unbind(0), self.w_up.unbind(0), self.w_down.unbind(0)
+        outputs = []
+        for expert, chunk in enumerate(h.split(counts)):
+            if chunk.shape[0]:
+                g, u, d = gates[expert], ups[expert], downs[expert]
+                outputs.append((F.silu(chunk @ g) * (chunk @ u)) @ d)
+        if not outputs:
+            return h.new_zeros(h.shape)
+        return torch.cat(outputs)
+
+    def shard(self, rank: int, world: int, group: Any) -> None:
+        """Keep only this rank's n_expert / world experts (expert parallelism over `group`):
+        rank r holds experts r * E/world .. (r + 1) * E/world - 1 and receives their tokens
+        from every rank through all_to_all_single."""
+        local = self.n_expert // world
+        start = rank * local
+        for name in ("w_gate", "w_up", "w_down"):
+            weight = getattr(self, name)
+            shard = nn.Parameter(weight.detach()[start : start + local].clone())
+            # Each rank's loss is the mean over its own tokens and data-parallel training
+            # averages the replicated gradients over ranks; an expert's gradient arrives
+            # summed over every rank's tokens, so it is averaged the same way.
+            shard.register_hook(lambda grad: grad / world)
+            setattr(self, name, shard)
+        self.group, self.world = group, world
+
+    def exchange(self, h: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        """Expert-parallel experts: send each slot of `h` (grouped by global expert) to the
+        rank holding its expert, run the local experts on what arrives from every rank, and
+        send the outputs back (all_to_all_single both ways, differentiable), in h's order."""
+        world = self.world
+        local = self.n_expert // world
+        device = h.device
+        send = torch.tensor(counts, dtype=torch.long, device=device).view(world, local)
+        recv = torch.empty_like(send)
+        dist.all_to_all_single(recv, send, group=self.group)  # recv[src, e]: src's rows for e
+        send_splits = send.sum(dim=1).tolist()
+        recv_splits = recv.sum(dim=1).tolist()
+        received = h.new_empty((sum(recv_splits), h.shape[1]))
+        received = dist_nn.all_to_all_single(
+            received, h.contiguous(), recv_splits, send_splits, group=self.group
+        )
+        # Arrived by source rank, then expert; the local experts want them by expert.
+        expert_of_row = torch.arange(local, device=device).repeat(world)
+        expert_of_row = expert_of_row.repeat_interleave(recv.reshape(-1))
+        by_expert = expert_of_row.argsort(stable=True)
+        y = self.run_experts(received[by_expert], recv.sum(dim=0).tolist())
+        y = y[by_expert.argsort()]
+        returned = y.new_empty((sum(send_splits), y.shape[1]))
+        return dist_nn.all_to_all_single(
+            returned, y.contiguous(), send_splits, recv_splits, group=self.group
+        )
+
+
+def _uniform(*shape: int) -> torch.Tensor:
+    """nn.Linear's default initialisation for a stack of [fan_in, fan_out] matrices."""
+    bound = 1.0 / math.sqrt(shape[-2])
+    return torch.empty(shape).uniform_(-bound, bound)
+
+
+def moe_layers(model: nn.Module) -> list[MoEMLP]:
+    """The mixture-of-experts MLPs of `model`, in layer order."""
+    return [m for m in model.modules() if isinstance(m, MoEMLP)]
+
+
+def build_moe(params: dict[str, Any]) -> Llama:
+    """The MoE decoder of a parameter set (see MoEWorkload.presets)."""
+    d_model = params["d_model"]
+
+    def make_mlp(layer: int) -> nn.Module:
+        if layer < params["first_dense"]:
+            return SwiGLU(d_model, params["d_ff_dense"])
+        return MoEMLP(
+            d_model,
+            params["n_expert"],
+            params["top_k"],
+            params["d_expert"],
+            params["n_shared"],
+            params["capacity_factor"],
+            params["norm_topk"],
+        )
+
+    return Llama(
+        params["vocab"],
+        params["seq_len"],
+        d_model,
+        params["n_layer"],
+        params["n_head"],
+        params["n_kv_head"],
+        make_mlp,
+        tied=params["tied"],
+        rope_theta=params["rope_theta"],
+    )
+
+
+def parameter_counts(params: dict[str, Any]) -> tuple[int, int]:
+    """(total, active) parameters of the MoE decoder of `params`, counted from its shapes.
+
+    Active: what one token's forward multiplies with: every weight but the routed experts it
+    is not sent to (n_expert - top_k per MoE layer) and, when untied, the input embedding
+    table (a lookup, not a matmul), as DeepSeek counts its activated parameters."""
+    d, vocab = params["d_model"], params["vocab"]
+    expert = 3 * d * params["d_expert"]
+    moe = params["n_layer"] - params["first_dense"]
+    attention = attention_params(d, params["n_head"], params["n_kv_head"])
+    mlp_dense = 3 * d * params["d_ff_dense"]
+    mlp_moe = d * params["n_expert"] + (params["n_expert"] + params["n_shared"]) * expert
+    norms = (2 * params["n_layer"] + 1) * d
+    embeddings = vocab * d * (1 if params["tied"] else 2)
+    total = (
+        params["n_layer"] * attention
+        + params["first_dense"] * mlp_dense
+        + moe * mlp_moe
+        + norms
+        + embeddings
+    )
+    active = total - moe * (params["n_expert"] - params["top_k"]) * expert
+    if not params["tied"]:
+        active -= vocab * d
+    return total, active
+
+
+def expert_parallel_world() -> int:
+    """The number of processes experts are sharded over: the process group's size when one
+    is initialized (bench run --nproc N), else 1."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def shard_experts(model: nn.Module, world: int) -> None:
+    """Expert parallelism: every MoE layer of `model` keeps this rank's experts, exchanged
+    over a process group of its own (apart from data parallelism's gradient all-reduce);
+    data-parallel training (DDP) is told to leave the sharded weights alone."""
+    group = dist.new_group()
+    rank = dist.get_rank()
+    ignored = []
+    for name, module in model.named_modules():
+        if isinstance(module, MoEMLP):
+            module.shard(rank, world, group)
+            ignored += [f"{name}.{weight}" for weight in ("w_gate", "w_up", "w_down")]
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, ignored)
+
+
+class MoEInstance(LlamaInstance):
+    workload_name = "moe"
+
+    def make_model(self, params: dict[str, Any]) -> nn.Module:
+        """The MoE decoder; under --nproc > 1 (and expert_parallel) with its experts sharded
+        over the ranks. Built whole first, so every rank's experts have the weights of the
+        single-process model."""
+        model = build_moe(params)
+        world = expert_parallel_world()
+        if params["expert_parallel"] and world > 1:
+            if params["n_expert"] % world:
+                raise WorkloadError(
+                    f"moe: n_expert ({params['n_expert']}) must be divisible by the number of "
+                    f"processes ({world}) for expert parallelism; pass "
+                    "--param expert_parallel=false to replicate the experts instead."
+                )
+            shard_experts(model, world)
+        return model
+
+    def loss(self, batch: object) -> torch.Tensor:
+        """Cross-entropy plus aux_alpha x the load-balancing losses of the MoE layers."""
+        loss = super().loss(batch)
+        aux = [m.aux_loss for m in moe_layers(self.model) if m.aux_loss is not None]
+        if aux and self.p["aux_alpha"]:
+            loss = loss + self.p["aux_alpha"] * torch.stack(aux).sum()
+        return loss
+
+    def forward_flops(self, queries: int, keys: int, head_rows: int | None = None) -> float:
+        p, batch = self.p, self.ctx.batch_size
+        rows = batch * queries
+        d = p["d_model"]
+        attention = flops.gqa_attention_layer(batch, queries, keys, d, p["n_head"], p["n_kv_head"])
+        dense = flops.swiglu(rows, d, p["d_ff_dense"])
+        moe = flops.moe_mlp(
+            rows, d, p["n_expert"], p["top_k"], p["d_expert"], p["n_shared"] * p["d_expert"]
+        )
+        n_moe = p["n_layer"] - p["first_dense"]
+        head = flops.linear(rows if head_rows is None else head_rows, d, p["vocab"])
+        return p["n_layer"] * attention + p["first_dense"] * dense + n_moe * moe + head
+
+    def bytes_moved(self, mode: str) -> float | None:
+        """Memory traffic of a prefill or decode step (`flops.serving_bytes`). Weights read:
+        all but the routed experts, plus the experts the step's tokens reach, expected
+        n_expert * (1 - (1 - top_k / n_expert)^tokens) per MoE layer under uniform routing
+        (a decode step of a few sequences reads a few experts; a prefill reads them all).
+        Activations per new token and layer: about 8 * d_model + 2 * KV width, the router
+        logits, and the gate, up and product of its top_k routed and its shared experts."""
+        if mode not in ("prefill", "decode"):
+            return None
+        p, batch = self.p, self.ctx.batch_size
+        new, cached = self.serving_tokens(mode)
+        d, n_expert, top_k = p["d_model"], p["n_expert"], p["top_k"]
+        kv_width = d // p["n_head"] * p["n_kv_head"]
+        total, _ = parameter_counts(p)
+        expert = 3 * d * p["d_expert"]
+        reached = n_expert * (1 - (1 - top_k / n_expert) ** (batch * new))
+        weights = total - (p["n_layer"] - p["first_dense"]) * (n_expert - reached) * expert
+        mlp_width = 3 * (top_k + p["n_shared"]) * p["d_expert"] + n_expert
+        return flops.serving_bytes(
+            weights,
+            batch,
+            new,
+            cached,
+            p["n_layer"],
+            kv_width=kv_width,
+            activation_width=8 * d + 2 * kv_width + mlp_width,
+            vocab=p["vocab"],
+            dtype=self.ctx.dtype_name,
+            head_rows=batch,
+        )
+
+    def routing(self) -> list[torch.Tensor]:
+        """The experts each MoE layer chose for each token in the last forward ([N, top_k])."""
+        return [m.last_experts for m in moe_layers(self.model) if m.last_experts is not None]
+
+    def fidelity_step(self, index: int) -> FidelityStep:
+        """The training step of every model workload, with the experts its forward chose."""
+        step = super().fidelity_step(index)
+        experts = [e.sort(dim=-1).values.reshape(-1).tolist() for e in self.routing()]
+        step.routing = Routing(n_expert=self.p["n_expert"], top_k=self.p["top_k"], experts=experts)
+        return step
+
+    def dropped_slots(self) -> tuple[int, int]:
+        """(token slots dropped over capacity, token slots routed) in the last forward."""
+        layers = moe_layers(self.model)
+        dropped = sum(int(m.dropped) for m in layers if m.dropped is not None)
+        return dropped, sum(m.slots for m in layers)
+
+    def extra_metrics(self, mode: str, seconds_per_step: float) -> dict[str, float]:
+        """gpt's serving figures, the total and active parameters, the number of ranks the
+        experts are sharded over (1: not expert-parallel), and, for train, the token slots
+        the capacity limit dropped in this rank's last step (count and fraction)."""
+        extra = super().extra_metrics(mode, seconds_per_step)
+        total, active = parameter_counts(self.p)
+        extra.update(params_total=float(total), params_active=float(active))
+        layers = moe_layers(self.model)
+        extra["expert_parallel_ranks"] = float(layers[0].world if layers else 1)
+        if mode == "train":
+            dropped, slots = self.dropped_slots()
+            extra.update(dropped_tokens=float(dropped), dropped_fraction=dropped / max(slots, 1))
+        return extra
+
+
+class MoEWorkload(GPTWorkload):
+    name = "moe"
+    description = (
+        "DeepSeek-style MoE decoder (routed top-k + shared experts, aux loss, capacity) "
+        "on the llama block, byte text, AdamW"
+    )
+    modes = ("infer", "train", "prefill", "decode")
+    non_negative = (
+        "prompt_len",
+        "cache_len",
+        "first_dense",
+        "n_shared",
+        "capacity_factor",
+        "aux_alpha",
+    )
+    presets = {
+        "tiny": {
+            "batch": 2,
+            "seq_len": 32,
+            "d_model": 32,
+            "n_layer": 2,
+            "n_head": 4,
+            "n_kv_head": 2,
+            "first_dense": 1,
+            "d_ff_dense": 64,
+            "n_expert": 8,
+            "top_k": 2,
+            "d_expert": 16,
+            "n_shared": 1,
+            "capacity_factor": 1.25,
+            "aux_alpha": 0.01,
+            "norm_topk": False,
+            "expert_parallel": True,
+            "vocab": 256,
+            "tied": False,
+            "rope_theta": 10000.0,
+            "prompt_len": 0,
+            "cache_len": 0,
+            "lr": 1e-3,
+        },
+        "small": {
+            "batch": 4,
+            "seq_len": 128,
+            "d_model": 128,
+            "n_layer": 4,
+            "n_head": 4,
+            "n_kv_head": 2,
+            "first_dense": 1,
+            "d_ff_dense": 352,
+            "n_expert": 16,
+            "top_k": 4,
+            "d_expert": 64,
+            "n_shared": 1,
+            "capacity_factor": 1.25,
+            "aux_alpha": 0.01,
+            "norm_topk": False,
+            "expert_parallel": True,
+            "vocab": 256,
+            "tied": False,
+            "rope_theta": 10000.0,
+            "prompt_len": 0,
+            "cache_len": 0,
+            "lr": 1e-3,
+        },
+        "base": {  # DeepSeek-V2-Lite shape, MLA replaced by GQA (module docstring)
+            "batch": 4,
+            "seq_len": 2048,
+            "d_model": 2048,
+            "n_layer": 27,
+            "n_head": 16,
+            "n_kv_head": 8,
+            "first_dense": 1,
+            "d_ff_dense": 10944,
+            "n_expert": 64,
+            "top_k": 6,
+            "d_expert": 1408,
+            "n_shared": 2,
+            "capacity_factor": 1.0,
+            "aux_alpha": 0.001,
+            "norm_topk": False,
+            "expert_parallel": True,
+            "vocab": 102400,
+            "tied": False,
+            "rope_theta": 10000.0,
+            "prompt_len": 0,
+            "cache_len": 0,
+            "lr": 4.2e-4,
+        },
+    }
+
+    def validate_params(self, params: dict[str, Any]) -> None:
+        """gpt's rules, the GQA head grouping, top_k <= n_expert, first_dense <= n_layer."""
+        super().validate_params(params)
+        check_heads(self.name, params)
+        if params["top_k"] > params["n_expert"]:
+            raise WorkloadError(
+                f"moe: top_k ({params['top_k']}) must be <= n_expert ({params['n_expert']})."
+            )
+        if params["first_dense"] > params["n_layer"]:
+            raise WorkloadError(
+                f"moe: first_dense ({params['first_dense']}) must be <= n_layer "
+                f"({params['n_layer']})."
+            )
+
+    def build(self, ctx: BuildContext) -> Instance:
+        return MoEInstance(ctx, ctx.params)
