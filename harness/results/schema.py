@@ -18,6 +18,7 @@ SCHEMA_VERSION = 2
 accounts for drift between rounds); version-1 files load as one round."""
 """Bumped on any change that an older reader could misread; readers refuse newer files."""
 
+RunStatus = Literal["running", "complete", "incomplete"]
 CaseStatus = Literal["ok", "failed", "unsupported"]
 ErrorKind = Literal[
     "exception", "crash", "timeout", "oom", "nonfinite", "unsupported", "interrupted"
@@ -462,7 +463,7 @@ class RunRecord(BaseModel):
     run_id: str
     started_at: datetime
     finished_at: datetime | None = None
-    status: Literal["running", "complete", "incomplete"] = "running"
+    status: RunStatus = "running"
     command: list[str] = Field(default_factory=list)
     label: str = ""
     backend: str

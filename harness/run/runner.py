@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from datetime import datetime, timezone
 
 from backends.registry import get_backend
 from harness.analysis.mfu import apply_peaks
@@ -31,7 +30,14 @@ from harness.run.execute import (
 from harness.run.fidelity_suite import FidelityProgressFn, plan_fidelity, run_fidelity_checks
 from harness.run.plan import check_dtypes_supported, plan_cases, supported_dtype_names
 from harness.run.schedule import round_schedule
-from harness.run.session import ProgressFn, RunInterrupted, RunOutcome, new_record, signals_raise
+from harness.run.session import (
+    ProgressFn,
+    RunInterrupted,
+    RunOutcome,
+    finish,
+    new_record,
+    signals_raise,
+)
 
 
 def run(
@@ -106,14 +112,9 @@ def run(
             )
     except RunInterrupted:
         clear_cache()
-        record.status = "incomplete"
-        record.finished_at = datetime.now(timezone.utc)
-        save_run(record, path)
+        finish(record, path, "incomplete")
         raise
-    record.status = "complete"
-    record.finished_at = datetime.now(timezone.utc)
-    save_run(record, path)
-    return RunOutcome(record=record, path=path)
+    return finish(record, path, "complete")
 
 
 def _run_round(executor: Executor, job: RoundSpec, timeout: float) -> CaseResult:

@@ -17,7 +17,8 @@ from pydantic import BaseModel
 from backends.base import Backend, DeviceInfo
 from harness.measurement.environment import capture_environment
 from harness.results.config import RunConfig
-from harness.results.schema import CaseResult, RunRecord
+from harness.results.schema import CaseResult, RunRecord, RunStatus
+from harness.results.store import save_run
 from harness.run.execute import CaseSpec
 
 ProgressFn = Callable[[int, int, CaseSpec, CaseResult | None], None]
@@ -86,3 +87,12 @@ def describe_with_settings(backend: Backend) -> DeviceInfo:
     except Exception as exc:
         found = {"settings.error": f"{type(exc).__name__}: {exc}"}
     return info.model_copy(update={"settings": {**found, **info.settings}})
+
+
+def finish(record: RunRecord, path: Path, status: RunStatus) -> RunOutcome:
+    """Mark the run `status` (complete, or incomplete after a signal), stamp its end and
+    write the file atomically."""
+    record.status = status
+    record.finished_at = datetime.now(timezone.utc)
+    save_run(record, path)
+    return RunOutcome(record=record, path=path)

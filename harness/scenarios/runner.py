@@ -5,7 +5,6 @@ as for any case), and write the results file after each."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
 
 from backends.registry import get_backend
 from harness.isolation.executor import Executor, WorkerFailure
@@ -13,7 +12,7 @@ from harness.results.config import RunConfig, ScenarioSettings
 from harness.results.schema import ScenarioResult
 from harness.results.store import claim_run_path, prepare_out_dir, save_run
 from harness.run.plan import check_dtypes_supported, plan_cases, supported_dtype_names
-from harness.run.session import RunInterrupted, RunOutcome, new_record, signals_raise
+from harness.run.session import RunInterrupted, RunOutcome, finish, new_record, signals_raise
 from harness.scenarios.job import ScenarioSpec, failed, scenario_job
 from workloads.registry import all_workloads
 
@@ -84,14 +83,9 @@ def run_scenarios(
                 if progress:
                     progress(index, len(specs), spec, result)
     except RunInterrupted:
-        record.status = "incomplete"
-        record.finished_at = datetime.now(timezone.utc)
-        save_run(record, path)
+        finish(record, path, "incomplete")
         raise
-    record.status = "complete"
-    record.finished_at = datetime.now(timezone.utc)
-    save_run(record, path)
-    return RunOutcome(record=record, path=path)
+    return finish(record, path, "complete")
 
 
 def _run_one(executor: Executor, spec: ScenarioSpec, timeout: float) -> ScenarioResult:
