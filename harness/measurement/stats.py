@@ -23,22 +23,7 @@ def bootstrap_median_ci(
     samples: Sequence[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile-bootstrap confidence interval of the median (degenerate if n < 2)."""
-    data = np.asarray(samples, dtype=float)
-    if data.size < 2 or np.ptp(data) == 0.0:
-        value = float(np.median(data)) if data.size else float("nan")
-        return value, value
-    from scipy import stats as sps  # imported on use: keeps `bench` start-up fast
-
-    result = sps.bootstrap(
-        (data,),
-        np.median,
-        confidence_level=confidence,
-        n_resamples=resamples,
-        method="percentile",
-        vectorized=True,
-        rng=np.random.default_rng(seed),
-    )
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return bootstrap_quantile_ci(samples, 0.5, confidence, resamples, seed)
 
 
 def bootstrap_quantile_ci(
