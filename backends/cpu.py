@@ -178,7 +178,9 @@ class CPUBackend(Backend):
         return HostTimer()
 
     def reset_peak_memory(self) -> None:
-        """Reset the process's resident-set high-water mark (Linux clear_refs), if possible."""
+        """Restart the process's resident-set high-water mark (Linux clear_refs) from what it
+        holds now, after returning freed heap to the OS, if possible."""
+        release_free_heap()
         try:
             _CLEAR_REFS.write_text("5")
         except OSError:
