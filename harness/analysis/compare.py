@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from harness.errors import BenchError
 from harness.measurement.stats import (
+    DEFAULT_THRESHOLD,
     SampleComparison,
     compare_rounds,
     compare_samples,
@@ -43,7 +44,6 @@ VERDICTS: tuple[Verdict, ...] = (
 GATE_VERDICTS: frozenset[Verdict] = frozenset({"regressed", "failed"})
 """Verdicts that make `--fail-on-regression` exit 1: slower, or broken where it worked."""
 
-DEFAULT_THRESHOLD = 0.05
 ALPHA = 0.05
 HISTORY_MIN_RUNS = 3
 """Earlier runs of a case (same host and device) needed before their spread sets a floor."""
@@ -78,7 +78,8 @@ ThresholdValue = Annotated[float, BeforeValidator(parse_threshold)]
 class Thresholds(BaseModel):
     """Relative change below which a case counts as unchanged: a default and per workload.
 
-    Stored as TOML or JSON, e.g. `default = "5%"` and a `[workloads]` table `gpt = "10%"`.
+    Stored as TOML or JSON, e.g. `default = "5%"` and a `[workloads]` table `gpt = "10%"`;
+    with neither file nor --threshold, `stats.DEFAULT_THRESHOLD` (10%).
     """
 
     model_config = ConfigDict(extra="forbid")

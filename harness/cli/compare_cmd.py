@@ -13,6 +13,7 @@ from rich.markup import escape
 from harness.analysis.compare import (
     DEFAULT_THRESHOLD,
     GATE_VERDICTS,
+    HISTORY_MIN_RUNS,
     Thresholds,
     compare_runs,
     load_thresholds,
@@ -48,7 +49,7 @@ def compare_command(
     new: Annotated[Path, typer.Argument(help="New results file, or a folder (its latest run).")],
     threshold: Annotated[
         str | None,
-        typer.Option(help="Smallest change that counts, e.g. 5% or 0.05 (default 5%)."),
+        typer.Option(help="Smallest change that counts, e.g. 5% or 0.05 (default 10%)."),
     ] = None,
     thresholds: Annotated[
         Path | None,
@@ -92,6 +93,19 @@ def compare_command(
     scenarios = compare_scenarios(base_run, new_run, limits)
     if scenarios:
         console.print(scenario_comparison_table(scenarios))
+    unseen = [
+        entry
+        for entry in result.cases
+        if entry.ratio is not None and entry.history_runs < HISTORY_MIN_RUNS
+    ]
+    if unseen:
+        console.print(
+            f"{len(unseen)} case(s) had fewer than {HISTORY_MIN_RUNS} earlier runs on this "
+            f"machine in these folders: their noise floor comes from the rounds of these two "
+            f"runs only, which do not see run-to-run drift. Keep {HISTORY_MIN_RUNS} or more "
+            f"runs in the folder to measure it.",
+            highlight=False,
+        )
     failures = [entry.case_id for entry in result.gate_failures()]
     failures += [f"{row.case_id} {row.figure}" for row in scenarios if row.verdict in GATE_VERDICTS]
     if failures:

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from backends.base import Backend
 from harness.measurement.environment import capture_environment
+from harness.measurement.stats import DEFAULT_THRESHOLD
 from harness.measurement.timing import measure, timer_overhead_s
 from harness.results.config import PRESET_ROUNDS
 
@@ -26,8 +27,8 @@ DRIFT_S = 20.0
 """Default seconds `bench doctor` watches a fixed kernel for drift."""
 DRIFT_WINDOW_S = 0.5
 DRIFT_MATMUL = 256
-RESOLVE_WARN = 0.05
-"""A smallest resolvable change above this (the default compare threshold) warns."""
+RESOLVE_WARN = DEFAULT_THRESHOLD
+"""A smallest resolvable change above the default compare threshold warns."""
 STEAL_WARN = 0.05
 _PROC_STAT = Path("/proc/stat")
 

@@ -412,6 +412,15 @@ def compare_rounds(
     return RoundComparison(ratio, (low, high), p_value, float(np.expm1(half)))
 
 
+DEFAULT_THRESHOLD = 0.10
+"""The smallest relative change a comparison of two runs calls a change by default. Two
+runs' rounds cannot see the run-to-run drift of a shared host (minutes apart, other
+tenants): six back-to-back runs on a 2-core cloud VM moved a case's median by 5-15% between
+neighbours (mlp small infer 3.22-4.37 ms) while each pair's between-round floor read 4-11%.
+asv's default factor is the same 1.1; kept history (HISTORY_MIN_RUNS earlier runs) then
+measures the drift for real, and quiet dedicated machines can ask for less (--threshold)."""
+
+
 def history_floor(medians: Sequence[float], minimum_runs: int = 3) -> float | None:
     """The noise floor from earlier runs of one case on one machine: exp(2 sqrt(2) s) - 1,
     where s is the sample standard deviation of their log-medians (the ratio of two runs

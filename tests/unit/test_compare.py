@@ -139,11 +139,21 @@ def test_machine_and_library_differences_are_listed() -> None:
 
 def test_per_workload_thresholds_turn_a_regression_into_unchanged() -> None:
     base = run([case(samples(1e-3, noise=0.005, seed=1))])
-    new = run([case(samples(1.1e-3, noise=0.005, seed=2))], index=1)
+    new = run([case(samples(1.15e-3, noise=0.005, seed=2))], index=1)
     assert compare_runs(base, new).cases[0].verdict == "regressed"
     loose = Thresholds(workloads={"mlp": "20%"})  # type: ignore[dict-item]
     entry = compare_runs(base, new, loose).cases[0]
     assert entry.verdict == "unchanged" and entry.threshold == pytest.approx(0.2)
+
+
+def test_a_significant_change_under_the_default_threshold_is_not_a_regression() -> None:
+    base = run([case(samples(1e-3, noise=0.005, seed=1))])
+    new = run([case(samples(1.07e-3, noise=0.005, seed=2))], index=1)
+    entry = compare_runs(base, new).cases[0]
+    assert entry.p_value is not None and entry.p_value < 0.05
+    assert entry.verdict == "unchanged" and entry.threshold == pytest.approx(0.10)
+    strict = compare_runs(base, new, Thresholds(default="3%")).cases[0]  # type: ignore[arg-type]
+    assert strict.verdict == "regressed"
 
 
 @pytest.mark.parametrize(("text", "value"), [("5%", 0.05), ("0.05", 0.05), (" 12.5% ", 0.125)])
