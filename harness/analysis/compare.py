@@ -1,13 +1,17 @@
 """Comparing two runs case by case: a change is reported only when it is both significant
-and larger than what counts (the CI of the ratio of medians wholly beyond the threshold and
-beyond the spread of earlier runs). Pure over RunRecords; the CLI renders the result.
+and established beyond what this machine can resolve (the CI of the ratio of medians wholly
+beyond the threshold and beyond the case's noise floor). Pure over RunRecords; the CLI
+renders the result.
 
 Measurements taken in rounds are judged by their between-round variation (rounds are the
 independent units: `stats.compare_rounds`, Welch's t on per-round log-medians); single-round
 measurements (version-1 files) by Mann-Whitney U and the bootstrap of the raw samples. Each
 case gets a noise floor: the larger of the between-round half-width of the ratio and, with
 at least HISTORY_MIN_RUNS earlier runs of the case on the same host and device, their spread
-(`stats.history_floor`). A change within the floor is never `regressed`."""
+(`stats.history_floor`). A change whose CI reaches inside the floor is never `regressed`:
+the floor is what the same code moves by on this machine, so the change must be shown to
+exceed it, not merely to exist (on a shared VM a case can sit in a slower state for most of
+one run's rounds: a 1.40x ratio with a CI from 1.14 and a 22% floor, same code)."""
 
 from __future__ import annotations
 
@@ -179,14 +183,13 @@ def classify(
     result: SampleComparison,
     threshold: float,
     alpha: float = ALPHA,
-    history: float | None = None,
+    floor: float | None = None,
 ) -> Verdict:
     """improved/regressed only when p < alpha and the ratio's CI lies wholly beyond
-    1 -/+ max(threshold, history); noisy when the ratio itself is beyond the threshold but
-    that is not established. (The between-round floor is inside the CI already: a ratio
-    whose CI clears the limit also lies beyond that floor.)"""
+    1 -/+ max(threshold, floor); noisy when the ratio itself is beyond the threshold but
+    that is not established."""
     significant = result.p_value == result.p_value and result.p_value < alpha
-    limit = max(threshold, history or 0.0)
+    limit = max(threshold, floor or 0.0)
     low, high = result.ci95
     if significant and low > 1.0 + limit:
         return "regressed"
@@ -293,7 +296,7 @@ def _compare_case(
     if spread is not None:
         floors[f"history of {len(history)} runs"] = spread
     floor = max(floors.values()) if floors else None
-    verdict = classify(result, threshold, history=spread)
+    verdict = classify(result, threshold, floor=floor)
     reason = f"noise floor {floor:.0%}" if floor is not None and verdict == "noisy" else ""
     return entry.model_copy(
         update={

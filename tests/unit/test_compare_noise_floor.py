@@ -43,6 +43,18 @@ def test_a_change_within_the_between_round_noise_is_noisy_not_regressed() -> Non
         assert entry.reason == f"noise floor {entry.noise_floor:.0%}"
 
 
+def test_a_significant_change_not_shown_to_exceed_the_floor_is_noisy() -> None:
+    """Like one case of a shared VM sitting in a slower state for most of one run's rounds:
+    significant, beyond the threshold, but its CI reaches inside the between-round floor."""
+    base, new = runs(in_rounds(1e-3, 0.12, seed=14), in_rounds(1.35e-3, 0.12, seed=15))
+    (entry,) = compare_runs(base, new).cases
+    assert entry.p_value is not None and entry.p_value < 0.05
+    assert entry.ratio_ci95 is not None and entry.noise_floor is not None
+    assert 1.10 < entry.ratio_ci95[0] < 1.0 + entry.noise_floor
+    assert entry.verdict == "noisy"
+    assert entry.reason == f"noise floor {entry.noise_floor:.0%}"
+
+
 def test_a_real_slowdown_beyond_the_floor_is_regressed() -> None:
     base, new = runs(in_rounds(1e-3, 0.05, seed=3), in_rounds(1.7e-3, 0.05, seed=4))
     (entry,) = compare_runs(base, new).cases
