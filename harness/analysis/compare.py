@@ -49,7 +49,7 @@ GATE_VERDICTS: frozenset[Verdict] = frozenset({"regressed", "failed"})
 """Verdicts that make `--fail-on-regression` exit 1: slower, or broken where it worked."""
 
 ALPHA = 0.05
-HISTORY_MIN_RUNS = 3
+HISTORY_MIN_RUNS = 2
 """Earlier runs of a case (same host and device) needed before their spread sets a floor."""
 
 _MUST_MATCH: tuple[KeyField, ...] = ("workload_version", "dtype", "preset", "batch")

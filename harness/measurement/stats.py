@@ -415,21 +415,27 @@ def compare_rounds(
 DEFAULT_THRESHOLD = 0.10
 """The smallest relative change a comparison of two runs calls a change by default. Two
 runs' rounds cannot see the run-to-run drift of a shared host (minutes apart, other
-tenants): six back-to-back runs on a 2-core cloud VM moved a case's median by 5-15% between
-neighbours (mlp small infer 3.22-4.37 ms) while each pair's between-round floor read 4-11%.
-asv's default factor is the same 1.1; kept history (HISTORY_MIN_RUNS earlier runs) then
+tenants): in three sessions of six back-to-back runs on a 2-core cloud VM, neighbouring runs
+moved a case's median by 5-40% (mlp small train 13.7 then 18.8 ms: one case in a slower state
+for most of a run) while each pair's between-round floor read 4-22%.
+asv's default factor is the same 1.1; kept history (two or more earlier runs) then
 measures the drift for real, and quiet dedicated machines can ask for less (--threshold)."""
 
 
-def history_floor(medians: Sequence[float], minimum_runs: int = 3) -> float | None:
-    """The noise floor from earlier runs of one case on one machine: exp(2 sqrt(2) s) - 1,
-    where s is the sample standard deviation of their log-medians (the ratio of two runs
-    scatters sqrt(2) times as much as one run; 2 of those is a ~95% band). None with fewer
-    than `minimum_runs` runs."""
+def history_floor(medians: Sequence[float], minimum_runs: int = 2) -> float | None:
+    """The noise floor from earlier runs of one case on one machine: the half-width of a 95%
+    prediction band for the ratio of two runs' medians, exp(t * sqrt(2) * s) - 1, where s is
+    the sample standard deviation of their log-medians (the ratio of two runs scatters
+    sqrt(2) times as much as one run) and t the Student quantile with n - 1 degrees of
+    freedom (s from few runs is itself uncertain: t is 12.7 for 2 runs, 4.3 for 3, 2.6 for 6,
+    tending to 1.96). None with fewer than `minimum_runs` (at least 2) runs."""
     values = np.asarray(medians, dtype=float)
-    if values.size < minimum_runs:
+    if values.size < max(minimum_runs, 2):
         return None
-    return float(np.expm1(2.0 * np.sqrt(2.0) * np.std(np.log(values), ddof=1)))
+    from scipy import stats as sps
+
+    quantile = float(sps.t.ppf(0.975, values.size - 1))
+    return float(np.expm1(quantile * np.sqrt(2.0) * np.std(np.log(values), ddof=1)))
 
 
 def compare_quantiles(

@@ -165,3 +165,27 @@ def test_stable_and_stability_use_the_ci_over_rounds() -> None:
     assert m.rounds == 5 and not m.stable and m.stability != "ok"
     w_low, w_high = m.ci95_within_round or (0.0, 0.0)
     assert m.ci95[1] - m.ci95[0] > 2 * (w_high - w_low)
+
+
+def test_history_floor_is_a_prediction_band_that_widens_when_runs_are_few() -> None:
+    assert stats.history_floor([1.0]) is None
+    assert stats.history_floor([1.0, 1.1, 1.2], minimum_runs=4) is None
+    # Two runs 10% apart: s = log(1.1)/sqrt(2), t(1 df) = 12.71.
+    two = stats.history_floor([1.0, 1.1])
+    assert two == pytest.approx(math.expm1(12.706 * math.log(1.1)), rel=1e-3)
+    # Many runs of the same spread: t tends to 1.96, the band to exp(1.96 sqrt(2) s) - 1.
+    rng = np.random.default_rng(0)
+    many = np.exp(rng.normal(0.0, 0.05, 400))
+    s = float(np.std(np.log(many), ddof=1))
+    band = math.expm1(1.966 * math.sqrt(2) * s)
+    assert stats.history_floor(many) == pytest.approx(band, rel=1e-2)
+    # The coverage this band promises: the ratio of two fresh runs falls outside it ~5% of
+    # the time when the floor comes from 3 earlier runs (~18% with a fixed t = 2).
+    outside = 0
+    for _ in range(2000):
+        earlier = np.exp(rng.normal(0.0, 0.05, 3))
+        floor = stats.history_floor(earlier)
+        assert floor is not None
+        a, b = np.exp(rng.normal(0.0, 0.05, 2))
+        outside += abs(math.log(b / a)) > math.log1p(floor)
+    assert 0.03 < outside / 2000 < 0.07
