@@ -8,6 +8,7 @@ the command once more under `taskset -c 0` and compares it against the last unpi
 (a real slowdown: it should be `regressed`, naming the cases).
 
     python tests/perf/repeatability.py --runs 6 --out /tmp/repeat
+    python tests/perf/repeatability.py --judge --out /tmp/repeat   # re-judge stored runs
     python tests/perf/repeatability.py --runs 2 --pinned -- --backend cpu \
         --workload matmul,mlp --mode probe,infer,train --preset small --no-fidelity
 """
@@ -68,13 +69,25 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--out", type=Path, default=Path("/tmp/accelbench-repeatability"))
     parser.add_argument("--pinned", action="store_true", help="also a taskset -c 0 run")
+    parser.add_argument(
+        "--judge", action="store_true", help="no new runs: judge those already in --out"
+    )
     parser.add_argument("run_args", nargs="*", help="bench run arguments (after --; all of them)")
     args = parser.parse_args()
     run_args = args.run_args or DEFAULT_RUN
-    shutil.rmtree(args.out, ignore_errors=True)
-    args.out.mkdir(parents=True)
-    print("bench run", " ".join(run_args))
-    paths = [one_run(args.out, run_args, f"run{i + 1}") for i in range(args.runs)]
+    if args.judge:
+        stored = sorted(args.out.glob("*.json"), key=lambda p: load_run(p).started_at)
+        paths = [p for p in stored if (load_run(p).label or "").startswith("run")]
+        pinned = next((p for p in stored if load_run(p).label == "pinned"), None)
+        print(f"judging {len(paths)} stored runs in {args.out}")
+    else:
+        shutil.rmtree(args.out, ignore_errors=True)
+        args.out.mkdir(parents=True)
+        print("bench run", " ".join(run_args))
+        paths = [one_run(args.out, run_args, f"run{i + 1}") for i in range(args.runs)]
+        pinned = None
+        if args.pinned:
+            pinned = one_run(args.out, run_args, "pinned", prefix=("taskset", "-c", "0"))
 
     print("\nconsecutive compares (--fail-on-regression):")
     for i, (base, new) in enumerate(itertools.pairwise(paths)):
@@ -93,10 +106,9 @@ def main() -> None:
         for i, (value, (low, high)) in enumerate(values):
             print(f"  run{i + 1}: {value:.3f} ({low:.3f}-{high:.3f})")
 
-    if args.pinned:
-        pinned = one_run(args.out, run_args, "pinned", prefix=("taskset", "-c", "0"))
+    if pinned is not None:
         code, counts, changed = compare(paths[-1], pinned)
-        print(f"\nunpinned run{args.runs} -> taskset -c 0: exit {code}; {counts}")
+        print(f"\nunpinned run{len(paths)} -> taskset -c 0: exit {code}; {counts}")
         for row in changed:
             print(f"      {row.strip()}")
 
