@@ -68,6 +68,25 @@ def invoke_bench(capsys: pytest.CaptureFixture[str], *args: str) -> Invocation:
     return Invocation(code, out, err)
 
 
+class SuiteRun(NamedTuple):
+    result: Invocation
+    out: Path
+    """The folder the run wrote its results file and report into."""
+
+
+@pytest.fixture(scope="session")
+def tiny_suite_run(tmp_path_factory: pytest.TempPathFactory) -> SuiteRun:
+    """One `bench run --backend cpu --preset tiny` of the default suite, fidelity and report
+    included, as a user types it: the longest run of the tests, so the tests that check what
+    it wrote share it."""
+    out = tmp_path_factory.mktemp("tiny-suite") / "results"
+    proc = run_bench(
+        "run", "--backend", "cpu", "--preset", "tiny", "--isolate", "none", "--out", str(out),
+        timeout=900,
+    )  # fmt: skip
+    return SuiteRun(Invocation(proc.returncode, proc.stdout, proc.stderr), out)
+
+
 @pytest.fixture
 def test_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """Installs the misbehaving test plugins (tests/fixtures/plugins) for this test only:

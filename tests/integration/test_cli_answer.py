@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.results.store import load_run, save_run
-from tests.conftest import invoke_bench, run_bench
+from tests.conftest import SuiteRun, invoke_bench, run_bench
 from tests.run_records import HOSTILE, record
 
 
@@ -114,10 +114,9 @@ def test_report_of_an_empty_folder_exits_2(
 
 
 def test_the_default_suite_checks_fidelity_and_writes_the_report_beside_the_results(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_suite_run: SuiteRun,
 ) -> None:
-    out = tmp_path / "results"
-    result = invoke_bench(capsys, "run", "--preset", "tiny", "--isolate", "none", "--out", str(out))
+    result, out = tiny_suite_run
     assert result.returncode == 0, result.stderr
     (path,) = out.glob("*.json")
     run = load_run(path)

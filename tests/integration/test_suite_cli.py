@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.results.store import load_run
-from tests.conftest import invoke_bench
+from tests.conftest import SuiteRun, invoke_bench
 
 SUITE = {
     "mlp": ("infer", "train"),
@@ -32,22 +32,8 @@ def test_list_workloads_shows_the_suite_with_modes_and_presets(
         assert "tiny, small, base" in rows[name]
 
 
-def test_tiny_run_of_the_whole_suite_is_all_ok(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    out = tmp_path / "results"
-    result = invoke_bench(
-        capsys,
-        "run",
-        "--backend",
-        "cpu",
-        "--preset",
-        "tiny",
-        "--isolate",
-        "none",
-        "--out",
-        str(out),
-    )
+def test_tiny_run_of_the_whole_suite_is_all_ok(tiny_suite_run: SuiteRun) -> None:
+    result, out = tiny_suite_run
     assert result.returncode == 0, result.stdout
     (path,) = out.glob("*.json")
     record = load_run(path)
