@@ -139,8 +139,12 @@ def train_infer_section(
         title="Training vs inference",
         paragraphs=[
             "Training penalty = (t_train / t_infer) / (FLOPs_train / FLOPs_infer): 1.0 means "
-            "backward and optimizer run as efficiently as the forward. The CI is a bootstrap "
-            "over the raw timing samples of both cases. Energy penalty = (E_train / E_infer) / "
+            "backward and optimizer run as efficiently as the forward. Measured in rounds, the "
+            "two modes alternate within each round and the penalty is the median of the "
+            "per-round ratios; its CI comes from the variation between rounds (a paired "
+            "bootstrap over rounds, then samples, and a t-interval), so a machine that drifts "
+            "widens it. Single-round files: a bootstrap over the raw samples of both cases. "
+            "Energy penalty = (E_train / E_infer) / "
             "(FLOPs_train / FLOPs_infer) from the joules per step of both cases; infer per "
             "joule = inference items (tokens, samples, images) per joule. '-' where the device "
             "gave no energy reading (the notes say why)."
@@ -189,7 +193,9 @@ def phases_section(a: Answer, figures: dict[str, Figure]) -> Section:
         "coverage", "phases / headline step", "backward / forward", "FLOP ratio",
         "backward penalty", "optimizer bandwidth (of probe)", "excess goes to",
     ]  # fmt: skip
-    notes = sorted({r.optimizer_bytes_note for r in a.phases if r.optimizer_bytes_note})
+    notes = sorted(
+        {f"{r.workload}: {r.optimizer_bytes_note}" for r in a.phases if r.optimizer_bytes_note}
+    )
     sources = sorted({r.bandwidth_source for r in a.phases if r.bandwidth_source})
     attributions = sorted({r.attribution for r in a.phases if r.attribution})
     paragraphs = [

@@ -80,7 +80,8 @@ def render_markdown(report: Report, figure_dir: str = "figures") -> str:
 _CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em;
        color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+.scroll { overflow-x: auto; margin: 1em 0; }
+table { border-collapse: collapse; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; }
 figure { margin: 1em 0; }
@@ -104,12 +105,12 @@ def render_html(report: Report) -> str:
         for paragraph in section.paragraphs:
             out.append(f"<p>{html_escape(paragraph)}</p>")
         for table in section.tables:
-            out.append("<table><thead><tr>")
+            out.append('<div class="scroll"><table><thead><tr>')
             out += [f"<th>{html_escape(c)}</th>" for c in table.columns]
             out.append("</tr></thead><tbody>")
             for row in table.rows:
                 out.append("<tr>" + "".join(f"<td>{html_escape(c)}</td>" for c in row) + "</tr>")
-            out.append("</tbody></table>")
+            out.append("</tbody></table></div>")
         for figure in section.figures:
             data = base64.b64encode(figure.png).decode("ascii")
             caption = html_escape(figure.caption)
