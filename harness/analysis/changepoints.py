@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-import ruptures
 
 _MAD_TO_SIGMA = 1.4826
 
@@ -73,6 +72,8 @@ def optimal_partition(values: Sequence[float], penalty: float, min_size: int = 2
     # The linear kernel's cost is the squared deviation from the segment mean (ruptures' "l2"
     # cost); KernelCPD runs PELT on it in compiled code, where `Pelt(model="l2")` is pure
     # Python and takes tens of seconds for a few thousand points.
+    import ruptures  # with scipy.stats: ~0.5 s, which every `bench` command would pay
+
     algo = ruptures.KernelCPD(kernel="linear", min_size=min_size, jump=1).fit(data)
     ends = algo.predict(pen=penalty)
     return [int(end) for end in ends if end < n]
