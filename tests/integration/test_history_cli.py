@@ -289,6 +289,9 @@ def test_load_runs_dataframe_api(real_runs: list[Path], tmp_path: Path) -> None:
             "case_id", "status", "median_s", "ci95_low_s", "ci95_high_s", "throughput",
             "throughput_unit", "mfu", "peak_memory_bytes"} <= set(frame.columns)  # fmt: skip
     assert str(frame["started_at"].dtype).startswith("datetime64")
+    assert list(frame["rounds"]) == [5, 5, 5, 5]  # the tiny preset's default rounds
+    within = frame["ci95_within_round_high_s"] - frame["ci95_within_round_low_s"]
+    assert (within > 0).all()
     assert frame.attrs["skipped"] and "broken.json" in frame.attrs["skipped"][0]
     train = frame[frame["mode"] == "train"].set_index("label")["median_s"]
     assert train.loc["first"] > 0 and train.loc["second"] > 0
