@@ -74,6 +74,15 @@ def verdict_section(a: Answer) -> Section:
     )
 
 
+def _rounds_text(run: RunRecord) -> str:
+    """How a run was measured: its rounds (the most any case took) and their order's seed."""
+    rounds = max((c.measurement.rounds for c in run.cases if c.measurement), default=1)
+    seed = run.config.round_seed
+    if rounds <= 1:
+        return "1 round"
+    return f"{rounds} rounds" + (f", seed {seed}" if seed is not None else "")
+
+
 def systems_section(records: list[RunRecord], a: Answer) -> Section:
     by_id = {r.run_id: r for r in records}
     rows = []
@@ -89,7 +98,7 @@ def systems_section(records: list[RunRecord], a: Answer) -> Section:
                 system.backend,
                 system.device,
                 ", ".join(system.labels) or "-",
-                ", ".join(f"{r.run_id[:8]} ({r.status})" for r in runs),
+                ", ".join(f"{r.run_id[:8]} ({r.status}; {_rounds_text(r)})" for r in runs),
                 last.environment.torch_version,
                 peaks or "-",
             ]

@@ -126,7 +126,9 @@ def test_the_default_suite_checks_fidelity_and_writes_the_report_beside_the_resu
     assert len(moe.routing_match) == moe.steps and moe.max_routing_mismatch == 0.0
     folder = out / f"{path.stem}-report"
     assert (folder / "report.html").is_file() and (folder / "report.md").is_file()
-    assert "Verdict" in (folder / "report.md").read_text()
+    markdown = (folder / "report.md").read_text()
+    assert "Verdict" in markdown
+    assert f"{run.run_id[:8]} (complete; 5 rounds, seed {run.config.round_seed})" in markdown
     assert _flat(f"report: {folder / 'report.html'}") in _flat(result.stdout)
 
 
