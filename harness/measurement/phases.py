@@ -24,6 +24,7 @@ clock on the CPU) without waiting; the one synchronize of an iteration happens w
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -123,6 +124,30 @@ def phase(name: str) -> AbstractContextManager[object]:
     return timer.phase(name)
 
 
+def add_phase_iterations(
+    timer: PhaseTimer,
+    step: Callable[[], object],
+    *,
+    warmup_iterations: int = 1,
+    min_iterations: int = 10,
+    max_iterations: int = 100,
+    max_time_s: float = 0.5,
+) -> None:
+    """Run `step` (which enters `phase(name)` for its phases) in instrumented iterations
+    added to `timer`: `warmup_iterations` untimed calls, then at least `min_iterations` timed
+    ones, more until `max_time_s` of timing or `max_iterations`."""
+    for _ in range(warmup_iterations):
+        step()
+    started = time.perf_counter()
+    done = len(timer.iterations)
+    while len(timer.iterations) - done < max_iterations:
+        with timer.step():
+            step()
+        enough = len(timer.iterations) - done >= min_iterations
+        if enough and time.perf_counter() - started >= max_time_s:
+            break
+
+
 def time_phases(
     step: Callable[[], object],
     backend: Backend | None = None,
@@ -133,29 +158,60 @@ def time_phases(
     max_time_s: float = 0.5,
     attribution: str = "",
 ) -> PhaseBreakdown:
-    """Run `step` (which enters `phase(name)` for its phases) in instrumented iterations and
-    return the breakdown: `warmup_iterations` untimed calls, then at least `min_iterations`
-    timed ones, more until `max_time_s` of timing or `max_iterations`."""
+    """The breakdown of `step` from instrumented iterations of its own
+    (`add_phase_iterations` on a fresh timer)."""
     timer = PhaseTimer(backend)
-    for _ in range(warmup_iterations):
-        step()
-    started = time.perf_counter()
-    while len(timer.iterations) < max_iterations:
-        with timer.step():
-            step()
-        if len(timer.iterations) >= min_iterations and time.perf_counter() - started >= max_time_s:
-            break
+    add_phase_iterations(
+        timer,
+        step,
+        warmup_iterations=warmup_iterations,
+        min_iterations=min_iterations,
+        max_iterations=max_iterations,
+        max_time_s=max_time_s,
+    )
     return timer.breakdown(attribution)
 
 
-def instance_phases(instance: Instance, mode: str, backend: Backend) -> PhaseBreakdown | None:
+PHASE_ITERATIONS = 10
+"""The fewest instrumented iterations behind a case's breakdown."""
+
+
+def instance_phases(
+    instance: Instance,
+    mode: str,
+    backend: Backend,
+    timer: PhaseTimer | None = None,
+    share: float = 1.0,
+    last: bool = True,
+) -> PhaseBreakdown | None:
     """The phase breakdown of `instance`'s `mode` step from its staged step, timed in
-    iterations of its own (call it after the headline measurement, which it does not touch);
-    None when the mode has no staged step (everything but training)."""
+    iterations of its own (call it after a headline measurement, which it does not touch);
+    None when the mode has no staged step (everything but training).
+
+    Measured in rounds, each round adds `share` (1/R) of the iterations to the case's `timer`
+    right after its own headline round, so the phases see the machine the headline saw;
+    `last` returns the breakdown over every round's iterations (topped up to
+    PHASE_ITERATIONS when earlier rounds ran elsewhere), earlier rounds None."""
     staged = instance.staged_step(mode, phase)
     if staged is None:
         return None
-    breakdown = time_phases(staged, backend)
+    timer = timer if timer is not None else PhaseTimer(backend)
+    add_phase_iterations(
+        timer,
+        staged,
+        warmup_iterations=0 if timer.iterations else 1,
+        min_iterations=max(1, math.ceil(PHASE_ITERATIONS * share)),
+        max_iterations=max(1, math.ceil(100 * share)),
+        max_time_s=0.5 * share,
+    )
+    if not last:
+        return None
+    missing = PHASE_ITERATIONS - len(timer.iterations)
+    if missing > 0:
+        add_phase_iterations(
+            timer, staged, warmup_iterations=0, min_iterations=missing, max_iterations=missing
+        )
+    breakdown = timer.breakdown()
     traffic = instance.optimizer_traffic()
     if traffic is not None:
         breakdown.optimizer_bytes, breakdown.optimizer_bytes_note = traffic

@@ -27,7 +27,7 @@ from backends.registry import get_backend
 from harness.errors import describe_exception, is_oom
 from harness.measurement.energy import case_energy
 from harness.measurement.fallbacks import host_fallbacks
-from harness.measurement.phases import instance_phases
+from harness.measurement.phases import PhaseTimer, instance_phases
 from harness.measurement.profile import profile_step
 from harness.measurement.timing import measure, summarize
 from harness.results.config import MeasureSettings
@@ -223,6 +223,8 @@ class _Built:
     instance: Instance
     step: Any
     peak_memory_bytes: int | None
+    phase_timer: PhaseTimer | None = None
+    """Instrumented iterations of the case's training step, added round by round."""
 
 
 _BUILT: dict[str, _Built] = {}
@@ -394,10 +396,14 @@ def _measure_round(job: RoundSpec) -> CaseResult:
     result.energy, result.energy_note = case_energy(
         _add_readings(job.previous, reading), merged.median, work.items, work.unit
     )
-    if job.round == job.rounds - 1:  # once, after the last measurement
-        result.phases = instance_phases(built.instance, key.mode, built.backend)
-        if spec.profile:
-            result.profile = case_profile(spec, built.step, built.backend)
+    if built.phase_timer is None:
+        built.phase_timer = PhaseTimer(built.backend)
+    last = job.round == job.rounds - 1
+    result.phases = instance_phases(
+        built.instance, key.mode, built.backend, built.phase_timer, 1.0 / job.rounds, last
+    )
+    if last and spec.profile:  # once, after the last measurement
+        result.profile = case_profile(spec, built.step, built.backend)
     return result
 
 
