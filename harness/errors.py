@@ -34,3 +34,9 @@ def describe_exception(exc: BaseException) -> str:
     frame = raising_frame(exc)
     where = f" (at {frame.filename}:{frame.lineno})" if frame else ""
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+def failure(exc: BaseException) -> tuple[str, str]:
+    """How a failed case records `exc`: kind `oom` when it ran out of memory, else
+    `exception`, and `describe_exception`'s message."""
+    return ("oom" if is_oom(exc) else "exception"), describe_exception(exc)

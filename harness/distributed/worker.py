@@ -46,7 +46,7 @@ from harness.distributed.job import (
 )
 from harness.distributed.measure import SyncedSamples, measure_synchronized
 from harness.distributed.phases import ddp_phases
-from harness.errors import describe_exception, is_oom, raising_frame
+from harness.errors import failure, raising_frame
 from harness.results.schema import (
     CaseError,
     CaseResult,
@@ -222,9 +222,9 @@ def _combine(result: CaseResult, reports: list[RankReport]) -> CaseResult:
 
 def _give_up(folder: Path, me: Rank, exc: BaseException) -> None:
     """Record why this rank cannot go on, then exit (torchrun ends the other ranks)."""
-    kind = "oom" if is_oom(exc) else "exception"
+    kind, described = failure(exc)
     frame = raising_frame(exc)
-    message = f"rank {me.rank}: {describe_exception(exc)}"
+    message = f"rank {me.rank}: {described}"
     in_collective = frame is not None and "torch/distributed" in frame.filename.replace("\\", "/")
     write_error(folder, me.rank, RankError(kind=kind, message=message, in_collective=in_collective))
     sys.stderr.write(message + "\n")

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from backends.base import DTYPES, Backend, EnergyReading
 from backends.registry import get_backend
-from harness.errors import describe_exception, is_oom
+from harness.errors import failure
 from harness.measurement.energy import case_energy
 from harness.measurement.fallbacks import host_fallbacks
 from harness.measurement.phases import PhaseTimer, instance_phases
@@ -104,7 +104,7 @@ def execute_case(spec: CaseSpec) -> CaseResult:
     except CaseUnsupported as exc:
         result = failed(spec, "unsupported", str(exc))
     except Exception as exc:
-        result = failed(spec, "oom" if is_oom(exc) else "exception", describe_exception(exc))
+        result = failed(spec, *failure(exc))
     result.started_at = started
     result.duration_s = time.perf_counter() - t0
     return result
@@ -350,7 +350,7 @@ def execute_round(job: RoundSpec) -> CaseResult:
     except CaseUnsupported as exc:
         result = failed(spec, "unsupported", str(exc))
     except Exception as exc:
-        result = failed(spec, "oom" if is_oom(exc) else "exception", describe_exception(exc))
+        result = failed(spec, *failure(exc))
     if result.status != "ok":
         _BUILT.pop(_cache_key(spec), None)
     previous = job.previous

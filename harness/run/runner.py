@@ -14,12 +14,11 @@ from __future__ import annotations
 import contextlib
 import secrets
 
-from backends.registry import get_backend
 from harness.analysis.mfu import apply_peaks
 from harness.isolation.executor import Executor, WorkerFailure
 from harness.results.config import RunConfig
 from harness.results.schema import CaseResult
-from harness.results.store import claim_run_path, prepare_out_dir, save_run
+from harness.results.store import save_run
 from harness.run.execute import (
     RoundSpec,
     clear_cache,
@@ -28,14 +27,14 @@ from harness.run.execute import (
     round_job,
 )
 from harness.run.fidelity_suite import FidelityProgressFn, plan_fidelity, run_fidelity_checks
-from harness.run.plan import check_dtypes_supported, plan_cases, supported_dtype_names
+from harness.run.plan import plan_cases
 from harness.run.schedule import round_schedule
 from harness.run.session import (
     ProgressFn,
     RunInterrupted,
     RunOutcome,
     finish,
-    new_record,
+    open_run,
     signals_raise,
 )
 
@@ -65,13 +64,7 @@ def run(
     )
     specs = plan_cases(config)
     fidelity_specs = plan_fidelity(config)
-    backend = get_backend(config.backend)
-    check_dtypes_supported(config, supported_dtype_names(backend))
-    out = prepare_out_dir(config.out)
-
-    record = new_record(config, command, backend)
-    path = claim_run_path(out, record)
-    save_run(record, path)
+    record, path = open_run(config, command)
     timeout = config.case_timeout()
     rounds = config.rounds_count()
     assert config.round_seed is not None

@@ -15,11 +15,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from backends.base import Backend, DeviceInfo
+from backends.registry import get_backend
 from harness.measurement.environment import capture_environment
 from harness.results.config import RunConfig
 from harness.results.schema import CaseResult, RunRecord, RunStatus
-from harness.results.store import save_run
+from harness.results.store import claim_run_path, prepare_out_dir, save_run
 from harness.run.execute import CaseSpec
+from harness.run.plan import check_dtypes_supported, supported_dtype_names
 
 ProgressFn = Callable[[int, int, CaseSpec, CaseResult | None], None]
 """Called before (result None) and after each case: index, total, spec, result."""
@@ -75,6 +77,17 @@ def new_record(
         device=describe_with_settings(backend),
         **extra,
     )
+
+
+def open_run(config: RunConfig, command: list[str] | None) -> tuple[RunRecord, Path]:
+    """Check the run's backend and dtypes, then claim its results file and save the new
+    record there. Raises (BackendError, BenchError) for bad input before any file exists."""
+    backend = get_backend(config.backend)
+    check_dtypes_supported(config, supported_dtype_names(backend))
+    record = new_record(config, command, backend)
+    path = claim_run_path(prepare_out_dir(config.out), record)
+    save_run(record, path)
+    return record, path
 
 
 def describe_with_settings(backend: Backend) -> DeviceInfo:

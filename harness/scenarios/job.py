@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from backends.base import Backend
 from backends.registry import get_backend
-from harness.errors import describe_exception, is_oom
+from harness.errors import failure
 from harness.results.config import LatencyTargets, ScenarioSettings
 from harness.results.schema import (
     CaseError,
@@ -170,7 +170,7 @@ def execute_scenario(spec: ScenarioSpec) -> ScenarioResult:
     except CaseUnsupported as exc:
         result = failed(spec, "unsupported", str(exc))
     except Exception as exc:
-        result = failed(spec, "oom" if is_oom(exc) else "exception", describe_exception(exc))
+        result = failed(spec, *failure(exc))
     result.started_at = started
     result.duration_s = time.perf_counter() - t0
     return result

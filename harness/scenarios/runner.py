@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from backends.registry import get_backend
 from harness.isolation.executor import Executor, WorkerFailure
 from harness.results.config import RunConfig, ScenarioSettings
 from harness.results.schema import ScenarioResult
-from harness.results.store import claim_run_path, prepare_out_dir, save_run
-from harness.run.plan import check_dtypes_supported, plan_cases, supported_dtype_names
-from harness.run.session import RunInterrupted, RunOutcome, finish, new_record, signals_raise
+from harness.results.store import save_run
+from harness.run.plan import plan_cases
+from harness.run.session import RunInterrupted, RunOutcome, finish, open_run, signals_raise
 from harness.scenarios.job import ScenarioSpec, failed, scenario_job
 from workloads.registry import all_workloads
 
@@ -65,12 +64,7 @@ def run_scenarios(
     Raises BenchError for bad input before anything runs, RunInterrupted after a signal (the
     file is then saved with status `incomplete`)."""
     specs = plan_scenarios(config)
-    backend = get_backend(config.backend)
-    check_dtypes_supported(config, supported_dtype_names(backend))
-    out = prepare_out_dir(config.out)
-    record = new_record(config, command, backend)
-    path = claim_run_path(out, record)
-    save_run(record, path)
+    record, path = open_run(config, command)
     try:
         with signals_raise(), Executor(config.isolate) as executor:
             for index, spec in enumerate(specs):
