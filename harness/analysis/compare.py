@@ -11,11 +11,22 @@ at least HISTORY_MIN_RUNS earlier runs of the case on the same host and device, 
 (`stats.history_floor`). A change whose CI reaches inside the floor is never `regressed`:
 the floor is what the same code moves by on this machine, so the change must be shown to
 exceed it, not merely to exist (on a shared VM a case can sit in a slower state for most of
-one run's rounds: a 1.40x ratio with a CI from 1.14 and a 22% floor, same code)."""
+one run's rounds: a 1.40x ratio with a CI from 1.14 and a 22% floor, same code).
+
+A machine that changed speed between the runs is told apart from changed code by the
+yardsticks (harness.measurement.yardstick) read before each of the case's rounds: a change
+called `regressed` or `improved` on the raw times must also be established, by the same
+rule, with each round's median divided by the round's reading of each yardstick; where it is
+not, the verdict is `noisy` and the reason names the yardstick and how far the machine moved.
+Judging against every yardstick (not one chosen) is deliberate: the slow state of a shared
+host costs dispatch-bound work far more than compute-bound work, and which profile a case
+has is not known, so a change counts only if no yardstick explains it."""
 
 from __future__ import annotations
 
 import json
+import math
+import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,9 +37,11 @@ from harness.errors import BenchError
 from harness.measurement.stats import (
     DEFAULT_THRESHOLD,
     SampleComparison,
+    compare_per_round,
     compare_rounds,
     compare_samples,
     history_floor,
+    relative_round_medians,
 )
 from harness.results.schema import CaseKey, CaseResult, KeyField, RunRecord
 
@@ -140,6 +153,21 @@ def load_thresholds(path: Path, default: float | None = None) -> Thresholds:
     return thresholds
 
 
+class YardstickComparison(BaseModel):
+    """How the machine moved between two runs by one yardstick, read before the case's rounds,
+    and how the case moved relative to it."""
+
+    name: str
+    machine_ratio: float
+    """The yardstick's own ratio new/base (above 1: the machine was slower in the new run)."""
+    machine_ci95: tuple[float, float]
+    relative_ratio: float
+    """The case's ratio with each round's median divided by the round's yardstick reading."""
+    relative_ci95: tuple[float, float]
+    relative_p: float
+    relative_floor: float
+
+
 class CaseComparison(BaseModel):
     """The verdict on one case; `base`/`new` are None when the case is missing from a run."""
 
@@ -160,6 +188,8 @@ class CaseComparison(BaseModel):
     """Where the floor comes from: `rounds`, `history of N runs`, or both."""
     history_runs: int = 0
     """Earlier runs of this case on the same host and device that were looked at."""
+    yardsticks: list[YardstickComparison] = Field(default_factory=list)
+    """The case judged against each yardstick both runs read (none for older files)."""
 
 
 class RunComparison(BaseModel):
@@ -174,6 +204,23 @@ class RunComparison(BaseModel):
         """Number of cases per verdict, in VERDICTS order, zero counts left out."""
         found = Counter(case.verdict for case in self.cases)
         return {verdict: found[verdict] for verdict in VERDICTS if found[verdict]}
+
+    def machine_moves(self) -> dict[str, float]:
+        """Per yardstick, the median over compared cases of its ratio new/base: how much
+        slower the machine was in the new run (1.0: the same)."""
+        ratios: dict[str, list[float]] = defaultdict(list)
+        for case in self.cases:
+            for yardstick in case.yardsticks:
+                ratios[yardstick.name].append(yardstick.machine_ratio)
+        return {name: statistics.median(values) for name, values in sorted(ratios.items())}
+
+    def machine_moved(self) -> bool:
+        """Whether, for some case, a yardstick moved by more than the case's threshold."""
+        return any(
+            abs(math.log(y.machine_ratio)) > math.log1p(case.threshold or DEFAULT_THRESHOLD)
+            for case in self.cases
+            for y in case.yardsticks
+        )
 
     def gate_failures(self) -> list[CaseComparison]:
         return [case for case in self.cases if case.verdict in GATE_VERDICTS]
@@ -298,10 +345,27 @@ def _compare_case(
     floor = max(floors.values()) if floors else None
     verdict = classify(result, threshold, floor=floor)
     reason = f"noise floor {floor:.0%}" if floor is not None and verdict == "noisy" else ""
+    yardsticks = _against_yardsticks(base, new)
+    if verdict in ("regressed", "improved"):
+        for entry_y in sorted(yardsticks, key=lambda y: -abs(math.log(y.machine_ratio))):
+            relative = SampleComparison(
+                entry_y.relative_ratio, entry_y.relative_ci95, entry_y.relative_p
+            )
+            limit = max(floor or 0.0, entry_y.relative_floor)
+            if classify(relative, threshold, floor=limit) != verdict:
+                low, high = entry_y.relative_ci95
+                verdict = "noisy"
+                reason = (
+                    f"the machine moved: {entry_y.name} yardstick {entry_y.machine_ratio:.2f}x; "
+                    f"relative to it this case moved {entry_y.relative_ratio:.2f}x "
+                    f"({low:.2f}-{high:.2f}), not beyond {max(threshold, limit):.0%}"
+                )
+                break
     return entry.model_copy(
         update={
             "verdict": verdict,
             "reason": reason,
+            "yardsticks": yardsticks,
             "ratio": result.ratio,
             "ratio_ci95": result.ci95,
             "p_value": result.p_value,
@@ -310,6 +374,37 @@ def _compare_case(
             "history_runs": len(history),
         }
     )
+
+
+def _against_yardsticks(base: CaseResult, new: CaseResult) -> list[YardstickComparison]:
+    """For each yardstick both results read in two or more rounds: its own change between the
+    runs and the case's change relative to it (each round's median over the round's
+    reading), both compared round by round (`stats.compare_per_round`)."""
+    b, n = base.measurement, new.measurement
+    if not (base.yardstick and new.yardstick and b and n):
+        return []
+    found = []
+    for name in sorted(set(base.yardstick) & set(new.yardstick)):
+        old_readings, new_readings = base.yardstick[name], new.yardstick[name]
+        machine = compare_per_round(old_readings, new_readings)
+        relative = compare_per_round(
+            relative_round_medians(b.samples_s, b.sample_rounds, old_readings),
+            relative_round_medians(n.samples_s, n.sample_rounds, new_readings),
+        )
+        if machine is None or relative is None:
+            continue
+        found.append(
+            YardstickComparison(
+                name=name,
+                machine_ratio=machine.ratio,
+                machine_ci95=machine.ci95,
+                relative_ratio=relative.ratio,
+                relative_ci95=relative.ci95,
+                relative_p=relative.p_value,
+                relative_floor=relative.floor,
+            )
+        )
+    return found
 
 
 def _same_machine(run: RunRecord, other: RunRecord) -> bool:

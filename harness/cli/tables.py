@@ -4,6 +4,8 @@ harness.units so a table reads like the report."""
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -212,7 +214,8 @@ def _floor(entry: CaseComparison) -> str:
 
 def comparison_table(result: RunComparison) -> Table:
     """One row per case: medians, ratio new/base with its 95% CI, p-value, the threshold, the
-    noise floor, verdict."""
+    noise floor, verdict; and, when the machine itself moved between the runs, the yardstick
+    that moved most for each case."""
     table = Table(title="new vs base (time per iteration; ratio > 1 is slower)")
     columns = (
         "case",
@@ -222,6 +225,7 @@ def comparison_table(result: RunComparison) -> Table:
         "p",
         "limit",
         "noise floor",
+        *(["machine"] if result.machine_moved() else []),
         "verdict",
     )
     for column in columns:
@@ -244,9 +248,18 @@ def comparison_table(result: RunComparison) -> Table:
             format_number(entry.p_value, 2),
             limit,
             _floor(entry),
+            *([_machine(entry)] if result.machine_moved() else []),
             verdict,
         )
     return table
+
+
+def _machine(entry: CaseComparison) -> str:
+    """The yardstick that moved most between the runs for this case, e.g. `train 1.54x`."""
+    if not entry.yardsticks:
+        return "-"
+    moved = max(entry.yardsticks, key=lambda y: abs(math.log(y.machine_ratio)))
+    return f"{moved.name} {moved.machine_ratio:.2f}x"
 
 
 def _ms(value: float | None) -> str:

@@ -412,6 +412,25 @@ def compare_rounds(
     return RoundComparison(ratio, (low, high), p_value, float(np.expm1(half)))
 
 
+def relative_round_medians(
+    samples: Sequence[float], sample_rounds: Sequence[int], reference: Sequence[float]
+) -> list[float]:
+    """Each round's median divided by that round's reference reading: `reference[r]` belongs
+    to round label r (labels are 0, 1, ...). Rounds without a positive reference reading are
+    left out; the result is in round order."""
+    return [
+        float(np.median(group)) / reference[label]
+        for label, group in _labelled_groups(samples, sample_rounds)
+        if 0 <= label < len(reference) and reference[label] > 0
+    ]
+
+
+def compare_per_round(base: Sequence[float], new: Sequence[float]) -> RoundComparison | None:
+    """`compare_rounds` of two series holding one value per round (per-round medians or
+    readings); None unless each has >= 2 values."""
+    return compare_rounds(base, range(len(base)), new, range(len(new)))
+
+
 DEFAULT_THRESHOLD = 0.10
 """The smallest relative change a comparison of two runs calls a change by default. Two
 runs' rounds cannot see the run-to-run drift of a shared host (minutes apart, other

@@ -317,6 +317,10 @@ class CaseResult(BaseModel):
     energy: CaseEnergy | None = None
     energy_note: str | None = None
     """Why `energy` is missing (no energy source on this device, or the source failed)."""
+    yardstick: dict[str, list[float]] | None = None
+    """Seconds per call of each yardstick (harness.measurement.yardstick, by name) read right
+    before each round of the case, in round order: how fast the machine was as the round
+    began. None for results written before yardsticks existed and for distributed cases."""
 
     @model_validator(mode="before")
     @classmethod

@@ -30,6 +30,7 @@ from harness.measurement.fallbacks import host_fallbacks
 from harness.measurement.phases import PhaseTimer, instance_phases
 from harness.measurement.profile import profile_step
 from harness.measurement.timing import measure, summarize
+from harness.measurement.yardstick import append_readings, read_yardsticks
 from harness.results.config import MeasureSettings
 from harness.results.schema import (
     CaseError,
@@ -138,6 +139,7 @@ def _measure_case(spec: CaseSpec) -> CaseResult:
     if reason is not None:
         return failed(spec, "unsupported", reason)
     rehearse(spec, backend)
+    yardsticks = read_yardsticks(backend)
     held = _held_memory(backend)
     workload = get_workload(key.workload)
     instance = workload.build(spec.build_context(backend))
@@ -154,6 +156,7 @@ def _measure_case(spec: CaseSpec) -> CaseResult:
         return failed(spec, "nonfinite", reason, measurement=measurement)
     result = measured_result(spec, instance, measurement)
     result.peak_memory_bytes = peak_memory
+    result.yardstick = append_readings(None, yardsticks)
     work = instance.work(key.mode)
     result.energy, result.energy_note = case_energy(
         energy_reading, measurement.median, work.items, work.unit
@@ -372,11 +375,14 @@ def _measure_round(job: RoundSpec) -> CaseResult:
         if reason is not None:
             return failed(spec, "unsupported", reason)
         rehearse(spec, backend)
+        yardsticks = read_yardsticks(backend)
         held = _held_memory(backend)
         instance = get_workload(key.workload).build(spec.build_context(backend))
         built = _Built(backend, instance, instance.step(key.mode), None)
         built.backend.synchronize()
         built.backend.reset_peak_memory()
+    else:
+        yardsticks = read_yardsticks(built.backend)
     before = job.previous.measurement if job.previous is not None else None
     meter = built.backend.energy_meter()
     meter.start()
@@ -396,6 +402,8 @@ def _measure_round(job: RoundSpec) -> CaseResult:
         return failed(spec, "nonfinite", reason, measurement=measurement)
     merged = merge_rounds(before, measurement, job.round, spec.measure.precision)
     result = measured_result(spec, built.instance, merged)
+    earlier_readings = job.previous.yardstick if job.previous is not None else None
+    result.yardstick = append_readings(earlier_readings, yardsticks)
     kept = job.previous.peak_memory_bytes if job.previous is not None else None
     result.peak_memory_bytes = kept if kept is not None else built.peak_memory_bytes
     work = built.instance.work(key.mode)

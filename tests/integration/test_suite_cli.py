@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.measurement.yardstick import YARDSTICKS
 from harness.results.store import load_run
 from tests.conftest import SuiteRun, invoke_bench
 
@@ -40,6 +41,12 @@ def test_tiny_run_of_the_whole_suite_is_all_ok(tiny_suite_run: SuiteRun) -> None
     ran = {(c.key.workload, c.key.mode) for c in record.cases}
     assert ran == {(name, mode) for name, modes in SUITE.items() for mode in modes}
     assert all(c.status == "ok" for c in record.cases)
+    for result_case in record.cases:  # a reading of every yardstick before every round
+        assert result_case.measurement is not None and result_case.yardstick is not None
+        assert set(result_case.yardstick) == set(YARDSTICKS)
+        for readings in result_case.yardstick.values():
+            assert len(readings) == result_case.measurement.rounds
+            assert all(0 < seconds < 1.0 for seconds in readings)
     units = {(c.key.workload, c.key.mode): c.throughput.unit for c in record.cases if c.throughput}
     assert units[("gpt", "decode")] == "tokens/s"
     assert units[("dit", "sample")] == "images/s"

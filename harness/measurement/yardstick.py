@@ -1,0 +1,116 @@
+"""Yardsticks: fixed kernels, timed right before every round of every case, so that a
+comparison of two runs can tell a slower machine from slower code.
+
+A shared host changes speed under a benchmark. The 2-core cloud VM this project is built on
+flips, every few seconds, between two states: mlp tiny infer reads 58 us in one and 95 us in
+the other (1.6x), with nothing else of ours running; a CI run failed its same-code gate on
+exactly that (60 us, then 95 us six seconds later, infer and train alike). Nothing in a
+case's own samples can tell that from a regression. A yardstick is work that never changes,
+read in the same process, threads and device as the case a few milliseconds before the
+case's round: when the machine slows, it slows too, and `harness.analysis.compare` judges
+each case relative to it as well as on its own.
+
+The states do not slow all work alike. Measured over 90 s of one-thread windows (665 windows,
+92 in the slow state), the slow state read, against the fast one: mlp tiny infer 1.54x, mlp
+tiny train 1.50x, and for the three yardsticks:
+- `dispatch`, thirty elementwise operators on a 16x64 tensor (~0.1-0.2 ms on a CPU core),
+  the overhead-bound end that small presets live at: 1.43x;
+- `train`, forward, backward and AdamW step (lr 0, so the weights never change) of a 64-wide
+  two-layer MLP on 16 rows: autograd and optimizer overhead: 1.54x;
+- `compute`, eight 64x256 @ 256x256 products with a ReLU and a streaming update of a 4 MiB
+  vector (~1 ms): cache-resident compute and memory traffic: 1.10x.
+A case is judged against each, since which profile it has is not known. The three readings
+take ~40 ms per round.
+Both are fp32, fixed in size on every backend, and built once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+from collections.abc import Callable
+
+import torch
+
+from backends.base import Backend
+from harness.measurement.timing import run_schedule, timer_overhead_s
+
+YARDSTICK_BUDGET_S = 0.01
+"""Sampling time of one reading of one yardstick (samples of at least 1 ms)."""
+
+YARDSTICKS: tuple[str, ...] = ("dispatch", "train", "compute")
+
+
+@functools.cache
+def _kernel(name: str, device: str) -> Callable[[], None]:
+    """The step of yardstick `name` on `device` (cached per process and device)."""
+    generator = torch.Generator().manual_seed(0)
+    if name == "dispatch":
+        small = torch.randn(16, 64, generator=generator).to(device)
+
+        def dispatch() -> None:
+            with torch.inference_mode():
+                y = small
+                for _ in range(10):
+                    y = torch.nn.functional.gelu(y + 1.0) * 0.5
+
+        return dispatch
+    if name == "train":
+        model = torch.nn.Sequential(
+            torch.nn.Linear(64, 64), torch.nn.GELU(), torch.nn.Linear(64, 64)
+        ).to(device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.0, foreach=True)
+        batch = torch.randn(16, 64, generator=generator).to(device)
+
+        def train() -> None:
+            model(batch).square().mean().backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        return train
+    x = torch.randn(64, 256, generator=generator).to(device)
+    weight = (torch.randn(256, 256, generator=generator) / 16.0).to(device)
+    stream = torch.randn(1 << 20, generator=generator).to(device)
+
+    def compute() -> None:
+        with torch.inference_mode():
+            y = x
+            for _ in range(8):
+                y = torch.relu(y @ weight)
+            stream.mul_(0.5).add_(y[0, 0])
+
+    return compute
+
+
+def read_yardstick(backend: Backend, name: str, budget_s: float = YARDSTICK_BUDGET_S) -> float:
+    """Seconds per call of yardstick `name` on `backend`'s device now: the median sample of
+    `run_schedule` (the loop behind every measurement) given `budget_s` of sampling (at
+    least 3 samples) after a quarter of it of warm-up. Always positive."""
+    step = _kernel(name, str(backend.device()))
+    timer = backend.timer()
+    schedule = run_schedule(
+        lambda calls: timer.time_block(step, calls),
+        lambda: timer_overhead_s(timer),
+        time_cold_start=False,
+        warmup_s=budget_s / 4,
+        warmup_iterations=1,
+        min_samples=3,
+        max_samples=1000,
+        max_time_s=budget_s,
+        precision=0.0,
+        min_sample_s=1e-3,
+    )
+    return statistics.median(schedule.samples_s)
+
+
+def read_yardsticks(backend: Backend) -> dict[str, float]:
+    """One reading of every yardstick, by name."""
+    return {name: read_yardstick(backend, name) for name in YARDSTICKS}
+
+
+def append_readings(
+    earlier: dict[str, list[float]] | None, readings: dict[str, float]
+) -> dict[str, list[float]]:
+    """The per-round series of `earlier` with this round's `readings` appended."""
+    earlier = earlier or {}
+    return {name: [*earlier.get(name, []), value] for name, value in readings.items()}
