@@ -199,16 +199,19 @@ def summarize(
 ) -> Measurement:
     """The Measurement of raw per-iteration samples: quartiles, CIs, outlier labels.
 
-    `sample_rounds` gives each sample's round (None: all round 0). `ci95` is
+    `sample_rounds` gives each sample's round (None: all round 0). `median` is
+    `stats.median_of_rounds` (the plain median with one round); `q1`/`q3`/`iqr` are of all
+    samples. `ci95` is
     `stats.hierarchical_median_ci` (the single-window bootstrap when there is one round),
     `ci95_within_round` the single-window bootstrap over all samples. With several rounds
     and a `precision`, `stable` is whether `ci95`'s half-width is within precision x median
     (the caller's `stable` describes one window only); `stability` is `stats.stability` with
     `ci95`."""
-    q1, median, q3 = stats.quartiles(samples)
+    q1, _, q3 = stats.quartiles(samples)
     iqr = q3 - q1
     labels = list(sample_rounds) if sample_rounds is not None else [0] * len(samples)
     rounds = len(set(labels))
+    median = stats.median_of_rounds(samples, labels)
     within = stats.bootstrap_median_ci(samples)
     ci = stats.hierarchical_median_ci(samples, labels) if rounds > 1 else within
     if rounds > 1 and precision is not None:

@@ -21,6 +21,12 @@ tiny train 1.50x, and for the three yardsticks:
   vector (~1 ms): cache-resident compute and memory traffic: 1.10x.
 A case is judged against each, since which profile it has is not known. The three readings
 take ~40 ms per round.
+
+They run on one intra-op thread: they measure the speed of a core of the machine (its state),
+not how many cores the process has. How many it has is configuration, named by compare among
+the differences and judged as a change: under `taskset -c 0` (torch then takes one thread)
+the default-thread `compute` yardstick read 1.36x slower, and would have excused most of the
+matmul probe's 2x, while at one thread it read 1.06x.
 Both are fp32, fixed in size on every backend, and built once per process.
 """
 
@@ -104,8 +110,14 @@ def read_yardstick(backend: Backend, name: str, budget_s: float = YARDSTICK_BUDG
 
 
 def read_yardsticks(backend: Backend) -> dict[str, float]:
-    """One reading of every yardstick, by name."""
-    return {name: read_yardstick(backend, name) for name in YARDSTICKS}
+    """One reading of every yardstick, by name, on one intra-op thread (the process's thread
+    count is restored after)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {name: read_yardstick(backend, name) for name in YARDSTICKS}
+    finally:
+        torch.set_num_threads(threads)
 
 
 def append_readings(

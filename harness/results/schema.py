@@ -94,6 +94,8 @@ class Measurement(BaseModel):
     cold_start_s: float | None = None
     total_time_s: float = 0.0
     median: float
+    """The headline time per iteration: the median over rounds of each round's median
+    (`stats.median_of_rounds`), so each round counts once; the plain median with one round."""
     mean: float
     stdev: float
     q1: float

@@ -59,6 +59,27 @@ def test_hierarchical_ci_edge_cases() -> None:
     assert low <= float(np.median([1.0, 1.2, 0.9, 1.1])) <= high
 
 
+def test_every_round_counts_once_in_the_headline_however_many_samples_it_took() -> None:
+    """Time-budgeted rounds: the slow rounds (4.9, 6.0, 6.2 ms) took few samples, the fast
+    ones (3.4 ms) many; the pooled median would say 3.4 ms."""
+    levels, counts = (4.9e-3, 6.0e-3, 6.2e-3, 3.4e-3, 3.4e-3), (4, 3, 3, 12, 12)
+    values = [level for level, n in zip(levels, counts, strict=True) for _ in range(n)]
+    labels = [r for r, n in enumerate(counts) for _ in range(n)]
+    assert float(np.median(values)) == pytest.approx(3.4e-3)
+    assert stats.median_of_rounds(values, labels) == pytest.approx(4.9e-3)
+    m = summarize(values, iterations_per_sample=1, sample_rounds=labels)
+    assert m.median == pytest.approx(4.9e-3)
+    assert m.ci95[0] <= m.median <= m.ci95[1]
+    assert stats.median_of_rounds([3.0, 1.0, 2.0], []) == 2.0  # unlabelled: one round
+    assert math.isnan(stats.median_of_rounds([], []))
+    base_values = [1e-3 * (1.0 + 0.01 * i) for i in range(6)]  # round medians 1.005-1.045
+    base = summarize(base_values, iterations_per_sample=1, sample_rounds=[0, 0, 1, 1, 2, 2])
+    compared = stats.compare_rounds(
+        base.samples_s, base.sample_rounds, values, labels, resamples=200
+    )
+    assert compared is not None and compared.ratio == pytest.approx(4.9 / 1.025)
+
+
 def test_paired_ratio_cancels_drift_shared_by_both_modes() -> None:
     rng = np.random.default_rng(3)
     train: list[float] = []
