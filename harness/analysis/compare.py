@@ -16,8 +16,9 @@ one run's rounds: a 1.40x ratio with a CI from 1.14 and a 22% floor, same code).
 A machine that changed speed between the runs is told apart from changed code by the
 yardsticks (harness.measurement.yardstick) read before each of the case's rounds: a change
 called `regressed` or `improved` on the raw times must also be established, by the same
-rule, with each round's median divided by the round's reading of each yardstick; where it is
-not, the verdict is `noisy` and the reason names the yardstick and how far the machine moved.
+rule, with each round's median divided by the round's reading of each yardstick that moved
+the same way, significantly and beyond the threshold; where it is not, the verdict is
+`noisy` and the reason names the yardstick and how far the machine moved.
 Judging against every yardstick (not one chosen) is deliberate: the slow state of a shared
 host costs dispatch-bound work far more than compute-bound work, and which profile a case
 has is not known, so a change counts only if no yardstick explains it."""
@@ -161,6 +162,7 @@ class YardstickComparison(BaseModel):
     machine_ratio: float
     """The yardstick's own ratio new/base (above 1: the machine was slower in the new run)."""
     machine_ci95: tuple[float, float]
+    machine_p: float
     relative_ratio: float
     """The case's ratio with each round's median divided by the round's yardstick reading."""
     relative_ci95: tuple[float, float]
@@ -348,6 +350,8 @@ def _compare_case(
     yardsticks = _against_yardsticks(base, new)
     if verdict in ("regressed", "improved"):
         for entry_y in sorted(yardsticks, key=lambda y: -abs(math.log(y.machine_ratio))):
+            if not _moved_with(entry_y, verdict, threshold):
+                continue
             relative = SampleComparison(
                 entry_y.relative_ratio, entry_y.relative_ci95, entry_y.relative_p
             )
@@ -376,6 +380,20 @@ def _compare_case(
     )
 
 
+def _moved_with(yardstick: YardstickComparison, verdict: Verdict, threshold: float) -> bool:
+    """Whether a yardstick moved the way the case did (slower for `regressed`, faster for
+    `improved`), significantly (p < ALPHA) and beyond the threshold: only such a move can
+    explain the case's change. A yardstick that stayed put, moved the other way, or whose
+    move is within its own reading noise, leaves the raw verdict alone (judging relative to
+    it would only add that noise)."""
+    ratio = yardstick.machine_ratio
+    if not yardstick.machine_p < ALPHA:
+        return False
+    if verdict == "regressed":
+        return ratio > 1.0 + threshold
+    return ratio < 1.0 - threshold
+
+
 def _against_yardsticks(base: CaseResult, new: CaseResult) -> list[YardstickComparison]:
     """For each yardstick both results read in two or more rounds: its own change between the
     runs and the case's change relative to it (each round's median over the round's
@@ -398,6 +416,7 @@ def _against_yardsticks(base: CaseResult, new: CaseResult) -> list[YardstickComp
                 name=name,
                 machine_ratio=machine.ratio,
                 machine_ci95=machine.ci95,
+                machine_p=machine.p_value,
                 relative_ratio=relative.ratio,
                 relative_ci95=relative.ci95,
                 relative_p=relative.p_value,
