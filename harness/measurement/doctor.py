@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from backends.base import Backend
 from harness.measurement.environment import capture_environment
 from harness.measurement.stats import DEFAULT_THRESHOLD
 from harness.measurement.timing import measure, timer_overhead_s
+from harness.measurement.yardstick import append_readings, read_yardsticks
 from harness.results.config import PRESET_ROUNDS
 
 Verdict = Literal["pass", "warn", "fail", "info"]
@@ -195,8 +196,24 @@ class Drift(BaseModel):
     steal: float | None
     """Fraction of CPU time stolen by the hypervisor during the windows (None: unknown)."""
     resolvable: float
-    """Smallest relative change a comparison of two runs of `rounds` rounds resolves here."""
+    """Smallest relative change a comparison of two runs of `rounds` rounds resolves here, for
+    work that drifts like the most drifting of the matmul and the yardsticks."""
     rounds: int
+    yardsticks: dict[str, list[float]] = Field(default_factory=dict)
+    """Each yardstick's reading (harness.measurement.yardstick) after every window: the
+    matmul is compute-bound, and a shared host's slow states cost dispatch-bound work far more
+    (1.0x against 1.5x)."""
+    most_drifting: str = "matmul"
+    """The kernel whose drift sets `resolvable`: `matmul` or a yardstick's name."""
+
+    def kernel_drift(self) -> dict[str, tuple[float, float]]:
+        """(max/min, CV of the logs) of the matmul's window medians and of each yardstick's
+        readings, by kernel name."""
+        series = {"matmul": self.window_medians_s, **self.yardsticks}
+        return {
+            name: (max(values) / min(values), float(np.std(np.log(values), ddof=1)))
+            for name, values in series.items()
+        }
 
 
 def resolvable_change(cv: float, rounds: int, confidence: float = 0.95) -> float:
@@ -218,9 +235,10 @@ def measure_drift(
 ) -> Drift:
     """Time a `size`x`size` fp32 matmul on `backend` (torch threads as configured) in
     consecutive windows of `window_s` for about `seconds` (at least 2 windows), with one block
-    size for all; report the spread of the window medians, CPU steal over the windows and
-    the smallest change two runs of `rounds` rounds could resolve (each window standing for
-    one round)."""
+    size for all, and read the yardsticks after each window; report the spread of the window
+    medians and readings, CPU steal over the windows and the smallest change two runs of
+    `rounds` rounds could resolve for the most drifting kernel (each window standing for one
+    round)."""
     import torch
 
     device = backend.device()
@@ -233,34 +251,41 @@ def measure_drift(
     first = measure(step, backend, max_time_s=window_s / 2, min_samples=3)
     windows = max(2, round(seconds / window_s))
     before = cpu_times()
-    medians = [
-        measure(
-            step,
-            backend,
-            warmup_s=0.0,
-            warmup_iterations=1,
-            min_samples=3,
-            max_time_s=window_s,
-            precision=1e-9,  # sample the whole window
-            iterations=first.iterations_per_sample,
-            time_cold_start=False,
-        ).median
-        for _ in range(windows)
-    ]
+    medians: list[float] = []
+    readings: dict[str, list[float]] | None = None
+    for _ in range(windows):
+        medians.append(
+            measure(
+                step,
+                backend,
+                warmup_s=0.0,
+                warmup_iterations=1,
+                min_samples=3,
+                max_time_s=window_s,
+                precision=1e-9,  # sample the whole window
+                iterations=first.iterations_per_sample,
+                time_cold_start=False,
+            ).median
+        )
+        readings = append_readings(readings, read_yardsticks(backend))
     after = cpu_times()
     steal = None
     if before is not None and after is not None and after[1] > before[1]:
         steal = (after[0] - before[0]) / (after[1] - before[1])
-    cv = float(np.std(np.log(medians), ddof=1))
-    return Drift(
+    drift = Drift(
         window_medians_s=medians,
         window_s=window_s,
         size=size,
         spread=max(medians) / min(medians),
-        cv=cv,
+        cv=float(np.std(np.log(medians), ddof=1)),
         steal=steal,
-        resolvable=resolvable_change(cv, rounds),
+        resolvable=0.0,
         rounds=rounds,
+        yardsticks=readings or {},
+    )
+    worst = max(drift.kernel_drift().items(), key=lambda item: item[1][1])
+    return drift.model_copy(
+        update={"most_drifting": worst[0], "resolvable": resolvable_change(worst[1][1], rounds)}
     )
 
 
@@ -277,8 +302,25 @@ def drift_checks(drift: Drift) -> list[Check]:
             if drift.spread > 1.0 + RESOLVE_WARN
             else "",
         ),
+    ]
+    for name, (spread, cv) in drift.kernel_drift().items():
+        if name == "matmul":
+            continue
+        checks.append(
+            Check(
+                name=f"drift ({name} yardstick, read after each window)",
+                value=f"max/min {spread:.3f}, CV {cv:.1%}",
+                verdict="warn" if spread > 1.0 + RESOLVE_WARN else "pass",
+                detail="the machine's speed changes over seconds for this kind of work; "
+                "bench compare judges changes against it"
+                if spread > 1.0 + RESOLVE_WARN
+                else "",
+            )
+        )
+    checks += [
         Check(
-            name=f"smallest resolvable change ({drift.rounds} rounds per run)",
+            name=f"smallest resolvable change ({drift.rounds} rounds per run, "
+            f"{drift.most_drifting})",
             value=f"{drift.resolvable:.1%}",
             verdict="warn" if drift.resolvable > RESOLVE_WARN else "pass",
             detail="bench compare calls smaller changes noisy here; use more --rounds or a "

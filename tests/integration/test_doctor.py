@@ -9,7 +9,8 @@ def test_doctor_prints_each_figure_and_a_verdict(capsys: pytest.CaptureFixture[s
     for figure in (
         "drift (256x256 matmul, 2 windows of 0.5 s)",
         "max/min",
-        "smallest resolvable change (5 rounds per run)",
+        "smallest resolvable change (5 rounds per run, ",
+        "drift (dispatch yardstick, read after each window)",
         "load average",
         "torch threads vs usable cores",
         "host clock resolution",
