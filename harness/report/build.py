@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel
 
 from harness.analysis.answer import PENALTY_CAVEAT, PENALTY_NOT_READY, Answer, answer
 from harness.analysis.serving import serving_rows
+from harness.measurement.stats import DEFAULT_THRESHOLD
 from harness.report.figures import all_figures
 from harness.report.render import Figure, Report, Section, Table, render_html, render_markdown
 from harness.report.serving import claims_by_case, serving_section
@@ -75,12 +77,36 @@ def verdict_section(a: Answer) -> Section:
 
 
 def _rounds_text(run: RunRecord) -> str:
-    """How a run was measured: its rounds (the most any case took) and their order's seed."""
+    """How a run was measured: its rounds (the most any case took), their order's seed and,
+    where the yardsticks were read, how steady the machine was (`_machine_text`)."""
     rounds = max((c.measurement.rounds for c in run.cases if c.measurement), default=1)
     seed = run.config.round_seed
-    if rounds <= 1:
-        return "1 round"
-    return f"{rounds} rounds" + (f", seed {seed}" if seed is not None else "")
+    text = "1 round" if rounds <= 1 else f"{rounds} rounds"
+    if rounds > 1 and seed is not None:
+        text += f", seed {seed}"
+    machine = _machine_text(run)
+    return f"{text}; {machine}" if machine else text
+
+
+def _machine_text(run: RunRecord) -> str:
+    """How far the machine's speed moved during the run: for the yardstick that moved most,
+    the ratio of the 90th to the 10th percentile of its readings over every case and round
+    (`machine steady` within the default compare threshold). Empty without readings."""
+    readings: dict[str, list[float]] = {}
+    for case in run.cases:
+        for name, values in (case.yardstick or {}).items():
+            readings.setdefault(name, []).extend(values)
+    spreads = {
+        name: float(np.percentile(values, 90) / np.percentile(values, 10))
+        for name, values in readings.items()
+        if len(values) >= 2
+    }
+    if not spreads:
+        return ""
+    name, spread = max(spreads.items(), key=lambda item: item[1])
+    if spread <= 1.0 + DEFAULT_THRESHOLD:
+        return f"machine steady: yardsticks within {spread - 1.0:.0%} (p90/p10)"
+    return f"machine moved: {name} yardstick {spread:.2f}x (p90/p10)"
 
 
 def systems_section(records: list[RunRecord], a: Answer) -> Section:

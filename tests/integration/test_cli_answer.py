@@ -128,7 +128,9 @@ def test_the_default_suite_checks_fidelity_and_writes_the_report_beside_the_resu
     assert (folder / "report.html").is_file() and (folder / "report.md").is_file()
     markdown = (folder / "report.md").read_text()
     assert "Verdict" in markdown
-    assert f"{run.run_id[:8]} (complete; 5 rounds, seed {run.config.round_seed})" in markdown
+    assert f"{run.run_id[:8]} (complete; 5 rounds, seed {run.config.round_seed}; machine " in (
+        markdown
+    )  # ... steady or moved: the yardsticks were read before every round
     assert _flat(f"report: {folder / 'report.html'}") in _flat(result.stdout)
 
 

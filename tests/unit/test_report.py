@@ -69,6 +69,11 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         optimizer_bytes=7 * 4 * 1e6,
         optimizer_bytes_note=f"AdamW {HOSTILE}",
     )
+    for number, result in enumerate(cpu.cases):  # readings within 2% of each other
+        steps = [(number + r) % 5 for r in range(5)]
+        result.yardstick = {"train": [300e-6 * (1.0 + 0.004 * step) for step in steps]}
+    for result in npu.cases:  # the machine spent two of five rounds 1.5x slower
+        result.yardstick = {"dispatch": [1e-4] * 5, "train": [3e-4, 3e-4, 4.5e-4, 3e-4, 4.5e-4]}
     write_report([cpu, npu], out, warnings=[f"skipped {HOSTILE}.json: not JSON"])
     return out
 
@@ -164,3 +169,9 @@ def test_the_phase_section_says_where_the_excess_goes(report: Path) -> None:
     (line,) = [x for x in md.splitlines() if x.startswith("npu / Ascend 910B, mlp")]
     assert "most of the excess goes to backward" in line
     assert "backward takes 12.00x the forward against a FLOP ratio of 2.00" in line
+
+
+def test_systems_say_how_steady_the_machine_was_by_the_yardsticks(report: Path) -> None:
+    markdown = " ".join((report / "report.md").read_text().split())
+    assert "machine steady: yardsticks within 2% (p90/p10)" in markdown
+    assert "machine moved: train yardstick 1.50x (p90/p10)" in markdown
