@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -91,15 +90,12 @@ def compare_command(
     console.print(comparison_table(result))
     counts = ", ".join(f"{count} {verdict}" for verdict, count in result.counts().items())
     console.print(f"verdicts: {counts or 'no cases'}")
-    moves = result.machine_moves()
-    limit = math.log1p(limits.default)
-    moved = {name: ratio for name, ratio in moves.items() if abs(math.log(ratio)) > limit}
-    if moved:
-        named = ", ".join(f"{name} {ratio:.2f}x" for name, ratio in moved.items())
+    if result.machine_moved():
+        named = ", ".join(f"{name} {ratio:.2f}x" for name, ratio in result.machine_moves().items())
         console.print(
             f"the machine itself moved between the runs (yardsticks read before each round, "
-            f"median over cases: {named}; above 1 is slower in NEW): a case is called changed "
-            f"only if it also moved beyond the limit relative to each yardstick.",
+            f"median over cases: {named}; above 1 is slower in NEW): a change counts only if "
+            f"it also stands relative to each yardstick that moved its way.",
             highlight=False,
         )
     scenarios = compare_scenarios(base_run, new_run, limits)
