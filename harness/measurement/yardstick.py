@@ -109,20 +109,42 @@ def read_yardstick(backend: Backend, name: str, budget_s: float = YARDSTICK_BUDG
     return statistics.median(schedule.samples_s)
 
 
+_UNREADABLE: set[tuple[str, str]] = set()
+"""(yardstick, device) pairs that raised in this process: left out from then on."""
+
+
 def read_yardsticks(backend: Backend) -> dict[str, float]:
     """One reading of every yardstick, by name, on one intra-op thread (the process's thread
-    count is restored after)."""
+    count is restored after). A yardstick the device cannot run (a vendor device lacking one of
+    its operators) is left out, in this reading and every later one of this process: a
+    yardstick never fails a case, and its series never has gaps."""
+    device = str(backend.device())
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    readings: dict[str, float] = {}
     try:
-        return {name: read_yardstick(backend, name) for name in YARDSTICKS}
+        for name in YARDSTICKS:
+            if (name, device) in _UNREADABLE:
+                continue
+            try:
+                readings[name] = read_yardstick(backend, name)
+            except Exception:
+                _UNREADABLE.add((name, device))
     finally:
         torch.set_num_threads(threads)
+    return readings
 
 
 def append_readings(
     earlier: dict[str, list[float]] | None, readings: dict[str, float]
 ) -> dict[str, list[float]]:
-    """The per-round series of `earlier` with this round's `readings` appended."""
+    """The per-round series of `earlier` with this round's `readings` appended. A series that
+    missed a round (no reading now, or none in an earlier round) is dropped, so every series
+    kept has one reading per round, in round order."""
     earlier = earlier or {}
-    return {name: [*earlier.get(name, []), value] for name, value in readings.items()}
+    done = max((len(values) for values in earlier.values()), default=0)
+    return {
+        name: [*earlier.get(name, []), value]
+        for name, value in readings.items()
+        if len(earlier.get(name, [])) == done
+    }

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from backends.cpu import CPUBackend
 from harness.analysis.compare import compare_runs
@@ -61,10 +62,26 @@ def test_every_yardstick_reads_a_positive_time_on_the_cpu() -> None:
 def test_readings_append_per_round_in_order() -> None:
     first = append_readings(None, {"dispatch": 1.0, "compute": 2.0})
     assert first == {"dispatch": [1.0], "compute": [2.0]}
-    assert append_readings(first, {"dispatch": 3.0, "compute": 4.0}) == {
-        "dispatch": [1.0, 3.0],
-        "compute": [2.0, 4.0],
-    }
+    second = append_readings(first, {"dispatch": 3.0, "compute": 4.0})
+    assert second == {"dispatch": [1.0, 3.0], "compute": [2.0, 4.0]}
+    # a series that missed a round is dropped rather than misaligned with the rounds
+    assert append_readings(second, {"dispatch": 5.0}) == {"dispatch": [1.0, 3.0, 5.0]}
+    assert append_readings(second, {"dispatch": 5.0, "train": 6.0}) == {"dispatch": [1.0, 3.0, 5.0]}
+
+
+class _NoSuchDevice(CPUBackend):
+    """A backend whose device this torch build cannot make tensors on (CUDA on a CPU build),
+    standing in for a vendor device that lacks an operator a yardstick uses."""
+
+    def device(self, index: int = 0) -> torch.device:
+        return torch.device("cuda", index)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch build without CUDA")
+def test_a_yardstick_the_device_cannot_run_is_left_out_not_raised() -> None:
+    assert read_yardsticks(_NoSuchDevice()) == {}
+    assert read_yardsticks(_NoSuchDevice()) == {}  # remembered: not retried
+    assert set(read_yardsticks(CPUBackend())) == set(YARDSTICKS)  # per device
 
 
 def test_relative_round_medians_divides_each_round_by_its_reading() -> None:
