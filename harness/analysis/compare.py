@@ -169,6 +169,11 @@ class YardstickComparison(BaseModel):
     relative_p: float
     relative_floor: float
 
+    @property
+    def move(self) -> float:
+        """How far the machine moved by this yardstick, either way: |log machine_ratio|."""
+        return abs(math.log(self.machine_ratio))
+
 
 class CaseComparison(BaseModel):
     """The verdict on one case; `base`/`new` are None when the case is missing from a run."""
@@ -219,7 +224,7 @@ class RunComparison(BaseModel):
     def machine_moved(self) -> bool:
         """Whether, for some case, a yardstick moved by more than the case's threshold."""
         return any(
-            abs(math.log(y.machine_ratio)) > math.log1p(case.threshold or DEFAULT_THRESHOLD)
+            y.move > math.log1p(case.threshold or DEFAULT_THRESHOLD)
             for case in self.cases
             for y in case.yardsticks
         )
@@ -349,7 +354,7 @@ def _compare_case(
     reason = f"noise floor {floor:.0%}" if floor is not None and verdict == "noisy" else ""
     yardsticks = _against_yardsticks(base, new)
     if verdict in ("regressed", "improved"):
-        for entry_y in sorted(yardsticks, key=lambda y: -abs(math.log(y.machine_ratio))):
+        for entry_y in sorted(yardsticks, key=lambda y: -y.move):
             if not _moved_with(entry_y, verdict, threshold):
                 continue
             relative = SampleComparison(

@@ -4,8 +4,6 @@ harness.units so a table reads like the report."""
 
 from __future__ import annotations
 
-import math
-
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -217,6 +215,7 @@ def comparison_table(result: RunComparison) -> Table:
     noise floor, verdict; and, when the machine itself moved between the runs, the yardstick
     that moved most for each case."""
     table = Table(title="new vs base (time per iteration; ratio > 1 is slower)")
+    machine = result.machine_moved()
     columns = (
         "case",
         "base median",
@@ -225,7 +224,7 @@ def comparison_table(result: RunComparison) -> Table:
         "p",
         "limit",
         "noise floor",
-        *(["machine"] if result.machine_moved() else []),
+        *(["machine"] if machine else []),
         "verdict",
     )
     for column in columns:
@@ -248,7 +247,7 @@ def comparison_table(result: RunComparison) -> Table:
             format_number(entry.p_value, 2),
             limit,
             _floor(entry),
-            *([_machine(entry)] if result.machine_moved() else []),
+            *([_machine(entry)] if machine else []),
             verdict,
         )
     return table
@@ -258,7 +257,7 @@ def _machine(entry: CaseComparison) -> str:
     """The yardstick that moved most between the runs for this case, e.g. `train 1.54x`."""
     if not entry.yardsticks:
         return "-"
-    moved = max(entry.yardsticks, key=lambda y: abs(math.log(y.machine_ratio)))
+    moved = max(entry.yardsticks, key=lambda y: y.move)
     return f"{moved.name} {moved.machine_ratio:.2f}x"
 
 

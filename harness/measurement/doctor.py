@@ -207,13 +207,18 @@ class Drift(BaseModel):
     """The kernel whose drift sets `resolvable`: `matmul` or a yardstick's name."""
 
     def kernel_drift(self) -> dict[str, tuple[float, float]]:
-        """(max/min, CV of the logs) of the matmul's window medians and of each yardstick's
-        readings, by kernel name."""
-        series = {"matmul": self.window_medians_s, **self.yardsticks}
-        return {
-            name: (max(values) / min(values), float(np.std(np.log(values), ddof=1)))
-            for name, values in series.items()
-        }
+        """`series_drift` of the matmul's window medians and of each yardstick's readings, by
+        kernel name (`matmul` first)."""
+        return series_drift({"matmul": self.window_medians_s, **self.yardsticks})
+
+
+def series_drift(series: dict[str, list[float]]) -> dict[str, tuple[float, float]]:
+    """(max/min, CV) of each series of timings (>= 2 positive values), by name; the CV is the
+    sample standard deviation of the logs."""
+    return {
+        name: (max(values) / min(values), float(np.std(np.log(values), ddof=1)))
+        for name, values in series.items()
+    }
 
 
 def resolvable_change(cv: float, rounds: int, confidence: float = 0.95) -> float:
@@ -272,20 +277,20 @@ def measure_drift(
     steal = None
     if before is not None and after is not None and after[1] > before[1]:
         steal = (after[0] - before[0]) / (after[1] - before[1])
-    drift = Drift(
+    drifts = series_drift({"matmul": medians, **(readings or {})})
+    worst = max(drifts, key=lambda name: drifts[name][1])
+    spread, cv = drifts["matmul"]
+    return Drift(
         window_medians_s=medians,
         window_s=window_s,
         size=size,
-        spread=max(medians) / min(medians),
-        cv=float(np.std(np.log(medians), ddof=1)),
+        spread=spread,
+        cv=cv,
         steal=steal,
-        resolvable=0.0,
+        resolvable=resolvable_change(drifts[worst][1], rounds),
         rounds=rounds,
         yardsticks=readings or {},
-    )
-    worst = max(drift.kernel_drift().items(), key=lambda item: item[1][1])
-    return drift.model_copy(
-        update={"most_drifting": worst[0], "resolvable": resolvable_change(worst[1][1], rounds)}
+        most_drifting=worst,
     )
 
 
