@@ -3,7 +3,13 @@ how a failure inside a case, a check or a rank is described in its result."""
 
 from __future__ import annotations
 
+import time
 import traceback
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 
 class BenchError(Exception):
@@ -40,3 +46,40 @@ def failure(exc: BaseException) -> tuple[str, str]:
     """How a failed case records `exc`: kind `oom` when it ran out of memory, else
     `exception`, and `describe_exception`'s message."""
     return ("oom" if is_oom(exc) else "exception"), describe_exception(exc)
+
+
+ResultT = TypeVar("ResultT", bound=BaseModel)
+
+
+def failed_result(cls: type[ResultT], key: Any, kind: str, message: str, **extra: Any) -> ResultT:
+    """The result (`cls`: a CaseResult, ScenarioResult, ...) of something that produced no
+    usable measurement: status `unsupported` for kind `unsupported`, else `failed`, with
+    `error` of `kind` (an ErrorKind) and `message`."""
+    status = "unsupported" if kind == "unsupported" else "failed"
+    return cls.model_validate(
+        {"key": key, "status": status, "error": {"kind": kind, "message": message}, **extra}
+    )
+
+
+def never_raises(run: Callable[[], ResultT], failed: Callable[[str, str], ResultT]) -> ResultT:
+    """`run()`, or `failed(kind, message)` when it raises: kind `unsupported` for
+    CaseUnsupported (the workload cannot run in this setting; its message as is), else
+    `failure(exc)`'s kind and message. Stamps `started_at` and `duration_s` on (a copy of)
+    the result when it has them unset. The one "never raises" wrapper of measuring jobs."""
+    from workloads.base import CaseUnsupported  # here: importing the error types stays cheap
+
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    try:
+        result = run()
+    except CaseUnsupported as exc:
+        result = failed("unsupported", str(exc))
+    except Exception as exc:
+        result = failed(*failure(exc))
+    fields = type(result).model_fields
+    stamps: dict[str, Any] = {}
+    if "started_at" in fields and getattr(result, "started_at", None) is None:
+        stamps["started_at"] = started
+    if "duration_s" in fields and getattr(result, "duration_s", None) is None:
+        stamps["duration_s"] = time.perf_counter() - t0
+    return result.model_copy(update=stamps) if stamps else result

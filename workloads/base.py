@@ -8,6 +8,7 @@ harness times.
 from __future__ import annotations
 
 import contextlib
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -222,6 +223,32 @@ class Instance(ABC):
         """A server answering requests one at a time or batched up to `max_batch` (workloads/
         serving.py), for the inference scenarios; None when the workload does not serve."""
         return None
+
+    def stateful(self) -> dict[str, Any]:
+        """The objects whose state a training step changes, by name: each has `state_dict()`
+        and `load_state_dict()`. Default: the instance's attributes that are modules,
+        optimizers or GradScalers; override to add what the default cannot see."""
+        kinds = (torch.nn.Module, torch.optim.Optimizer, torch.amp.GradScaler)
+        found: dict[str, Any] = {}
+        seen: set[int] = set()
+        for name, value in vars(self).items():
+            if isinstance(value, kinds) and id(value) not in seen:
+                seen.add(id(value))
+                found[name] = value
+        return found
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of the training state (`stateful()`'s state dicts and torch's host RNG),
+        which `restore` puts back: every round of a training case starts from it."""
+        state = {name: copy.deepcopy(obj.state_dict()) for name, obj in self.stateful().items()}
+        return {"objects": state, "rng": torch.get_rng_state()}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Put back the training state `snapshot()` copied (the snapshot stays reusable:
+        optimizers get a copy, since they keep the tensors they are given)."""
+        for name, obj in self.stateful().items():
+            obj.load_state_dict(copy.deepcopy(snapshot["objects"][name]))
+        torch.set_rng_state(snapshot["rng"])
 
     def nonfinite_reason(self) -> str | None:
         """Why the last step's output is not usable (NaN/Inf), or None when it is finite."""

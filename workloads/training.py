@@ -231,6 +231,10 @@ class TrainableInstance(Instance):
     def optimizer_traffic(self) -> tuple[float, str] | None:
         return optimizer_traffic(self.optimizer)
 
+    def stateful(self) -> dict[str, Any]:
+        """The model, its optimizer and the Trainer's GradScaler (fp16 loss scale)."""
+        return {"model": self.model, "optimizer": self.optimizer, "scaler": self.trainer.scaler}
+
     def staged_step(self, mode: str, phase: PhaseHook) -> Callable[[], None] | None:
         """The training step with its forward (loss included), backward, optimizer and
         zero_grad inside `phase(name)`. The batch already lives on the device, so there is

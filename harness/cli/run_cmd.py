@@ -28,7 +28,7 @@ from harness.fidelity.check import FidelitySpec
 from harness.results.config import RunConfig
 from harness.results.fidelity import FidelityResult
 from harness.results.schema import CaseResult, ScenarioResult
-from harness.run.execute import CaseSpec
+from harness.run.case import CaseSpec
 from harness.run.runner import run
 from harness.run.session import RunInterrupted, RunOutcome
 from harness.scenarios.job import ScenarioSpec

@@ -13,7 +13,8 @@ from backends.base import DTYPES, Availability, Backend, DeviceInfo
 from harness.conformance.outcome import CheckFailed, CheckSkipped
 from harness.conformance.probes import LongOp, reachable_tensors, same_device
 from harness.results.schema import CaseKey
-from harness.run.execute import CaseSpec, execute_case
+from harness.run.case import CaseSpec
+from harness.run.execute import execute_case
 from harness.run.plan import RUN_DTYPES
 from workloads.base import BuildContext, CaseUnsupported, WorkloadError
 from workloads.registry import get_workload

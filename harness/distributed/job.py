@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from harness.results.schema import CaseResult, ErrorKind
-from harness.run.execute import CaseSpec
+from harness.run.case import CaseSpec
 
 FAULT_ENV = "ACCELBENCH_TEST_FAULT"
 """TEST-ONLY fault injection: `RANK:CASE:ACTION[,...]`, ACTION `exit` (the rank exits with

@@ -39,11 +39,12 @@ from harness.distributed.launch import (
     torchrun_command,
 )
 from harness.distributed.scaling import apply_scaling_efficiency, scaling_ladder
+from harness.errors import failed_result
 from harness.isolation.executor import describe_exit
 from harness.results.config import RunConfig
 from harness.results.schema import CaseResult, DistInfo, ErrorKind, RunRecord
 from harness.results.store import claim_run_path, load_run, prepare_out_dir, save_run
-from harness.run.execute import CaseSpec, failed
+from harness.run.case import CaseSpec
 from harness.run.plan import (
     check_dtypes_supported,
     default_workloads,
@@ -124,7 +125,10 @@ class Supervisor:
             self.add_failure(pending[position], result)
             if result.error and result.error.message.startswith(NOT_STARTED):
                 for rest in pending[position + 1 :]:
-                    self.add_failure(rest, failed(rest.spec, "crash", result.error.message))
+                    self.add_failure(
+                        rest,
+                        failed_result(CaseResult, rest.spec.key, "crash", result.error.message),
+                    )
                 return
             pending = pending[position + 1 :]
 
@@ -192,7 +196,7 @@ class Supervisor:
             if not started and now - last_progress > START_TIMEOUT_S:
                 _stop(proc, folder)
                 message = f"{NOT_STARTED} within {START_TIMEOUT_S:g} s{_log_tail(folder)}"
-                return 0, failed(cases[0].spec, "crash", message)
+                return 0, failed_result(CaseResult, cases[0].spec.key, "crash", message)
             if started and not running and now - last_progress > self.timeout:
                 _stop(proc, folder)  # stuck between cases or at the end
                 returncode = proc.returncode
@@ -209,7 +213,9 @@ class Supervisor:
                     f"{', '.join(map(str, waiting)) or 'none'}"
                 )
                 planned = cases[by_index[index]]
-                return by_index[index], failed(planned.spec, "timeout", message)
+                return by_index[index], failed_result(
+                    CaseResult, planned.spec.key, "timeout", message
+                )
             time.sleep(POLL_S)
         return self._after_exit(returncode, folder, cases, by_index, started, done)
 
@@ -235,7 +241,7 @@ class Supervisor:
         planned = cases[by_index[index]]
         if not started:
             message = f"{NOT_STARTED}: torchrun exited with code {returncode}{_log_tail(folder)}"
-            return by_index[index], failed(planned.spec, "crash", message)
+            return by_index[index], failed_result(CaseResult, planned.spec.key, "crash", message)
         kind: ErrorKind = "crash"
         message = f"torchrun exited with code {returncode}{_log_tail(folder)}"
         if returncode == 0:
@@ -243,7 +249,7 @@ class Supervisor:
         cause = _root_cause(folder)
         if cause is not None:
             kind, message = cause
-        return by_index[index], failed(planned.spec, kind, message)
+        return by_index[index], failed_result(CaseResult, planned.spec.key, kind, message)
 
 
 def _local_ranks(folder: Path, local: range) -> list[int]:

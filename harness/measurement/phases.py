@@ -56,6 +56,11 @@ class PhaseTimer:
         self.step_times: list[float] = []
         """Seconds of each finished iteration, its first stamp to its last."""
 
+    @property
+    def clock(self) -> str:
+        """What the timer's stamps read (a device's events, the host clock)."""
+        return self._timer.clock
+
     @contextmanager
     def step(self) -> Iterator[PhaseTimer]:
         """One instrumented iteration: `phase(name)` inside it is timed by this timer; on
@@ -94,25 +99,38 @@ class PhaseTimer:
         coverage: the median over iterations of (sum of the iteration's phases) / (its step
         time), per iteration so that a preemption landing in one phase of one iteration does
         not skew it. Raises ValueError before any iteration."""
-        if not self.iterations:
-            raise ValueError("no iteration was timed: run the step inside `with timer.step():`")
-        names: list[str] = []
-        for times in self.iterations:
-            names += [n for n in times if n not in names]
-        phases_s = {n: statistics.median(t.get(n, 0.0) for t in self.iterations) for n in names}
-        step_s = statistics.median(self.step_times)
-        pairs = list(zip(self.iterations, self.step_times, strict=True))
-        return PhaseBreakdown(
-            phases_s=phases_s,
-            step_s=step_s,
-            coverage=statistics.median(
-                sum(times.values()) / step if step > 0 else 0.0 for times, step in pairs
-            ),
-            unattributed_s=statistics.median(step - sum(times.values()) for times, step in pairs),
-            iterations=len(self.iterations),
-            clock=self._timer.clock,
-            attribution=attribution,
-        )
+        return breakdown_of(self.iterations, self.step_times, self.clock, attribution)
+
+
+def breakdown_of(
+    iterations: list[dict[str, float]],
+    step_times: list[float],
+    clock: str = "",
+    attribution: str = "",
+) -> PhaseBreakdown:
+    """The breakdown of instrumented iterations (seconds per phase, and each iteration's
+    step time): median seconds per phase and per iteration, and the coverage, the median over
+    iterations of (sum of the iteration's phases) / (its step time), per iteration so that a
+    preemption landing in one phase of one iteration does not skew it. Raises ValueError
+    without iterations."""
+    if not iterations:
+        raise ValueError("no iteration was timed: run the step inside `with timer.step():`")
+    names: list[str] = []
+    for times in iterations:
+        names += [n for n in times if n not in names]
+    phases_s = {n: statistics.median(t.get(n, 0.0) for t in iterations) for n in names}
+    pairs = list(zip(iterations, step_times, strict=True))
+    return PhaseBreakdown(
+        phases_s=phases_s,
+        step_s=statistics.median(step_times),
+        coverage=statistics.median(
+            sum(times.values()) / step if step > 0 else 0.0 for times, step in pairs
+        ),
+        unattributed_s=statistics.median(step - sum(times.values()) for times, step in pairs),
+        iterations=len(iterations),
+        clock=clock,
+        attribution=attribution,
+    )
 
 
 def phase(name: str) -> AbstractContextManager[object]:

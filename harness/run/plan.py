@@ -8,7 +8,7 @@ from backends.base import DTYPES
 from harness.errors import BenchError
 from harness.results.config import RunConfig
 from harness.results.schema import CaseKey
-from harness.run.execute import CaseSpec
+from harness.run.case import CaseSpec
 from workloads.base import MODES, PRESETS, Workload
 from workloads.registry import all_workloads, get_workload
 

@@ -3,7 +3,9 @@ each result.
 
 Every case is measured in R rounds (`RunConfig.rounds_count`), in the order of
 `harness.run.schedule.round_schedule`: one round job measures one case for one round, in the
-worker that keeps the case built between its rounds (harness.run.execute). The results file
+worker that keeps the case built between its rounds (harness.run.execute), and returns the
+round's raw RoundResult; the runner folds a case's rounds into its CaseResult
+(harness.run.fold.fold_rounds) after each. The results file
 is created before the first job and replaced atomically after every job, so an interrupted or
 crashed run still leaves a valid file (status `incomplete`) whose cases hold the rounds done.
 A case that fails in a round is failed; its later rounds are skipped.
@@ -19,14 +21,10 @@ from harness.isolation.executor import Executor, WorkerFailure
 from harness.results.config import RunConfig
 from harness.results.schema import CaseResult
 from harness.results.store import save_run
-from harness.run.execute import (
-    RoundSpec,
-    clear_cache,
-    clear_cache_job,
-    failed,
-    round_job,
-)
+from harness.run.case import RoundResult, RoundSpec
+from harness.run.execute import clear_cache, clear_cache_job, failed_round, round_job
 from harness.run.fidelity_suite import FidelityProgressFn, plan_fidelity, run_fidelity_checks
+from harness.run.fold import fold_rounds
 from harness.run.plan import plan_cases
 from harness.run.schedule import round_schedule
 from harness.run.session import (
@@ -72,6 +70,7 @@ def run(
         [s.key for s in specs], rounds, config.round_seed, config.interleave_mode()
     )
     total = sum(len(segment.jobs) for segment in segments)
+    rounds_of: dict[int, list[RoundResult]] = {}
     results: dict[int, CaseResult] = {}
     done = 0
     try:
@@ -84,10 +83,10 @@ def run(
                         continue
                     if progress:
                         progress(done, total, spec, None)
-                    round_spec = RoundSpec(
-                        case=spec, round=job.round, rounds=rounds, previous=previous
-                    )
-                    results[job.case] = _run_round(executor, round_spec, timeout)
+                    round_spec = RoundSpec(case=spec, round=job.round, rounds=rounds)
+                    case_rounds = rounds_of.setdefault(job.case, [])
+                    case_rounds.append(_run_round(executor, round_spec, timeout))
+                    results[job.case] = fold_rounds(spec.key, case_rounds, spec.measure.precision)
                     record.cases = [results[i] for i in sorted(results)]
                     apply_peaks(record)
                     save_run(record, path)
@@ -110,14 +109,14 @@ def run(
     return finish(record, path, "complete")
 
 
-def _run_round(executor: Executor, job: RoundSpec, timeout: float) -> CaseResult:
-    """One round job under the case timeout; a crash or hang of the worker fails the case
+def _run_round(executor: Executor, job: RoundSpec, timeout: float) -> RoundResult:
+    """One round job under the case timeout; a crash or hang of the worker fails the round
     (later round jobs of other cases rebuild in the fresh worker)."""
     try:
         answer = executor.run(round_job, job.model_dump_json(), timeout)
     except WorkerFailure as exc:
-        return failed(job.case, exc.kind, str(exc))
-    return CaseResult.model_validate_json(answer)
+        return failed_round(job, exc.kind, str(exc))
+    return RoundResult.model_validate_json(answer)
 
 
 def _clear(executor: Executor, timeout: float) -> None:

@@ -20,7 +20,7 @@ from harness.measurement.environment import capture_environment
 from harness.results.config import RunConfig
 from harness.results.schema import CaseResult, RunRecord, RunStatus
 from harness.results.store import claim_run_path, prepare_out_dir, save_run
-from harness.run.execute import CaseSpec
+from harness.run.case import CaseSpec
 from harness.run.plan import check_dtypes_supported, supported_dtype_names
 
 ProgressFn = Callable[[int, int, CaseSpec, CaseResult | None], None]

@@ -6,29 +6,28 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from backends.base import Backend
 from backends.registry import get_backend
-from harness.errors import failure
+from harness.errors import failed_result, never_raises
 from harness.results.config import LatencyTargets, ScenarioSettings
 from harness.results.schema import (
-    CaseError,
     CaseKey,
     ScenarioKind,
     ScenarioPoint,
     ScenarioResult,
 )
-from harness.run.execute import CaseSpec, prime_process
+from harness.run.case import CaseSpec
+from harness.run.execute import LOCAL, prime_process
+from harness.run.pipeline import build_case
 from harness.scenarios.engine import Timings, one_at_a_time, serve_items, serve_tokens
 from harness.scenarios.requests import Lengths, draw_lengths, poisson_arrivals, resolved
 from harness.scenarios.search import search_max_rate
 from harness.scenarios.summary import TARGET_METRICS, judge, merge, point
 from workloads.base import CaseUnsupported, Instance
-from workloads.registry import get_workload
 from workloads.serving import Server, TokenServer
 
 MAX_ROUNDS = 3
@@ -163,39 +162,21 @@ class ScenarioSession:
 def execute_scenario(spec: ScenarioSpec) -> ScenarioResult:
     """Run the scenarios of `spec` here. Never raises for a failure of the case itself:
     exceptions, out-of-memory, NaN/Inf outputs and unsupported settings become failed results."""
-    started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    try:
-        result = _run(spec, t0)
-    except CaseUnsupported as exc:
-        result = failed(spec, "unsupported", str(exc))
-    except Exception as exc:
-        result = failed(spec, *failure(exc))
-    result.started_at = started
-    result.duration_s = time.perf_counter() - t0
-    return result
+    return never_raises(lambda: _run(spec, t0), lambda kind, msg: failed(spec, kind, msg))
 
 
 def failed(spec: ScenarioSpec, error: str, message: str, **extra: Any) -> ScenarioResult:
     """A ScenarioResult for scenarios that produced no (usable) measurement; `error` is the
     ErrorKind (crash, timeout, oom, nonfinite, ...)."""
-    return ScenarioResult(
-        key=spec.key,
-        status="unsupported" if error == "unsupported" else "failed",
-        error=CaseError(kind=error, message=message),  # type: ignore[arg-type]
-        seed=spec.seed,
-        **extra,
-    )
+    return failed_result(ScenarioResult, spec.key, error, message, seed=spec.seed, **extra)
 
 
 def _build(spec: ScenarioSpec, backend: Backend) -> tuple[Instance, Server]:
+    """The case built by the case pipeline (no rehearsal: nothing here reads peak memory),
+    and its server."""
     case = CaseSpec(backend=spec.backend, key=spec.key, params=spec.params, seed=spec.seed)
-    reason = case.unsupported_reason(backend)
-    if reason is not None:
-        raise CaseUnsupported(reason)
-    workload = get_workload(spec.key.workload)
-    context = case.build_context(backend)
-    instance = workload.build(context)
+    instance = build_case(case, backend, LOCAL, rehearsed=False).instance
     server = instance.server(spec.key.batch)
     if server is None:
         raise CaseUnsupported(

@@ -21,7 +21,8 @@ from harness.analysis.answer import train_infer_rows
 from harness.analysis.device_facts import energy_not_measured
 from harness.measurement.energy import case_energy
 from harness.results.schema import CaseEnergy, CaseKey
-from harness.run.execute import CaseSpec, execute_case
+from harness.run.case import CaseSpec
+from harness.run.execute import execute_case
 from tests.run_records import case
 from workloads.registry import get_workload
 

@@ -9,13 +9,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from pydantic import ValidationError
 
 from harness.measurement import stats
 from harness.measurement.timing import summarize
 from harness.results.config import MeasureSettings, RunConfig
 from harness.results.schema import CaseKey, Measurement
 from harness.results.store import load_run
-from harness.run.execute import _BUILT, RoundSpec, clear_cache, execute_round, round_settings
+from harness.run.case import RoundResult, RoundSpec
+from harness.run.execute import _BUILT, clear_cache, execute_round
+from harness.run.fold import fold_rounds
+from harness.run.pipeline import round_settings
 from harness.run.plan import plan_cases
 from harness.run.schedule import case_groups, round_schedule
 from tests.synthetic_runs import case, run
@@ -129,12 +134,12 @@ def test_the_budget_of_a_case_is_split_across_its_rounds() -> None:
     settings = MeasureSettings(warmup_s=0.2, min_samples=10, max_time_s=2.0)
     first = round_settings(settings, 5, first=True)
     later = round_settings(settings, 5, first=False)
-    assert first["max_time_s"] * 5 == pytest.approx(2.0)
-    assert first["warmup_s"] == 0.2 and later["warmup_s"] == pytest.approx(0.04)
-    assert first["min_samples"] == 2 and later["warmup_iterations"] == 1
+    assert first.max_time_s * 5 == pytest.approx(2.0)
+    assert first.warmup_s == 0.2 and later.warmup_s == pytest.approx(0.04)
+    assert first.min_samples == 2 and later.warmup_iterations == 1
 
 
-def test_round_jobs_reuse_the_built_case_and_keep_every_round() -> None:
+def test_round_jobs_reuse_the_built_case_and_the_parent_folds_every_round() -> None:
     config = RunConfig(workloads=["mlp"], modes=["infer"], preset="tiny")
     (spec,) = plan_cases(config)
     clear_cache()
@@ -142,19 +147,48 @@ def test_round_jobs_reuse_the_built_case_and_keep_every_round() -> None:
         first = execute_round(RoundSpec(case=spec, round=0, rounds=3))
         assert first.status == "ok", first.error
         (built,) = _BUILT.values()
-        second = execute_round(RoundSpec(case=spec, round=1, rounds=3, previous=first))
+        second = execute_round(RoundSpec(case=spec, round=1, rounds=3))
         assert list(_BUILT.values()) == [built]
     finally:
         clear_cache()
-    m, m1 = second.measurement, first.measurement
-    assert m is not None and m1 is not None
-    assert m.rounds == 2 and sorted(set(m.sample_rounds)) == [0, 1]
-    assert m.samples_s[: m1.n] == m1.samples_s
-    assert m.iterations_per_sample == m1.iterations_per_sample
-    assert m.cold_start_s == m1.cold_start_s
-    assert second.peak_memory_bytes == first.peak_memory_bytes
-    assert second.started_at == first.started_at
+    with pytest.raises(ValidationError):  # a round result is immutable
+        first.samples_s = []  # type: ignore[misc]
+    assert first.cold_start_s is not None and second.cold_start_s is None
+    assert second.iterations_per_sample == first.iterations_per_sample
+    folded = fold_rounds(spec.key, [first, second], spec.measure.precision)
+    m = folded.measurement
+    assert m is not None and folded.status == "ok"
+    assert m.rounds == 2 and m.sample_rounds == [0] * first_n(first) + [1] * first_n(second)
+    assert m.samples_s == first.samples_s + second.samples_s
+    assert m.cold_start_s == first.cold_start_s
+    assert m.median == stats.median_of_rounds(m.samples_s, m.sample_rounds)
+    assert folded.peak_memory_bytes == first.peak_memory_bytes
+    assert folded.started_at == first.started_at
+    assert folded.duration_s == pytest.approx((first.duration_s or 0) + (second.duration_s or 0))
+    assert folded.yardstick is not None
+    assert all(len(series) == 2 for series in folded.yardstick.values())
     assert m.ci95_within_round == stats.bootstrap_median_ci(m.samples_s)
+
+
+def first_n(result: RoundResult) -> int:
+    return len(result.samples_s)
+
+
+def test_a_failed_round_fails_the_case_with_its_error() -> None:
+    config = RunConfig(workloads=["mlp"], modes=["infer"], preset="tiny")
+    (spec,) = plan_cases(config)
+    ok = RoundResult(key=spec.key, round=0, samples_s=[1.0, 1.1], work_items=1, work_unit="x")
+    bad = RoundResult.model_validate(
+        {
+            "key": spec.key,
+            "round": 1,
+            "status": "failed",
+            "error": {"kind": "crash", "message": "m"},
+        }
+    )
+    folded = fold_rounds(spec.key, [ok, bad])
+    assert folded.status == "failed" and folded.error is not None
+    assert (folded.error.kind, folded.error.message) == ("crash", "m")
 
 
 def test_a_version_1_file_loads_as_one_round(tmp_path: Path) -> None:
@@ -210,3 +244,28 @@ def test_history_floor_is_a_prediction_band_that_widens_when_runs_are_few() -> N
         a, b = np.exp(rng.normal(0.0, 0.05, 2))
         outside += abs(math.log(b / a)) > math.log1p(floor)
     assert 0.03 < outside / 2000 < 0.07
+
+
+def test_every_round_of_a_training_case_starts_from_the_same_training_state() -> None:
+    config = RunConfig(workloads=["mlp"], modes=["train"], preset="tiny")
+    (spec,) = plan_cases(config)
+    clear_cache()
+    try:
+        execute_round(RoundSpec(case=spec, round=0, rounds=2))
+        (built,) = _BUILT.values()
+        assert built.state is not None and built.state_bytes > 0
+        instance = built.instance
+        model = instance.stateful()["model"]
+        trained = {k: v.clone() for k, v in model.state_dict().items()}
+        instance.restore(built.state)
+        fresh = model.state_dict()
+        assert any(not torch.equal(trained[k], fresh[k]) for k in trained)  # it had trained
+        for k, v in built.state["objects"]["model"].items():
+            assert torch.equal(fresh[k], v)
+        assert instance.stateful()["optimizer"].state == {}  # AdamW as built: no moments yet
+        built.step()
+        instance.restore(built.state)  # the snapshot survives a restore and a step
+        for k, v in built.state["objects"]["model"].items():
+            assert torch.equal(model.state_dict()[k], v)
+    finally:
+        clear_cache()
