@@ -15,7 +15,7 @@ import signal
 import time
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from harness.results.schema import CaseResult, ErrorKind
 from harness.run.case import CaseSpec
@@ -38,6 +38,9 @@ class DistJob(BaseModel):
     results_path: str | None
     """Where global rank 0 reads and rewrites the run record; None on nodes other than 0."""
     case_timeout_s: float
+    """How long one case (all its rounds) may take."""
+    rounds: int = Field(1, ge=1)
+    """Rounds per case, measured back to back on every rank and folded by rank 0."""
     supervisor_pid: int | None = None
     """The `bench` process; ranks exit when it is gone (it may have been SIGKILLed)."""
 

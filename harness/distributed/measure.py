@@ -66,10 +66,15 @@ def measure_synchronized(
     backend: Backend,
     group: dist.ProcessGroup | None,
     settings: MeasureSettings,
+    *,
+    time_cold_start: bool = True,
+    iterations: int | None = None,
 ) -> SyncedSamples:
     """Time `fn` on every rank of `group` with an agreed schedule; see module docstring.
+    `time_cold_start` and `iterations` are `run_schedule`'s (later rounds of a case time no
+    cold start and keep the first round's block size).
 
-    Must be called by every rank of the group with equivalent `fn` and equal `settings`."""
+    Must be called by every rank of the group with equivalent `fn` and equal arguments."""
     timer = backend.timer()
     start = time.perf_counter()
     local: list[float] = []
@@ -92,7 +97,12 @@ def measure_synchronized(
 
     dist.barrier(group=group)
     schedule = run_schedule(
-        synced_block, synced_overhead, take_sample=synced_sample, **settings.model_dump()
+        synced_block,
+        synced_overhead,
+        take_sample=synced_sample,
+        time_cold_start=time_cold_start,
+        iterations=iterations,
+        **settings.model_dump(),
     )
     return SyncedSamples(
         step_samples_s=schedule.samples_s,

@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from backends.base import Backend
-from harness.measurement.phases import phase, time_phases
+from harness.measurement.phases import PhaseTimer, add_phase_iterations, phase
 from harness.results.schema import PhaseBreakdown
 from workloads.base import Instance
 
@@ -32,24 +32,29 @@ ATTRIBUTION = (
 )
 
 
-def ddp_phases(
+def ddp_phase_timer(
     instance: Instance,
     mode: str,
     backend: Backend,
     wrapped: list[torch.nn.Module],
     group: dist.ProcessGroup | None,
-) -> PhaseBreakdown | None:
-    """The breakdown of `instance`'s staged `mode` step on this rank, communication
-    attributed as the module docstring says. Every rank of `group` must call it alike."""
+    iterations: int = ITERATIONS,
+) -> PhaseTimer | None:
+    """`iterations` instrumented iterations of `instance`'s staged `mode` step on this rank,
+    communication attributed as the module docstring says, iteration by iteration: each
+    iteration of the normal step is paired with one inside no_sync(). None when the mode has
+    no staged step. Every rank of `group` must call it alike."""
     staged = instance.staged_step(mode, phase)
     if staged is None:
         return None
 
-    def timed(step: Callable[[], object]) -> PhaseBreakdown:
+    def timed(step: Callable[[], object]) -> PhaseTimer:
         dist.barrier(group=group)
-        return time_phases(
-            step, backend, min_iterations=ITERATIONS, max_iterations=ITERATIONS, max_time_s=0.0
+        timer = PhaseTimer(backend)
+        add_phase_iterations(
+            timer, step, min_iterations=iterations, max_iterations=iterations, max_time_s=0.0
         )
+        return timer
 
     synced = timed(staged)
 
@@ -61,11 +66,25 @@ def ddp_phases(
             staged()
 
     local = timed(without_comm)
-    phases = dict(synced.phases_s)
-    backward = local.phases_s.get("backward", 0.0)
-    phases["communication"] = max(phases.get("backward", 0.0) - backward, 0.0)
-    phases["backward"] = backward
-    breakdown = synced.model_copy(update={"phases_s": phases, "attribution": ATTRIBUTION})
+    for times, alone in zip(synced.iterations, local.iterations, strict=True):
+        backward = alone.get("backward", 0.0)
+        times["communication"] = max(times.get("backward", 0.0) - backward, 0.0)
+        times["backward"] = backward
+    return synced
+
+
+def ddp_phases(
+    instance: Instance,
+    mode: str,
+    backend: Backend,
+    wrapped: list[torch.nn.Module],
+    group: dist.ProcessGroup | None,
+) -> PhaseBreakdown | None:
+    """The breakdown of `ddp_phase_timer`'s iterations, with the optimizer's traffic."""
+    timer = ddp_phase_timer(instance, mode, backend, wrapped, group)
+    if timer is None:
+        return None
+    breakdown = timer.breakdown(ATTRIBUTION)
     traffic = instance.optimizer_traffic()
     if traffic is not None:
         breakdown.optimizer_bytes, breakdown.optimizer_bytes_note = traffic

@@ -142,6 +142,7 @@ class Supervisor:
             first_index=cases[0].index,
             results_path=str(self.path) if self.path else None,
             case_timeout_s=self.timeout,
+            rounds=self.config.rounds_count(),
             supervisor_pid=os.getpid(),
         )
         job_file(folder).write_text(job.model_dump_json(), encoding="utf-8")
@@ -337,6 +338,7 @@ def run_distributed(
     check_options(
         config.nproc, config.nnodes, config.node_rank, config.rdzv_endpoint, config.scaling
     )
+    config = config.model_copy(update={"rounds": config.rounds_count()})
     names = distributed_workloads(config.workloads, default_workloads(config.preset))
     specs = plan_cases(config.model_copy(update={"workloads": names}))
     backend = get_backend(config.backend)

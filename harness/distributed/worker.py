@@ -5,11 +5,15 @@ case timeout), plus a gloo control group for the harness's own barriers and gath
 runs the job's cases in order:
 
 1. append `start`, barrier (control group);
-2. build the workload with a DistributedBuildContext (training through DDP), time the step
-   with `measure_synchronized` (same schedule on every rank);
-3. gather every rank's timing on rank 0, which builds the CaseResult (step time = max over
-   ranks per sample, global throughput = world x per-rank items / step time), appends it to
-   the results file (atomic replace) and appends `done`.
+2. build the case and measure its rounds (the job's `rounds`, back to back) through the case
+   pipeline (harness.run.pipeline) with `DistributedStrategy`: a DistributedBuildContext
+   (training through DDP), the step timed with `measure_synchronized` (same schedule on
+   every rank), DDP phases;
+3. gather every rank's RoundResults on rank 0, which combines each round's views
+   (`combine_ranks`), folds the rounds into the CaseResult like the single-process runner
+   (harness.run.fold: step time = max over ranks per sample, global throughput = world x
+   per-rank items / step time), appends it to the results file (atomic replace) and
+   appends `done`.
 
 A rank whose case raises (other than CaseUnsupported, which every rank hits alike) writes its
 error file and exits: the other ranks would otherwise wait in a collective, so torchrun ends
@@ -19,17 +23,19 @@ exits the rank if its parent (the torchrun agent) disappears, so no rank outlive
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import torch.distributed as dist
-from pydantic import BaseModel
 
 from backends.base import Backend
 from backends.registry import get_backend
@@ -44,9 +50,10 @@ from harness.distributed.job import (
     write_error,
     write_pid,
 )
-from harness.distributed.measure import SyncedSamples, measure_synchronized
-from harness.distributed.phases import ddp_phases
-from harness.errors import failure, raising_frame
+from harness.distributed.measure import SyncedSamples, all_max, measure_synchronized
+from harness.distributed.phases import ATTRIBUTION, ITERATIONS, ddp_phase_timer
+from harness.errors import failed_result, failure, raising_frame
+from harness.results.config import MeasureSettings
 from harness.results.schema import (
     CaseError,
     CaseResult,
@@ -55,20 +62,23 @@ from harness.results.schema import (
     Throughput,
 )
 from harness.results.store import load_run, save_run
-from harness.run.execute import CaseSpec, failed, measured_result
+from harness.run.case import CaseSpec, PhaseSamples, RoundResult, RoundSpec
+from harness.run.fold import fold_rounds
+from harness.run.pipeline import (
+    ELSEWHERE_NONFINITE,
+    BuiltCase,
+    Timed,
+    build_case,
+    measure_round,
+    phase_samples,
+    round_settings,
+    with_fallbacks,
+)
 from workloads.allreduce import CollectiveInstance
-from workloads.base import CaseUnsupported
-from workloads.registry import get_workload
+from workloads.base import BuildContext, CaseUnsupported, Instance
 
 PARENT_POLL_S = 0.5
 WARMUP_CALLS_PER_SIZE = 3
-
-
-class RankReport(BaseModel):
-    """What each rank sends to rank 0 after a case."""
-
-    timing: RankTiming | None = None
-    nonfinite: str | None = None
 
 
 class Rank:
@@ -105,77 +115,147 @@ def _watch_parent(supervisor: int | None) -> None:
     threading.Thread(target=loop, name="parent-watchdog", daemon=True).start()
 
 
-def _timing(me: Rank, samples: SyncedSamples, backend: Backend) -> RankTiming:
+class DistributedStrategy:
+    """The case pipeline's strategy on one rank of a torchrun job: a data-parallel build
+    context, samples synchronised per block (`measure_synchronized`), DDP phases, and
+    agreement over the control group wherever ranks must take the same branch."""
+
+    profile_refusal: str | None = (
+        "not profiled under --nproc > 1: profiling one rank's step would stall the others"
+    )
+
+    def __init__(self, me: Rank, control: dist.ProcessGroup | None) -> None:
+        self.me = me
+        self.control = control
+        self.world = me.world
+        self.energy_refusal: str | None = (
+            f"not measured with {me.world} processes: one rank's energy meter does not see "
+            "the other ranks' devices"
+        )
+        self.context: DistributedBuildContext | None = None
+        """The context of the case being measured (its DDP-wrapped modules)."""
+
+    def context_kind(self) -> type[BuildContext] | None:
+        return DistributedBuildContext
+
+    def time_step(
+        self,
+        step: Callable[[], object],
+        backend: Backend,
+        settings: MeasureSettings,
+        time_cold_start: bool,
+        iterations: int | None,
+    ) -> Timed:
+        samples = measure_synchronized(
+            step,
+            backend,
+            self.control,
+            settings,
+            time_cold_start=time_cold_start,
+            iterations=iterations,
+        )
+        return _timed(samples, self.me, backend)
+
+    def any_rank(self, flag: bool) -> bool:
+        (value,) = all_max([float(flag)], self.control)
+        return value > 0
+
+    def phases(
+        self, instance: Instance, mode: str, backend: Backend, share: float, warm_up: bool
+    ) -> PhaseSamples | None:
+        wrapped = self.context.wrapped_modules() if self.context is not None else []
+        timer = ddp_phase_timer(
+            instance,
+            mode,
+            backend,
+            wrapped,
+            self.control,
+            max(1, math.ceil(ITERATIONS * share)),
+        )
+        return phase_samples(timer, instance, ATTRIBUTION) if timer is not None else None
+
+
+def _timed(samples: SyncedSamples, me: Rank, backend: Backend) -> Timed:
+    """One round's timing: the step samples (max over ranks), this rank's own samples."""
     local = samples.local_samples_s
-    return RankTiming(
-        rank=me.rank,
-        local_rank=me.local_rank,
-        host=me.host,
-        samples_s=local,
-        median=statistics.median(local),
-        peak_memory_bytes=backend.peak_memory_bytes(),
+    return Timed(
+        samples_s=samples.step_samples_s,
+        iterations_per_sample=samples.iterations_per_sample,
+        warmup_iterations=samples.warmup_iterations,
+        cold_start_s=samples.cold_start_s,
+        total_time_s=samples.total_time_s,
+        stable=samples.stable,
+        per_rank=[
+            RankTiming(
+                rank=me.rank,
+                local_rank=me.local_rank,
+                host=me.host,
+                samples_s=local,
+                median=statistics.median(local),
+                peak_memory_bytes=backend.peak_memory_bytes(),
+            )
+        ],
     )
 
 
-def _measure(
-    spec: CaseSpec, backend: Backend, me: Rank, control: dist.ProcessGroup | None
-) -> tuple[CaseResult | None, RankReport]:
-    """Build and time one case on this rank; rank 0 gets the CaseResult (others None)."""
+def _measure_rounds(
+    spec: CaseSpec, backend: Backend, rounds: int, strategy: DistributedStrategy
+) -> list[RoundResult]:
+    """Build one case through the case pipeline and measure its `rounds` rounds on this rank,
+    back to back; the rounds as this rank saw them (rank 0 combines every rank's)."""
     key = spec.key
-    reason = spec.unsupported_reason(backend)
-    if reason is not None:
-        return failed(spec, "unsupported", reason), RankReport()
-    workload = get_workload(key.workload)
-    ctx = spec.build_context(backend, DistributedBuildContext)
     try:
-        instance = workload.build(ctx)
+        built = build_case(spec, backend, strategy)
     except CaseUnsupported as exc:  # decided alike on every rank, before any collective
-        return failed(spec, "unsupported", str(exc)), RankReport()
-    if isinstance(instance, CollectiveInstance):
-        return _measure_collective(spec, instance, backend, me, control)
-    backend.synchronize()
-    backend.reset_peak_memory()
-    samples = measure_synchronized(instance.step(key.mode), backend, control, spec.measure)
-    report = RankReport(timing=_timing(me, samples, backend), nonfinite=instance.nonfinite_reason())
-    if key.mode == "train" and not ctx.wrapped_modules():
+        return [failed_result(RoundResult, key, "unsupported", str(exc))]
+    context = built.extras["context"]
+    strategy.context = context
+    if key.mode == "train" and not context.wrapped_modules():
         reason = (
             f"workload '{key.workload}' trains without calling ctx.for_training(model), so its "
             "steps cannot run data-parallel (no gradient all-reduce); not measured as DDP"
         )
-        return failed(spec, "unsupported", reason), report
-    result = measured_result(spec, instance, samples.measurement(), me.world)
-    result.phases = ddp_phases(instance, key.mode, backend, ctx.wrapped_modules(), control)
-    return result, report
+        return [failed_result(RoundResult, key, "unsupported", reason)]
+    results: list[RoundResult] = []
+    for index in range(rounds):
+        job = RoundSpec(case=spec, round=index, rounds=rounds)
+        if isinstance(built.instance, CollectiveInstance):
+            result = _collective_round(built, job, strategy)
+        else:
+            result = with_fallbacks(lambda job=job: measure_round(built, job, strategy))
+        results.append(result)
+        if strategy.any_rank(result.status != "ok"):
+            break
+    return results
 
 
-def _measure_collective(
-    spec: CaseSpec,
-    instance: CollectiveInstance,
-    backend: Backend,
-    me: Rank,
-    control: dist.ProcessGroup | None,
-) -> tuple[CaseResult, RankReport]:
-    """Sweep the message sizes; the case's measurement is the largest size's, and every size
-    becomes a CollectivePoint (algbw, busbw). The time budget is shared over the sizes."""
+def _collective_round(
+    built: BuiltCase, job: RoundSpec, strategy: DistributedStrategy
+) -> RoundResult:
+    """Sweep the message sizes for one round; the round's samples are the largest size's,
+    and every size becomes a CollectivePoint (algbw, busbw). The round's time budget is
+    shared over the sizes."""
+    spec, backend = built.spec, built.backend
+    instance = built.instance
+    assert isinstance(instance, CollectiveInstance)
     mode = spec.key.mode
     sweep = instance.sweep(mode)
     share = len(sweep)
-    settings = spec.measure.model_copy(
-        update={
-            "max_time_s": spec.measure.max_time_s / share,
-            "warmup_s": spec.measure.warmup_s / share,
-        }
+    budget = round_settings(spec.measure, job.rounds, first=job.round == 0)
+    settings = budget.model_copy(
+        update={"max_time_s": budget.max_time_s / share, "warmup_s": budget.warmup_s / share}
     )
     factor = instance.bus_factor(mode)
     points: list[CollectivePoint] = []
     samples: SyncedSamples | None = None
-    for _, closure in sweep:  # connections and buffers of every size, before any timing
-        for _ in range(WARMUP_CALLS_PER_SIZE):
-            closure()
-    backend.synchronize()
-    backend.reset_peak_memory()
+    if job.round == 0:
+        for _, closure in sweep:  # connections and buffers of every size, before any timing
+            for _ in range(WARMUP_CALLS_PER_SIZE):
+                closure()
+        backend.synchronize()
+        backend.reset_peak_memory()
     for size, closure in sweep:
-        samples = measure_synchronized(closure, backend, control, settings)
+        samples = measure_synchronized(closure, backend, strategy.control, settings)
         median = statistics.median(samples.step_samples_s)
         algbw = size / median
         points.append(
@@ -188,36 +268,70 @@ def _measure_collective(
             )
         )
     assert samples is not None
+    timed = _timed(samples, strategy.me, backend)
     largest = points[-1]
-    result = CaseResult(
+    return RoundResult(
         key=spec.key,
-        status="ok",
-        measurement=samples.measurement(),
-        throughput=Throughput(value=largest.busbw, unit="B/s (busbw)"),
-        bytes_per_step=float(largest.size_bytes),
-        achieved_bandwidth=largest.algbw,
-        collectives=points,
+        round=job.round,
+        samples_s=timed.samples_s,
+        iterations_per_sample=timed.iterations_per_sample,
+        warmup_iterations=timed.warmup_iterations,
+        cold_start_s=timed.cold_start_s,
+        total_time_s=timed.total_time_s,
+        stable=timed.stable,
+        world=1,  # the figures below are the collective's own, not per process
+        work_items=float(largest.size_bytes),
+        work_unit="bytes",
+        bytes_moved=float(largest.size_bytes),
         extra={
             "latency_us": points[0].median_s * 1e6,
             "busbw_GBps_max": max(p.busbw for p in points) / 1e9,
             "bus_factor": factor,
         },
+        energy_note=strategy.energy_refusal,
+        per_rank=timed.per_rank,
+        collectives=points,
     )
-    return result, RankReport(timing=_timing(me, samples, backend))
 
 
-def _combine(result: CaseResult, reports: list[RankReport]) -> CaseResult:
-    """Rank 0: attach every rank's timing; any rank's NaN/Inf fails the case."""
-    timings = [r.timing for r in reports if r.timing is not None]
-    if timings:
-        result.per_rank = sorted(timings, key=lambda t: t.rank)
-        memories = [t.peak_memory_bytes for t in timings if t.peak_memory_bytes is not None]
-        result.peak_memory_bytes = max(memories) if memories else None
-    bad = [f"rank {i}: {r.nonfinite}" for i, r in enumerate(reports) if r.nonfinite]
-    if bad and result.status == "ok":
-        result.status = "failed"
-        result.error = CaseError(kind="nonfinite", message="; ".join(bad))
-    return result
+def combine_ranks(rounds: list[RoundResult]) -> RoundResult:
+    """Rank 0: one round from every rank's view of it (rank order): rank 0's samples (the
+    step times are alike on every rank), every rank's own timing, the highest peak memory,
+    the union of host fallbacks; any rank's failure (NaN/Inf) fails the round, naming the
+    ranks."""
+    first = rounds[0]
+    timings = sorted((t for r in rounds for t in r.per_rank or []), key=lambda t: t.rank)
+    peaks = [r.peak_memory_bytes for r in rounds if r.peak_memory_bytes is not None]
+    update: dict[str, Any] = {
+        "per_rank": timings or None,
+        "peak_memory_bytes": max(peaks) if peaks else None,
+        "host_fallbacks": sorted({op for r in rounds for op in r.host_fallbacks}),
+    }
+    bad = [
+        (i, r.error)
+        for i, r in enumerate(rounds)
+        if r.error is not None and r.error.message != ELSEWHERE_NONFINITE
+    ]
+    if bad and first.status != "unsupported":
+        message = "; ".join(f"rank {i}: {e.message}" for i, e in bad)
+        update.update(status="failed", error=CaseError(kind=bad[0][1].kind, message=message))
+    return first.model_copy(update=update)
+
+
+def _collective_figures(result: CaseResult, last: RoundResult) -> CaseResult:
+    """A collective's headline figures from its last round's sweep: bus bandwidth of the
+    largest size as throughput, its algbw as achieved bandwidth, every size's point."""
+    points = last.collectives or []
+    if result.status != "ok" or not points:
+        return result
+    largest = points[-1]
+    return result.model_copy(
+        update={
+            "throughput": Throughput(value=largest.busbw, unit="B/s (busbw)"),
+            "achieved_bandwidth": largest.algbw,
+            "collectives": points,
+        }
+    )
 
 
 def _give_up(folder: Path, me: Rank, exc: BaseException) -> None:
@@ -241,6 +355,7 @@ def run_job(folder: Path) -> None:
     backend = get_backend(job.backend, me.local_rank)
     dist.init_process_group(backend.dist_backend, timeout=timedelta(seconds=job.case_timeout_s))
     control = None if backend.dist_backend == "gloo" else dist.new_group(backend="gloo")
+    strategy = DistributedStrategy(me, control)
     for offset, spec in enumerate(job.specs):
         index = job.first_index + offset
         spec = spec.model_copy(update={"key": spec.key.model_copy(update={"nproc": me.world})})
@@ -250,15 +365,18 @@ def run_job(folder: Path) -> None:
         started_at = datetime.now(timezone.utc)
         try:
             dist.barrier(group=control)
-            result, report = _measure(spec, backend, me, control)
+            rounds = _measure_rounds(spec, backend, job.rounds, strategy)
             append_event(folder, me.rank, "measured", index)
-            reports: list[RankReport | None] = [None] * me.world if me.rank == 0 else []
-            dist.gather_object(report, reports if me.rank == 0 else None, dst=0, group=control)
+            gathered: list[list[RoundResult] | None] = [None] * me.world if me.rank == 0 else []
+            dist.gather_object(rounds, gathered if me.rank == 0 else None, dst=0, group=control)
         except Exception as exc:
             _give_up(folder, me, exc)
             return
-        if me.rank == 0 and result is not None:
-            result = _combine(result, [r for r in reports if r is not None])
+        if me.rank == 0:
+            views = [r for r in gathered if r is not None]
+            combined = [combine_ranks([view[i] for view in views]) for i in range(len(rounds))]
+            result = fold_rounds(spec.key, combined, spec.measure.precision)
+            result = _collective_figures(result, combined[-1])
             result.started_at = started_at
             result.duration_s = time.perf_counter() - started
             _save(job, result)

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.results.config import MeasureSettings
-from harness.results.schema import CaseError, CaseKey, CaseStatus, OpProfile, RankTiming
+from harness.results.schema import (
+    CaseError,
+    CaseKey,
+    CaseStatus,
+    CollectivePoint,
+    OpProfile,
+    RankTiming,
+)
 
 if TYPE_CHECKING:
     from backends.base import Backend
@@ -132,5 +139,7 @@ class RoundResult(BaseModel):
     phases: PhaseSamples | None = None
     profile: OpProfile | None = None
     per_rank: list[RankTiming] | None = None
+    collectives: list[CollectivePoint] | None = None
+    """A collective's message-size sweep in this round (the fold keeps the last round's)."""
     started_at: datetime | None = None
     duration_s: float | None = None

@@ -44,6 +44,9 @@ from harness.run.case import CaseSpec, PhaseSamples, RoundEnergy, RoundResult, R
 from workloads.base import BuildContext, Instance
 from workloads.registry import get_workload
 
+ELSEWHERE_NONFINITE = "another process's output is NaN/Inf"
+"""The reason a process whose own output is finite gives when another one's is not."""
+
 
 @dataclass(frozen=True)
 class Timed:
@@ -81,6 +84,10 @@ class CaseStrategy(Protocol):
         iterations: int | None,
     ) -> Timed:
         """Time `step` for one round (`settings` already split for the round)."""
+
+    def any_rank(self, flag: bool) -> bool:
+        """Whether `flag` holds in any process of the case (every process must then take the
+        same branch, e.g. skip the phases after a NaN/Inf output)."""
 
     def phases(
         self, instance: Instance, mode: str, backend: Backend, share: float, warm_up: bool
@@ -122,6 +129,9 @@ class LocalStrategy:
             total_time_s=m.total_time_s,
             stable=m.stable,
         )
+
+    def any_rank(self, flag: bool) -> bool:
+        return flag
 
     def phases(
         self, instance: Instance, mode: str, backend: Backend, share: float, warm_up: bool
@@ -315,8 +325,9 @@ def measure_round(built: BuiltCase, job: RoundSpec, strategy: CaseStrategy) -> R
         "per_rank": timed.per_rank,
     }
     reason = instance.nonfinite_reason()
-    if reason is not None:
-        error = {"kind": "nonfinite", "message": reason}
+    if strategy.any_rank(reason is not None):
+        message = reason or ELSEWHERE_NONFINITE
+        error = {"kind": "nonfinite", "message": message}
         return RoundResult.model_validate({**common, "status": "failed", "error": error})
     _restore(built)
     phases = strategy.phases(instance, key.mode, backend, 1.0 / job.rounds, first)

@@ -134,6 +134,25 @@ def test_two_process_gloo_allreduce_and_ddp_train_with_scaling(tmp_path: Path) -
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_rounds_under_nproc_store_every_round_folded_like_one_process(tmp_path: Path) -> None:
+    record, output, code = _run(
+        tmp_path, "--workload", "mlp", "--mode", "train", "--nproc", "2", "--rounds", "3"
+    )
+    assert code == 0, output
+    assert record.config.rounds == 3
+    (train,) = record.cases
+    assert train.status == "ok", train.error
+    m = train.measurement
+    assert m is not None and m.rounds == 3 and sorted(set(m.sample_rounds)) == [0, 1, 2]
+    assert train.per_rank and [len(t.samples_s) for t in train.per_rank] == [m.n, m.n]
+    for i, step in enumerate(m.samples_s):  # step time = max over ranks, sample by sample
+        assert step == max(t.samples_s[i] for t in train.per_rank)
+    assert train.yardstick and all(len(v) == 3 for v in train.yardstick.values())
+    assert train.phases and "no_sync()" in train.phases.attribution
+    assert train.energy is None and "not measured with 2 processes" in (train.energy_note or "")
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
 def test_a_dead_or_hung_rank_fails_its_case_and_the_run_goes_on(tmp_path: Path) -> None:
     record, output, code = _run(
         tmp_path,
