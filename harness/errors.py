@@ -15,10 +15,12 @@ _OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memor
 
 
 def is_oom(exc: BaseException) -> bool:
-    """Whether `exc` is an allocation failure on the device or the host."""
-    import torch  # here, so that importing the CLI's error type stays cheap
-
-    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+    """Whether `exc` is an allocation failure on the device or the host: a MemoryError, a
+    `torch.OutOfMemoryError` (told by its class, so this module never imports torch), or an
+    error worded as one."""
+    if isinstance(exc, MemoryError) or any(
+        (cls.__module__, cls.__name__) == ("torch", "OutOfMemoryError") for cls in type(exc).__mro__
+    ):
         return True
     text = str(exc).lower()
     return any(phrase in text for phrase in _OOM_PHRASES)

@@ -29,7 +29,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from backends.registry import get_backend
-from harness.analysis.mfu import apply_peaks
 from harness.distributed.job import DistJob, EventReader, job_file, read_errors, read_pids
 from harness.distributed.launch import (
     check_devices,
@@ -41,6 +40,7 @@ from harness.distributed.launch import (
 from harness.distributed.scaling import apply_scaling_efficiency, scaling_ladder
 from harness.isolation.executor import describe_exit
 from harness.results.config import RunConfig
+from harness.results.derive import apply_peaks
 from harness.results.schema import CaseResult, DistInfo, ErrorKind, RunRecord
 from harness.results.store import claim_run_path, load_run, prepare_out_dir, save_run
 from harness.run.execute import CaseSpec, failed

@@ -33,7 +33,6 @@ from pydantic import BaseModel
 
 from backends.base import Backend
 from backends.registry import get_backend
-from harness.analysis.mfu import apply_peaks
 from harness.distributed.context import DistributedBuildContext
 from harness.distributed.job import (
     DistJob,
@@ -47,6 +46,7 @@ from harness.distributed.job import (
 from harness.distributed.measure import SyncedSamples, measure_synchronized
 from harness.distributed.phases import ddp_phases
 from harness.errors import failure, raising_frame
+from harness.results.derive import apply_peaks
 from harness.results.schema import (
     CaseError,
     CaseResult,

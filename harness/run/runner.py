@@ -14,9 +14,9 @@ from __future__ import annotations
 import contextlib
 import secrets
 
-from harness.analysis.mfu import apply_peaks
 from harness.isolation.executor import Executor, WorkerFailure
 from harness.results.config import RunConfig
+from harness.results.derive import apply_peaks
 from harness.results.schema import CaseResult
 from harness.results.store import save_run
 from harness.run.execute import (

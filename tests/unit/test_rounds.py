@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.measurement import stats
+from harness import stats
 from harness.measurement.timing import summarize
 from harness.results.config import MeasureSettings, RunConfig
 from harness.results.schema import CaseKey, Measurement
