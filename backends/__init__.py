@@ -1,7 +1,22 @@
-"""Device backends: the contract, the built-ins (cpu, cuda, npu) and the plugin registry."""
+"""Device backends: the contract, the built-ins (cpu, cuda, npu) and the plugin registry.
 
-from backends.base import Availability, Backend, DeviceInfo, DeviceTimer
-from backends.registry import BackendError, get_backend, list_backends
+The names below are imported on first use (PEP 562), so that `backends.peaks`, a plain table,
+can be read without loading torch."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "Availability": "backends.base",
+    "Backend": "backends.base",
+    "DeviceTimer": "backends.base",
+    "DeviceInfo": "harness.results.device",
+    "BackendError": "backends.registry",
+    "get_backend": "backends.registry",
+    "list_backends": "backends.registry",
+}
 
 __all__ = [
     "Availability",
@@ -12,3 +27,10 @@ __all__ = [
     "get_backend",
     "list_backends",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'backends' has no attribute {name!r}")

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
+
+from harness.results.device import DeviceInfo
 
 DTYPES: dict[str, torch.dtype] = {
     "fp32": torch.float32,
@@ -43,30 +45,6 @@ class Availability(BaseModel):
         if self.ok:
             return "available"
         return f"{self.reason} {self.hint}".strip()
-
-
-class DeviceInfo(BaseModel):
-    """What a backend knows about its device, stored with every run."""
-
-    backend: str
-    device_type: str
-    name: str
-    count: int = 1
-    memory_bytes: int | None = None
-    runtime: dict[str, str] = Field(default_factory=dict)
-    peak_flops: dict[str, float] = Field(
-        default_factory=dict, description="known dense peak FLOP/s per dtype name (fp32, bf16...)"
-    )
-    peak_bandwidth: float | None = Field(None, description="known memory bandwidth, bytes/s")
-    peak_source: str = ""
-    peak_sources: dict[str, str] = Field(
-        default_factory=dict, description="dtype name -> where that peak figure comes from"
-    )
-    extra: dict[str, str] = Field(default_factory=dict)
-    settings: dict[str, str] = Field(
-        default_factory=dict,
-        description="settings that change numerics or speed (Backend.settings()), by name",
-    )
 
 
 class EnergyReading(BaseModel):

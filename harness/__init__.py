@@ -24,6 +24,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY: dict[str, tuple[str, str]] = {
+    "measure": ("harness.measurement.timing", "measure"),
+    "Measurement": ("harness.results.schema", "Measurement"),
     "load_runs": ("harness.results.frame", "load_runs"),
     "compare_runs": ("harness.analysis.compare", "compare_runs"),
     "PhaseTimer": ("harness.measurement.phases", "PhaseTimer"),
@@ -32,7 +34,8 @@ _LAZY: dict[str, tuple[str, str]] = {
 
 
 def __getattr__(name: str) -> Any:
-    """Import public names on first use, so `import harness` stays cheap."""
+    """Import public names on first use (PEP 562), so `import harness` loads nothing heavy
+    and `harness.load_runs` reads results without loading torch."""
     if name in _LAZY:
         import importlib
 
@@ -41,7 +44,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'harness' has no attribute {name!r}")
 
 
-from harness.measurement.timing import measure  # noqa: E402
-from harness.results.schema import Measurement  # noqa: E402
-
-__all__ = ["Measurement", "measure", *_LAZY]
+__all__ = list(_LAZY)

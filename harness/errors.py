@@ -3,10 +3,7 @@ how a failure inside a case, a check or a rank is described in its result."""
 
 from __future__ import annotations
 
-import time
 import traceback
-from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -21,10 +18,12 @@ _OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memor
 
 
 def is_oom(exc: BaseException) -> bool:
-    """Whether `exc` is an allocation failure on the device or the host."""
-    import torch  # here, so that importing the CLI's error type stays cheap
-
-    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+    """Whether `exc` is an allocation failure on the device or the host: a MemoryError, a
+    `torch.OutOfMemoryError` (told by its class, so this module never imports torch), or an
+    error worded as one."""
+    if isinstance(exc, MemoryError) or any(
+        (cls.__module__, cls.__name__) == ("torch", "OutOfMemoryError") for cls in type(exc).__mro__
+    ):
         return True
     text = str(exc).lower()
     return any(phrase in text for phrase in _OOM_PHRASES)
@@ -59,27 +58,3 @@ def failed_result(cls: type[ResultT], key: Any, kind: str, message: str, **extra
     return cls.model_validate(
         {"key": key, "status": status, "error": {"kind": kind, "message": message}, **extra}
     )
-
-
-def never_raises(run: Callable[[], ResultT], failed: Callable[[str, str], ResultT]) -> ResultT:
-    """`run()`, or `failed(kind, message)` when it raises: kind `unsupported` for
-    CaseUnsupported (the workload cannot run in this setting; its message as is), else
-    `failure(exc)`'s kind and message. Stamps `started_at` and `duration_s` on (a copy of)
-    the result when it has them unset. The one "never raises" wrapper of measuring jobs."""
-    from workloads.base import CaseUnsupported  # here: importing the error types stays cheap
-
-    started = datetime.now(timezone.utc)
-    t0 = time.perf_counter()
-    try:
-        result = run()
-    except CaseUnsupported as exc:
-        result = failed("unsupported", str(exc))
-    except Exception as exc:
-        result = failed(*failure(exc))
-    fields = type(result).model_fields
-    stamps: dict[str, Any] = {}
-    if "started_at" in fields and getattr(result, "started_at", None) is None:
-        stamps["started_at"] = started
-    if "duration_s" in fields and getattr(result, "duration_s", None) is None:
-        stamps["duration_s"] = time.perf_counter() - t0
-    return result.model_copy(update=stamps) if stamps else result

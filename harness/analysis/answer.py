@@ -13,10 +13,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from harness import stats
 from harness.analysis.device_facts import energy_not_measured
 from harness.analysis.mfu import peaks
 from harness.analysis.phases import OpShiftRow, PhaseRow, op_shift_rows, phase_rows
-from harness.measurement import stats
 from harness.results.fidelity import FidelityResult
 from harness.results.schema import CaseResult, RunRecord
 

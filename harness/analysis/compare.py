@@ -35,7 +35,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from harness.errors import BenchError
-from harness.measurement.stats import (
+from harness.results.schema import CaseKey, CaseResult, KeyField, RunRecord
+from harness.stats import (
     DEFAULT_THRESHOLD,
     SampleComparison,
     compare_per_round,
@@ -44,7 +45,6 @@ from harness.measurement.stats import (
     history_floor,
     relative_round_medians,
 )
-from harness.results.schema import CaseKey, CaseResult, KeyField, RunRecord
 
 Verdict = Literal[
     "improved", "regressed", "noisy", "unchanged", "not comparable", "failed", "missing", "new"

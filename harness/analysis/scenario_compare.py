@@ -12,8 +12,8 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from harness.analysis.compare import Thresholds, Verdict, classify
-from harness.measurement.stats import compare_quantiles
 from harness.results.schema import RunRecord, ScenarioPoint, ScenarioResult
+from harness.stats import compare_quantiles
 
 QUANTILES = {"p50": 0.5, "p99": 0.99}
 

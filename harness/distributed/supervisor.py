@@ -29,7 +29,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from backends.registry import get_backend
-from harness.analysis.mfu import apply_peaks
 from harness.distributed.job import DistJob, EventReader, job_file, read_errors, read_pids
 from harness.distributed.launch import (
     check_devices,
@@ -107,7 +106,6 @@ class Supervisor:
     def add_failure(self, planned: Planned, result: CaseResult) -> None:
         record = self.current()
         record.cases.append(result)
-        apply_peaks(record)
         if self.path is not None:
             save_run(record, self.path)
         if self.progress:

@@ -39,7 +39,6 @@ import torch.distributed as dist
 
 from backends.base import Backend
 from backends.registry import get_backend
-from harness.analysis.mfu import apply_peaks
 from harness.distributed.context import DistributedBuildContext
 from harness.distributed.job import (
     DistJob,
@@ -396,7 +395,6 @@ def _save(job: DistJob, result: CaseResult) -> None:
     path = Path(job.results_path)
     record = load_run(path)
     record.cases.append(result)
-    apply_peaks(record)
     save_run(record, path)
 
 

@@ -1,2 +1,2 @@
-"""Measurement: the timing loop, pure statistics over samples, the machine's environment, and
+"""Measurement: the timing loop, the machine's environment, and
 `bench doctor`."""

@@ -15,10 +15,10 @@ from pydantic import BaseModel, Field
 
 from backends.base import Backend
 from harness.measurement.environment import capture_environment
-from harness.measurement.stats import DEFAULT_THRESHOLD
 from harness.measurement.timing import measure, timer_overhead_s
 from harness.measurement.yardstick import append_readings, read_yardsticks
 from harness.results.config import PRESET_ROUNDS
+from harness.stats import DEFAULT_THRESHOLD
 
 Verdict = Literal["pass", "warn", "fail", "info"]
 

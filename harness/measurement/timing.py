@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pydantic import BaseModel
 
 from backends.base import Backend, DeviceTimer
-from harness.measurement import stats
+from harness import stats
 from harness.results.schema import Measurement
 
 MAX_OVERHEAD_RATIO = 1e-4

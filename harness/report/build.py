@@ -14,12 +14,12 @@ from pydantic import BaseModel
 
 from harness.analysis.answer import PENALTY_CAVEAT, PENALTY_NOT_READY, Answer, answer
 from harness.analysis.serving import serving_rows
-from harness.measurement.stats import DEFAULT_THRESHOLD
 from harness.report.figures import all_figures
 from harness.report.render import Figure, Report, Section, Table, render_html, render_markdown
 from harness.report.serving import claims_by_case, serving_section
 from harness.results.fidelity import FidelityResult
 from harness.results.schema import RunRecord
+from harness.stats import DEFAULT_THRESHOLD
 from harness.units import (
     format_bytes,
     format_number,

@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from backends.base import DeviceInfo
 from harness.results.config import RunConfig
+from harness.results.device import DeviceInfo
 from harness.results.fidelity import FidelityResult
 
 SCHEMA_VERSION = 2
@@ -102,7 +102,7 @@ class Measurement(BaseModel):
     q3: float
     iqr: float
     ci95: tuple[float, float]
-    """95% CI of the median over rounds (harness.measurement.stats.hierarchical_median_ci):
+    """95% CI of the median over rounds (harness.stats.hierarchical_median_ci):
     it accounts for drift between rounds; with one round it is `ci95_within_round`."""
     ci95_within_round: tuple[float, float] | None = None
     """The bootstrap CI of the median that treats all samples as one window: blind to drift
@@ -293,7 +293,7 @@ class CaseResult(BaseModel):
     mfu: float | None = None
     peak_flops_source: str | None = None
     mfu_status: MfuStatus | None = None
-    """What became of the MFU (set by harness.analysis.mfu); None when the case has no
+    """What became of the MFU (derived by harness.results.derive); None when the case has no
     achieved FLOP/s, so no MFU to compute. Read this, not `mfu_note`, to tell why `mfu` is
     missing."""
     mfu_note: str | None = None
@@ -323,23 +323,6 @@ class CaseResult(BaseModel):
     """Seconds per call of each yardstick (harness.measurement.yardstick, by name) read right
     before each round of the case, in round order: how fast the machine was as the round
     began. None for results written before yardsticks existed and for distributed cases."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _derive_mfu_status(cls, data: Any) -> Any:
-        """Files written before `mfu_status` existed only carry `mfu` and the prose `mfu_note`:
-        derive the status from them. The note's wording is read here and nowhere else."""
-        if not isinstance(data, dict) or data.get("mfu_status") is not None:
-            return data
-        mfu, note = data.get("mfu"), data.get("mfu_note")
-        if mfu is not None and mfu > 1.0:
-            # Older still: the figure was kept; it is dropped now, as apply_peaks would.
-            return {**data, "mfu": None, "mfu_status": "above_100"}
-        if mfu is not None:
-            return {**data, "mfu_status": "reported"}
-        if note:
-            return {**data, "mfu_status": "above_100" if "above 100%" in note else "no_peak"}
-        return data
 
 
 class Percentiles(BaseModel):

@@ -1,6 +1,9 @@
 """Results files: one JSON file per run, replaced atomically, never overwriting another run.
 
 Reading never executes anything: files are parsed as JSON and validated by pydantic.
+Derived figures (MFU, the peaks used: `harness.results.derive.apply_peaks`) are computed from
+the stored facts and the current peak table on every write and every read, so an older file
+read with a newer peak table gives the newer figures.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from harness.errors import BenchError
+from harness.results.derive import apply_peaks
 from harness.results.schema import SCHEMA_VERSION, RunRecord
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -53,7 +57,9 @@ def claim_run_path(out_dir: Path, record: RunRecord) -> Path:
 
 
 def save_run(record: RunRecord, path: Path) -> None:
-    """Write `record` to `path` atomically: a reader sees the old file or the new, never half."""
+    """Derive `record`'s figures (`apply_peaks`, in place), then write it to `path`
+    atomically: a reader sees the old file or the new, never half."""
+    apply_peaks(record)
     data = record.model_dump_json(indent=1)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -68,7 +74,8 @@ def save_run(record: RunRecord, path: Path) -> None:
 
 
 def load_run(path: Path | str) -> RunRecord:
-    """Read one results file; raises BenchError saying why a file is unusable."""
+    """Read one results file, its derived figures computed afresh (`apply_peaks`); raises
+    BenchError saying why a file is unusable."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -91,7 +98,7 @@ def load_run(path: Path | str) -> RunRecord:
             f"{SCHEMA_VERSION}). Upgrade accelbench to read it."
         )
     try:
-        return RunRecord.model_validate(data)
+        record = RunRecord.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
@@ -99,6 +106,8 @@ def load_run(path: Path | str) -> RunRecord:
             f"{path} does not match the results schema ({exc.error_count()} errors; first at "
             f"{where}: {first['msg']})."
         ) from None
+    apply_peaks(record)
+    return record
 
 
 def expand_paths(paths: Iterable[Path | str]) -> list[tuple[Path, bool]]:

@@ -16,7 +16,8 @@ import gc
 import torch
 
 from backends.registry import get_backend
-from harness.errors import failed_result, never_raises
+from harness.errors import failed_result
+from harness.measurement.guard import never_raises
 from harness.measurement.timing import summarize
 from harness.results.schema import CaseResult
 from harness.run.case import CaseSpec, RoundResult, RoundSpec

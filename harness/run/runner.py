@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import secrets
 
-from harness.analysis.mfu import apply_peaks
 from harness.isolation.executor import Executor, WorkerFailure
 from harness.results.config import RunConfig
 from harness.results.schema import CaseResult
@@ -88,7 +87,6 @@ def run(
                     case_rounds.append(_run_round(executor, round_spec, timeout))
                     results[job.case] = fold_rounds(spec.key, case_rounds, spec.measure.precision)
                     record.cases = [results[i] for i in sorted(results)]
-                    apply_peaks(record)
                     save_run(record, path)
                     if progress:
                         progress(done, total, spec, results[job.case])

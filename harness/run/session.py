@@ -93,13 +93,20 @@ def open_run(config: RunConfig, command: list[str] | None) -> tuple[RunRecord, P
 def describe_with_settings(backend: Backend) -> DeviceInfo:
     """backend.describe() with backend.settings() added under `settings` (what describe()
     put there itself wins). A settings() that raises is recorded as the one setting
-    `settings.error`, so the run goes on and says why the settings are missing."""
+    `settings.error`, so the run goes on and says why the settings are missing. The fp32
+    downcasts on now (`Backend.fp32_downcasts()`) go to `fp32_downcasts` (None when it
+    raises), from which the fp32 MFU's peak is chosen."""
     info = backend.describe()
     try:
         found = {str(k): str(v) for k, v in backend.settings().items()}
     except Exception as exc:
         found = {"settings.error": f"{type(exc).__name__}: {exc}"}
-    return info.model_copy(update={"settings": {**found, **info.settings}})
+    try:
+        downcasts: list[str] | None = [str(d) for d in backend.fp32_downcasts()]
+    except Exception:
+        downcasts = None
+    update = {"settings": {**found, **info.settings}, "fp32_downcasts": downcasts}
+    return info.model_copy(update=update)
 
 
 def finish(record: RunRecord, path: Path, status: RunStatus) -> RunOutcome:

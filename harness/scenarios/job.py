@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field
 
 from backends.base import Backend
 from backends.registry import get_backend
-from harness.errors import failed_result, never_raises
+from harness.errors import failed_result
+from harness.measurement.guard import never_raises
 from harness.results.config import LatencyTargets, ScenarioSettings
 from harness.results.schema import (
     CaseKey,

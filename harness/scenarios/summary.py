@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.measurement.stats import bootstrap_quantile_ci
 from harness.results.schema import Percentiles, ScenarioKind, ScenarioPoint
 from harness.scenarios.engine import Timings
+from harness.stats import bootstrap_quantile_ci
 
 QUANTILES = {"p50": 0.50, "p90": 0.90, "p99": 0.99}
 TARGET_METRICS = {"tokens": ("ttft", "tpot"), "items": ("latency",)}

@@ -6,7 +6,7 @@ import pytest
 
 from harness.analysis.answer import PENALTY_NOT_READY, answer
 from harness.analysis.mfu import apply_peaks
-from harness.measurement.stats import bootstrap_median_ratio_ci
+from harness.stats import bootstrap_median_ratio_ci
 from tests.run_records import case, failed_case, fidelity, record
 
 

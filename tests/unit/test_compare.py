@@ -15,7 +15,7 @@ from harness.analysis.compare import (
     parse_threshold,
 )
 from harness.errors import BenchError
-from harness.measurement.stats import SampleComparison, compare_samples
+from harness.stats import SampleComparison, compare_samples
 from tests.synthetic_runs import case, run, samples
 
 

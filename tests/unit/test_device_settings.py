@@ -95,6 +95,25 @@ def test_a_run_stores_the_backend_settings_and_survives_a_raising_hook() -> None
     assert info.settings == {"settings.error": "RuntimeError: driver query failed"}
 
 
+def test_a_run_stores_the_fp32_downcasts_on_when_it_began() -> None:
+    class TF32On(CPUBackend):
+        name = "tf32-on"
+
+        def fp32_downcasts(self) -> list[str]:
+            return ["torch.backends.cudnn.allow_tf32=True"]
+
+    class BrokenDowncasts(CPUBackend):
+        name = "broken-downcasts"
+
+        def fp32_downcasts(self) -> list[str]:
+            raise RuntimeError("flag query failed")
+
+    assert describe_with_settings(CPUBackend()).fp32_downcasts == []
+    on = describe_with_settings(TF32On()).fp32_downcasts
+    assert on == ["torch.backends.cudnn.allow_tf32=True"]
+    assert describe_with_settings(BrokenDowncasts()).fp32_downcasts is None
+
+
 def test_compare_names_changed_settings_once() -> None:
     base, new = record("cuda", "NVIDIA H100 80GB HBM3"), record("cuda", "NVIDIA H100 80GB HBM3")
     base.device.settings = {"cuda.matmul.allow_tf32": "False", "$OMP_NUM_THREADS": "1"}

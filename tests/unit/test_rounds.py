@@ -12,7 +12,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from harness.measurement import stats
+from harness import stats
 from harness.measurement.timing import summarize
 from harness.results.config import MeasureSettings, RunConfig
 from harness.results.schema import CaseKey, Measurement

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from harness.measurement import stats
+from harness import stats
 
 
 def test_quartiles_match_numpy() -> None:

@@ -12,11 +12,11 @@ import torch
 
 from backends.cpu import CPUBackend
 from harness.analysis.compare import compare_runs
-from harness.measurement.stats import relative_round_medians
 from harness.measurement.timing import summarize
 from harness.measurement.yardstick import YARDSTICKS, append_readings, read_yardsticks
 from harness.results.schema import CaseKey, CaseResult, RunRecord
 from harness.results.store import save_run
+from harness.stats import relative_round_medians
 from tests.conftest import invoke_bench
 from tests.synthetic_runs import run
 

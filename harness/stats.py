@@ -1,4 +1,7 @@
-"""Statistics of timing samples: pure functions over sequences of floats (no torch, no I/O)."""
+"""Statistics of timing samples: pure functions over sequences of floats (no torch, no I/O).
+
+Below both the execution stack (measurement) and the presentation stack (analysis, report), so
+either uses them without importing the other."""
 
 from __future__ import annotations
 
