@@ -22,7 +22,6 @@ import torch
 import torch.distributed as dist
 
 from workloads.base import (
-    COLLECTIVE_MODES,
     BuildContext,
     CaseUnsupported,
     Instance,
@@ -30,6 +29,7 @@ from workloads.base import (
     Workload,
     WorkloadError,
 )
+from workloads.modes import COLLECTIVE_MODES
 
 KIB = 1024
 
