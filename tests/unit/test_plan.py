@@ -1,3 +1,4 @@
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -89,3 +90,15 @@ def test_the_tiny_suite_adds_llama_and_moe_and_the_default_suite_does_not() -> N
     assert {"llama", "moe", "gpt"} <= tiny
     checked = {s.workload for s in plan_fidelity(RunConfig(preset="tiny", fidelity=True))}
     assert {"llama", "moe"} <= checked
+
+
+def test_the_config_file_example_in_the_docs_is_a_valid_run_config(tmp_path: Path) -> None:
+    from harness.cli.run_config import build_config, read_config_file
+
+    text = (Path(__file__).parents[2] / "docs" / "config.md").read_text()
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "run.toml"
+    path.write_text(example)
+    config = build_config(read_config_file(path), {}, str(path))
+    assert config.workloads == ["mlp", "gpt"] and config.measure is not None
+    assert config.params["gpt.n_layer"] == "2"
