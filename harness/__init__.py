@@ -30,6 +30,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "compare_runs": ("harness.analysis.compare", "compare_runs"),
     "PhaseTimer": ("harness.measurement.phases", "PhaseTimer"),
     "phase": ("harness.measurement.phases", "phase"),
+    "start": ("harness.dispatch", "start"),
 }
 
 

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from harness.results.modes import COLLECTIVE_MODES
 from workloads.base import (
-    COLLECTIVE_MODES,
     BuildContext,
     CaseUnsupported,
     Instance,

@@ -20,27 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from backends.base import DTYPES, Backend
 from workloads.serving import Server
 
-COLLECTIVE_MODES: tuple[str, ...] = (
-    "all_reduce",
-    "all_gather",
-    "reduce_scatter",
-    "broadcast",
-    "all_to_all",
-)
-"""Modes of the collectives probe (workloads/allreduce.py)."""
-MODES: tuple[str, ...] = (
-    "infer",
-    "train",
-    "prefill",
-    "decode",
-    "sample",
-    "probe",
-    "copy",
-    "triad",
-    *COLLECTIVE_MODES,
-)
-PRESETS: tuple[str, ...] = ("tiny", "small", "base")
-
 
 class WorkloadError(Exception):
     """Bad workload input (name, mode, preset, parameter); the message names valid choices."""

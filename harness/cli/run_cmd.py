@@ -1,19 +1,22 @@
-"""`bench run`: measure cases on one backend and write a results file."""
+"""`bench run`: parse the options into a RunConfig, hand it to harness.dispatch.start, print.
+
+Adding an option is one RunConfig field (or nested settings field) and one parameter below,
+in its help panel; a parameter goes to the field of its own name unless OPTIONS (or
+SCENARIO_OPTIONS) maps it elsewhere or converts its value."""
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.cli.scenario_options import scenario_settings
+from harness.cli.run_config import Option, build_config, read_config_file, rerun_base
+from harness.cli.scenario_options import SCENARIO_OPTIONS
 from harness.cli.tables import (
     fidelity_table,
     print_device_facts,
@@ -21,18 +24,22 @@ from harness.cli.tables import (
     scenario_table,
     summary_table,
 )
-from harness.distributed.launch import check_options, is_distributed
-from harness.distributed.supervisor import run_distributed
+from harness.dispatch import Outcome, start
 from harness.errors import BenchError
 from harness.fidelity.check import FidelitySpec
 from harness.results.config import RunConfig
 from harness.results.fidelity import FidelityResult
 from harness.results.schema import CaseResult, ScenarioResult
 from harness.run.case import CaseSpec
-from harness.run.runner import run
-from harness.run.session import RunInterrupted, RunOutcome
+from harness.run.session import RunInterrupted
 from harness.scenarios.job import ScenarioSpec
-from harness.scenarios.runner import run_scenarios
+
+CASES = "Cases"
+MEASUREMENT = "Measurement"
+FIDELITY = "Fidelity"
+DISTRIBUTED = "Distributed"
+SCENARIOS = "Scenarios"
+OUTPUT = "Output"
 
 
 def split_list(value: str | None) -> list[str]:
@@ -41,16 +48,14 @@ def split_list(value: str | None) -> list[str]:
 
 
 def parse_batches(value: str | None) -> list[int]:
-    """Comma-separated positive integers; BenchError naming the bad entry."""
+    """Comma-separated integers (RunConfig refuses those that are not positive); BenchError
+    naming an entry that is not an integer."""
     batches = []
     for part in split_list(value):
         try:
-            batch = int(part)
+            batches.append(int(part))
         except ValueError:
             raise BenchError(f"--batch expects positive integers like 1,8; got '{part}'.") from None
-        if batch <= 0:
-            raise BenchError(f"--batch sizes must be positive integers; got {batch}.")
-        batches.append(batch)
     return batches
 
 
@@ -65,273 +70,353 @@ def parse_params(values: list[str] | None) -> dict[str, str]:
     return params
 
 
-def _config(**options: object) -> RunConfig:
-    """The RunConfig of the command-line options; BenchError naming the option for a value
-    the config refuses (e.g. a negative --case-timeout)."""
-    try:
-        return RunConfig(**options)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        problems = [
-            f"--{str(error['loc'][0]).removesuffix('_s').replace('_', '-')}: "
-            f"{error['msg'].lower()}, got {error['input']!r}"
-            for error in exc.errors()
-        ]
-        raise BenchError("; ".join(problems) + ".") from None
+OPTIONS: dict[str, Option] = {
+    "workload": Option("workloads", split_list),
+    "mode": Option("modes", split_list),
+    "dtype": Option("dtypes", split_list),
+    "batch": Option("batches", parse_batches),
+    "param": Option("params", parse_params),
+    "case_timeout": Option("case_timeout_s"),
+    "fidelity_timeout": Option("fidelity_timeout_s"),
+    **SCENARIO_OPTIONS,
+}
+"""Options whose RunConfig field has another name, or whose value needs converting."""
+
+NOT_CONFIG = ("ctx", "config", "rerun")
+"""Parameters that say where the config comes from, not what is in it."""
+
+GIVEN = ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
+"""Where a given option's value came from (click's ParameterSource names; typer may carry
+its own copy of click, so the names are compared, not the enum)."""
+
+
+def given_options(ctx: typer.Context, values: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    """The options given on the command line, as field path -> (option, converted value)."""
+    given: dict[str, tuple[str, Any]] = {}
+    for name, value in values.items():
+        source = ctx.get_parameter_source(name)
+        if name in NOT_CONFIG or source is None or source.name not in GIVEN:
+            continue
+        field, convert = OPTIONS.get(name, Option(name))
+        given[field] = (name, convert(value) if convert else value)
+    return given
+
+
+def run_config(
+    ctx: typer.Context, values: dict[str, Any], config: Path | None, rerun: Path | None
+) -> RunConfig:
+    """The RunConfig of the command line: its options over the `--config` file or the
+    `--rerun` results file's config. BenchError naming the option or key for bad input."""
+    if config is not None and rerun is not None:
+        raise BenchError("give --config FILE.toml or --rerun RESULTS.json, not both.")
+    base: dict[str, Any] = {}
+    source = None
+    if config is not None:
+        base, source = read_config_file(config), str(config)
+    elif rerun is not None:
+        base, source = rerun_base(rerun), f"the config stored in {rerun}"
+    given = given_options(ctx, values)
+    if "scenario" not in base and "scenario.scenarios" not in given:
+        stray = [option for field, (option, _) in given.items() if field.startswith("scenario.")]
+        if stray:
+            names = ", ".join("--" + s.replace("_", "-") for s in stray)
+            raise BenchError(f"{names}: scenario option(s); add --scenario to run scenarios.")
+    return build_config(base, given, source)
 
 
 def run_command(
-    backend: Annotated[str, typer.Option(help="Backend name (see `bench list backends`).")] = "cpu",
+    ctx: typer.Context,
+    backend: Annotated[
+        str,
+        typer.Option(help="Backend name (see `bench list backends`).", rich_help_panel=CASES),
+    ] = "cpu",
     workload: Annotated[
-        str | None, typer.Option(help="Comma-separated workloads (default: the suite).")
+        str | None,
+        typer.Option(
+            help="Comma-separated workloads (default: the preset's suite).", rich_help_panel=CASES
+        ),
     ] = None,
     mode: Annotated[
-        str | None, typer.Option(help="Comma-separated modes: infer,train,prefill,decode,...")
+        str | None,
+        typer.Option(
+            help="Comma-separated modes: infer,train,prefill,decode,...", rich_help_panel=CASES
+        ),
     ] = None,
-    dtype: Annotated[str, typer.Option(help="Comma-separated dtypes: fp32,bf16,fp16.")] = "fp32",
+    dtype: Annotated[
+        str, typer.Option(help="Comma-separated dtypes: fp32,bf16,fp16.", rich_help_panel=CASES)
+    ] = "fp32",
     batch: Annotated[
-        str | None, typer.Option(help="Comma-separated batch sizes (default: per preset).")
+        str | None,
+        typer.Option(
+            help="Comma-separated batch sizes (default: per preset).", rich_help_panel=CASES
+        ),
     ] = None,
-    preset: Annotated[str, typer.Option(help="tiny | small | base.")] = "small",
+    preset: Annotated[str, typer.Option(help="tiny | small | base.", rich_help_panel=CASES)] = (
+        "small"
+    ),
     param: Annotated[
-        list[str] | None, typer.Option(help="Workload parameter key=value (repeatable).")
+        list[str] | None,
+        typer.Option(help="Workload parameter key=value (repeatable).", rich_help_panel=CASES),
     ] = None,
-    compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
+    compile: Annotated[
+        bool, typer.Option("--compile", help="Use torch.compile.", rich_help_panel=CASES)
+    ] = False,
+    seed: Annotated[
+        int, typer.Option(help="Seed for weights and data.", rich_help_panel=CASES)
+    ] = 0,
+    rounds: Annotated[
+        int | None,
+        typer.Option(
+            help="Rounds each case is measured in, its time budget split across them "
+            "(default: tiny/small 5, base 3).",
+            rich_help_panel=MEASUREMENT,
+        ),
+    ] = None,
+    round_seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed of the case order within rounds (default: fresh, stored).",
+            rich_help_panel=MEASUREMENT,
+        ),
+    ] = None,
+    interleave: Annotated[
+        str | None,
+        typer.Option(
+            help="run | workload: interleave rounds across the whole run, or one workload "
+            "group at a time (default: run; workload for base).",
+            rich_help_panel=MEASUREMENT,
+        ),
+    ] = None,
+    case_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds per case before it is killed (default: by preset).",
+            rich_help_panel=MEASUREMENT,
+        ),
+    ] = None,
+    isolate: Annotated[
+        str,
+        typer.Option(
+            help="none | worker (default) | case: where cases run.", rich_help_panel=MEASUREMENT
+        ),
+    ] = "worker",
+    profile: Annotated[
+        bool,
+        typer.Option(
+            "--profile",
+            help="Profile each case; store its top operators.",
+            rich_help_panel=MEASUREMENT,
+        ),
+    ] = False,
+    profile_trace: Annotated[
+        bool,
+        typer.Option(
+            "--profile-trace",
+            help="--profile, and write Chrome traces to OUT/traces.",
+            rich_help_panel=MEASUREMENT,
+        ),
+    ] = False,
     fidelity: Annotated[
         bool | None,
         typer.Option(
             "--fidelity/--no-fidelity",
             help="Check training fidelity against the reference (default: on for the default "
             "suite, off when --workload is given).",
+            rich_help_panel=FIDELITY,
         ),
     ] = None,
     reference: Annotated[
-        str, typer.Option(help="Fidelity reference: cpu:fp32 (default) or cpu:fp64.")
+        str,
+        typer.Option(
+            help="Fidelity reference: cpu:fp32 (default) or cpu:fp64.", rich_help_panel=FIDELITY
+        ),
     ] = "cpu:fp32",
     fidelity_steps: Annotated[
         int | None,
         typer.Option(
-            min=1, help="Training steps per fidelity check (default: tiny 20, small 100)."
+            help="Training steps per fidelity check (default: tiny 20, small 100).",
+            rich_help_panel=FIDELITY,
         ),
-    ] = None,
-    case_timeout: Annotated[
-        float | None, typer.Option(help="Seconds per case before it is killed.")
     ] = None,
     fidelity_timeout: Annotated[
         float | None,
-        typer.Option(help="Seconds per fidelity check (default: 3 x the case timeout)."),
-    ] = None,
-    isolate: Annotated[
-        str, typer.Option(help="none | worker (default) | case: where cases run.")
-    ] = "worker",
-    label: Annotated[str, typer.Option(help="Free text stored with the run.")] = "",
-    seed: Annotated[int, typer.Option(help="Seed for weights and data.")] = 0,
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("results"),
-    nproc: Annotated[
-        int, typer.Option(help="Processes per node; > 1 runs through torchrun (DDP, collectives).")
-    ] = 1,
-    nnodes: Annotated[int, typer.Option(help="Nodes (torchrun --nnodes).")] = 1,
-    node_rank: Annotated[int, typer.Option(help="This node's rank (torchrun --node-rank).")] = 0,
-    rdzv_endpoint: Annotated[
-        str | None, typer.Option(help="HOST:PORT of node 0 (torchrun --rdzv-endpoint).")
-    ] = None,
-    scaling: Annotated[
-        bool, typer.Option("--scaling", help="Measure 1..--nproc processes; scaling efficiency.")
-    ] = False,
-    rounds: Annotated[
-        int | None,
         typer.Option(
-            help="Rounds each case is measured in, its time budget split across them "
-            "(default: tiny/small 5, base 3)."
+            help="Seconds per fidelity check (default: 3 x the case timeout).",
+            rich_help_panel=FIDELITY,
         ),
     ] = None,
-    round_seed: Annotated[
-        int | None,
-        typer.Option(help="Seed of the case order within rounds (default: fresh, stored)."),
-    ] = None,
-    interleave: Annotated[
+    nproc: Annotated[
+        int,
+        typer.Option(
+            help="Processes per node; > 1 runs through torchrun (DDP, collectives).",
+            rich_help_panel=DISTRIBUTED,
+        ),
+    ] = 1,
+    nnodes: Annotated[
+        int, typer.Option(help="Nodes (torchrun --nnodes).", rich_help_panel=DISTRIBUTED)
+    ] = 1,
+    node_rank: Annotated[
+        int,
+        typer.Option(help="This node's rank (torchrun --node-rank).", rich_help_panel=DISTRIBUTED),
+    ] = 0,
+    rdzv_endpoint: Annotated[
         str | None,
         typer.Option(
-            help="run | workload: interleave rounds across the whole run, or one workload "
-            "group at a time (default: run; workload for base)."
+            help="HOST:PORT of node 0 (torchrun --rdzv-endpoint).", rich_help_panel=DISTRIBUTED
         ),
     ] = None,
-    profile: Annotated[
+    scaling: Annotated[
         bool,
-        typer.Option("--profile", help="Profile each case; store its top operators."),
-    ] = False,
-    profile_trace: Annotated[
-        bool,
-        typer.Option("--profile-trace", help="--profile, and write Chrome traces to OUT/traces."),
+        typer.Option(
+            "--scaling",
+            help="Measure 1..--nproc processes; scaling efficiency.",
+            rich_help_panel=DISTRIBUTED,
+        ),
     ] = False,
     scenario: Annotated[
         str | None,
         typer.Option(
             help="Inference scenarios instead of timed cases: single-stream,offline,server "
-            "(docs/scenarios.md)."
+            "(docs/scenarios.md).",
+            rich_help_panel=SCENARIOS,
         ),
     ] = None,
     target_ttft_ms: Annotated[
-        float | None, typer.Option(help="Server: p99 time-to-first-token target (ms).")
+        float | None,
+        typer.Option(
+            help="Server: p99 time-to-first-token target (ms).", rich_help_panel=SCENARIOS
+        ),
     ] = None,
     target_tpot_ms: Annotated[
-        float | None, typer.Option(help="Server: p99 time-per-output-token target (ms).")
+        float | None,
+        typer.Option(
+            help="Server: p99 time-per-output-token target (ms).", rich_help_panel=SCENARIOS
+        ),
     ] = None,
     target_latency_ms: Annotated[
-        float | None, typer.Option(help="Server: p99 latency target of image requests (ms).")
+        float | None,
+        typer.Option(
+            help="Server: p99 latency target of image requests (ms).", rich_help_panel=SCENARIOS
+        ),
     ] = None,
     max_batch: Annotated[
-        int | None, typer.Option(help="Scenarios: most requests per batch (default: --batch).")
+        int | None,
+        typer.Option(
+            help="Scenarios: most requests per batch (default: --batch).",
+            rich_help_panel=SCENARIOS,
+        ),
     ] = None,
     max_wait_ms: Annotated[
-        float | None, typer.Option(help="Server: longest wait for a fuller image batch (ms).")
+        float | None,
+        typer.Option(
+            help="Server: longest wait for a fuller image batch (ms).", rich_help_panel=SCENARIOS
+        ),
     ] = None,
     rate: Annotated[
-        str | None, typer.Option(help="Server: fixed arrival rates (req/s) instead of a search.")
+        str | None,
+        typer.Option(
+            help="Server: fixed arrival rates (req/s) instead of a search.",
+            rich_help_panel=SCENARIOS,
+        ),
     ] = None,
     lengths: Annotated[
-        str, typer.Option(help="LLM request lengths: fixed | uniform | lognormal.")
+        str,
+        typer.Option(
+            help="LLM request lengths: fixed | uniform | lognormal.", rich_help_panel=SCENARIOS
+        ),
     ] = "lognormal",
     input_len: Annotated[
-        int, typer.Option(min=0, help="LLM prompt tokens, median (0: seq_len / 4).")
+        int,
+        typer.Option(help="LLM prompt tokens, median (0: seq_len / 4).", rich_help_panel=SCENARIOS),
     ] = 0,
     output_len: Annotated[
-        int, typer.Option(min=0, help="LLM generated tokens, median (0: seq_len / 8).")
+        int,
+        typer.Option(
+            help="LLM generated tokens, median (0: seq_len / 8).", rich_help_panel=SCENARIOS
+        ),
     ] = 0,
     requests: Annotated[
-        int | None, typer.Option(help="Scenarios: requests per measured point, at least.")
+        int | None,
+        typer.Option(
+            help="Scenarios: requests per measured point, at least.", rich_help_panel=SCENARIOS
+        ),
     ] = None,
     search_steps: Annotated[
-        int | None, typer.Option(help="Server: bisection steps of the max-rate search.")
+        int | None,
+        typer.Option(
+            help="Server: bisection steps of the max-rate search.", rich_help_panel=SCENARIOS
+        ),
     ] = None,
     scenario_time: Annotated[
-        float | None, typer.Option(help="Server: time budget of the max-rate search (s).")
+        float | None,
+        typer.Option(
+            help="Server: time budget of the max-rate search (s).", rich_help_panel=SCENARIOS
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output folder.", rich_help_panel=OUTPUT)] = Path(
+        "results"
+    ),
+    label: Annotated[
+        str, typer.Option(help="Free text stored with the run.", rich_help_panel=OUTPUT)
+    ] = "",
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read the run's config from a TOML file (keys: RunConfig's fields; "
+            "docs/config.md); options given here override it.",
+        ),
+    ] = None,
+    rerun: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run again the config stored in a results file (not its --out or "
+            "--round-seed); options given here override it.",
+        ),
     ] = None,
 ) -> None:
     """Measure workloads on one backend; write results/<time>-<backend>-<id>.json."""
-    if isolate not in ("none", "worker", "case"):
-        raise BenchError(f"unknown --isolate '{isolate}'; choose from: none, worker, case.")
-    if interleave not in (None, "run", "workload"):
-        raise BenchError(f"unknown --interleave '{interleave}'; choose from: run, workload.")
-    check_options(nproc, nnodes, node_rank, rdzv_endpoint, scaling)
-    if (profile or profile_trace) and is_distributed(nproc, nnodes, scaling):
-        raise BenchError(
-            "--profile and --profile-trace profile single-process cases only; drop them or "
-            "run without --nproc/--nnodes/--scaling."
-        )
-    settings = None
-    if scenario is not None:
-        if nproc > 1 or nnodes > 1 or scaling:
-            raise BenchError("--scenario runs in one process; drop --nproc/--nnodes/--scaling.")
-        settings = scenario_settings(
-            scenario,
-            preset,
-            target_ttft_ms=target_ttft_ms,
-            target_tpot_ms=target_tpot_ms,
-            target_latency_ms=target_latency_ms,
-            max_batch=max_batch,
-            max_wait_ms=max_wait_ms,
-            rate=rate,
-            lengths=lengths,
-            input_len=input_len,
-            output_len=output_len,
-            requests=requests,
-            search_steps=search_steps,
-            scenario_time=scenario_time,
-        )
-    config = _config(
-        backend=backend,
-        workloads=split_list(workload),
-        modes=split_list(mode),
-        dtypes=split_list(dtype) or ["fp32"],
-        batches=parse_batches(batch),
-        preset=preset,
-        params=parse_params(param),
-        compile=compile,
-        fidelity=(fidelity if fidelity is not None else not split_list(workload))
-        and settings is None,
-        reference=reference,
-        fidelity_steps=fidelity_steps,
-        case_timeout_s=case_timeout,
-        fidelity_timeout_s=fidelity_timeout,
-        isolate=isolate,  # type: ignore[arg-type]
-        label=label,
-        seed=seed,
-        out=out,
-        nproc=nproc,
-        nnodes=nnodes,
-        node_rank=node_rank,
-        rdzv_endpoint=rdzv_endpoint,
-        scaling=scaling,
-        rounds=rounds,
-        round_seed=round_seed,
-        interleave=interleave,
-        profile=profile,
-        profile_trace=profile_trace,
-        scenario=settings,
-    )
+    values = dict(locals())  # every option by its parameter name (a comprehension has its own)
+    run = run_config(ctx, values, config, rerun)
     console = Console(width=None if sys.stdout.isatty() else 160)
-    if settings is not None:
-        run_scenario_command(config, console)
-        return
     try:
-        outcome = _run_with_progress(config, console)
+        outcome = _start_with_progress(run, console)
     except RunInterrupted as exc:
         console.print(f"[yellow]interrupted by {exc}; partial results kept (status incomplete).")
         raise typer.Exit(130 if exc.signum == 2 else 143) from None
-    if outcome.path is None:  # a node other than 0: it only knows the failures it saw
-        if outcome.record.cases:
-            console.print(summary_table(outcome.record.cases))
-        console.print(f"node {node_rank} done; results: written by global rank 0 on node 0")
-    else:
-        console.print(summary_table(outcome.record.cases))
-        print_device_facts(console, outcome.record)
-        print_distributed(console, outcome.record)
-        if outcome.record.fidelity:
-            console.print(fidelity_table(outcome.record.fidelity))
-        console.print(f"results: {escape(str(outcome.path))}")
-        report_hint(console, outcome, default_suite=not split_list(workload))
+    print_outcome(console, outcome, run)
     if outcome.failed_cases:
         console.print(f"[red]{len(outcome.failed_cases)} case(s) failed.")
         raise typer.Exit(1)
-
-
-def report_hint(console: Console, outcome: RunOutcome, default_suite: bool) -> None:
-    """After the default suite, write the report beside the results file; always print the
-    `bench report` command that makes it. A report that cannot be written only warns."""
-    folder = outcome.path.with_name(outcome.path.stem + "-report")
-    command = shlex.join(["bench", "report", str(outcome.path), "--out", str(folder)])
-    if default_suite:
-        try:
-            from harness.report.build import write_report
-
-            paths = write_report([outcome.record], folder)
-            console.print(f"report: {escape(str(paths.html))} and {escape(str(paths.markdown))}")
-        except Exception as exc:  # the results are safe on disk; the report is a convenience
-            console.print(f"[yellow]could not write the report: {escape(str(exc))}")
-    console.print(f"make the report with: {escape(command)}")
-
-
-def run_scenario_command(config: RunConfig, console: Console) -> None:
-    """`bench run --scenario`: run the scenarios, print their table; exit 1 if any failed."""
-
-    def on_case(index: int, total: int, spec: ScenarioSpec, result: ScenarioResult | None) -> None:
-        if result is not None:
-            console.print(f"[{index + 1}/{total}] {escape(spec.key.id)}: {result.status}")
-
-    try:
-        outcome = run_scenarios(config, ["bench", *sys.argv[1:]], on_case)
-    except RunInterrupted as exc:
-        console.print(f"[yellow]interrupted by {exc}; partial results kept (status incomplete).")
-        raise typer.Exit(130 if exc.signum == 2 else 143) from None
-    console.print(scenario_table(outcome.record.scenarios))
-    console.print(f"results: {escape(str(outcome.path))}")
-    broken = [r for r in outcome.record.scenarios if r.status == "failed"]
-    if broken:
-        console.print(f"[red]{len(broken)} scenario case(s) failed.")
+    if outcome.failed_scenarios:
+        console.print(f"[red]{len(outcome.failed_scenarios)} scenario case(s) failed.")
         raise typer.Exit(1)
 
 
-def _run_with_progress(config: RunConfig, console: Console) -> RunOutcome:
+def print_outcome(console: Console, outcome: Outcome, config: RunConfig) -> None:
+    """The tables of a finished run, where its results went and its report."""
+    record = outcome.record
+    if config.scenario is not None:
+        console.print(scenario_table(record.scenarios))
+    elif outcome.path is None:  # a node other than 0: it only knows the failures it saw
+        if record.cases:
+            console.print(summary_table(record.cases))
+        console.print(f"node {config.node_rank} done; results: written by global rank 0 on node 0")
+        return
+    else:
+        console.print(summary_table(record.cases))
+        print_device_facts(console, record)
+        print_distributed(console, record)
+        if record.fidelity:
+            console.print(fidelity_table(record.fidelity))
+    console.print(f"results: {escape(str(outcome.path))}")
+    if outcome.report is not None:
+        markdown = outcome.report.with_suffix(".md")
+        console.print(f"report: {escape(str(outcome.report))} and {escape(str(markdown))}")
+    if outcome.report_error is not None:
+        console.print(f"[yellow]could not write the report: {escape(outcome.report_error)}")
+
+
+def _start_with_progress(config: RunConfig, console: Console) -> Outcome:
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -356,12 +441,14 @@ def _run_with_progress(config: RunConfig, console: Console) -> RunOutcome:
         if result is not None and not sys.stdout.isatty():
             console.print(f"[fidelity {index + 1}/{total}] {label}: {result.verdict}")
 
+    def on_scenario(
+        index: int, total: int, spec: ScenarioSpec, result: ScenarioResult | None
+    ) -> None:
+        if result is not None:
+            console.print(f"[{index + 1}/{total}] {escape(spec.key.id)}: {result.status}")
+
+    command = ["bench", *sys.argv[1:]]
+    if config.scenario is not None:  # scenario lines are printed as they come, no bar
+        return start(config, command, on_scenario=on_scenario)
     with progress:
-        if is_distributed(config.nproc, config.nnodes, config.scaling):
-            return run_distributed(config, ["bench", *sys.argv[1:]], on_case)
-        return run(
-            config,
-            command=["bench", *sys.argv[1:]],
-            progress=on_case,
-            fidelity_progress=on_fidelity,
-        )
+        return start(config, command, on_case=on_case, on_fidelity=on_fidelity)

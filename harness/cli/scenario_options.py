@@ -1,12 +1,13 @@
-"""What `bench run --scenario` reads from its options: the scenario settings, with errors
-that name the option and the valid choices."""
+"""Where the `bench run` scenario options go in RunConfig (`scenario.*`), with the checks
+that need the option's own unit or syntax; the settings validate the rest."""
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from collections.abc import Callable
 
+from harness.cli.run_config import Option
 from harness.errors import BenchError
-from harness.results.config import SCENARIOS, LatencyTargets, LengthSpec, ScenarioSettings
+from harness.results.config import SCENARIOS
 
 
 def parse_rates(text: str | None) -> list[float]:
@@ -27,65 +28,37 @@ def parse_rates(text: str | None) -> list[float]:
     return rates
 
 
-def scenario_settings(
-    scenario: str,
-    preset: str,
-    *,
-    target_ttft_ms: float | None,
-    target_tpot_ms: float | None,
-    target_latency_ms: float | None,
-    max_batch: int | None,
-    max_wait_ms: float | None,
-    rate: str | None,
-    lengths: str,
-    input_len: int,
-    output_len: int,
-    requests: int | None,
-    search_steps: int | None,
-    scenario_time: float | None,
-) -> ScenarioSettings:
-    """The ScenarioSettings of the `--scenario` options; BenchError naming the option and the
-    valid choices for a bad value. Targets not given come from the preset."""
-    names = [part.strip() for part in scenario.split(",") if part.strip()]
-    for name in names:
-        if name not in SCENARIOS:
-            raise BenchError(f"unknown --scenario '{name}'; choose from: {', '.join(SCENARIOS)}.")
-    if lengths not in ("fixed", "uniform", "lognormal"):
-        raise BenchError(f"unknown --lengths '{lengths}'; choose from: fixed, uniform, lognormal.")
-    for option, value in (
-        ("--target-ttft-ms", target_ttft_ms),
-        ("--target-tpot-ms", target_tpot_ms),
-        ("--target-latency-ms", target_latency_ms),
-        ("--max-wait-ms", max_wait_ms),
-    ):
-        if value is not None and (value < 0 or (value == 0 and option != "--max-wait-ms")):
+def parse_scenarios(text: str) -> list[str]:
+    """`single-stream,server` -> the names (RunConfig checks them); empty means all."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    return names or list(SCENARIOS)
+
+
+def milliseconds(option: str, zero_ok: bool = False) -> Callable[[float], float]:
+    """A converter of `option`'s milliseconds to seconds that refuses a negative value (and
+    zero unless `zero_ok`), naming the option."""
+
+    def convert(value: float) -> float:
+        if value < 0 or (value == 0 and not zero_ok):
             raise BenchError(f"{option} must be a positive number of milliseconds; got {value:g}.")
-    defaults = ScenarioSettings().for_preset(preset).targets
-    if defaults is None:
-        raise BenchError(f"no default latency targets for preset '{preset}'.")
-    try:
-        targets = LatencyTargets(
-            ttft_s=target_ttft_ms / 1e3 if target_ttft_ms is not None else defaults.ttft_s,
-            tpot_s=target_tpot_ms / 1e3 if target_tpot_ms is not None else defaults.tpot_s,
-            latency_s=(
-                target_latency_ms / 1e3 if target_latency_ms is not None else defaults.latency_s
-            ),
-        )
-        return ScenarioSettings(
-            scenarios=names or list(SCENARIOS),  # type: ignore[arg-type]
-            lengths=LengthSpec(kind=lengths, input_len=input_len, output_len=output_len),  # type: ignore[arg-type]
-            targets=targets,
-            max_batch=max_batch,
-            max_wait_s=max_wait_ms / 1e3 if max_wait_ms is not None else None,
-            rates=parse_rates(rate),
-            requests=requests,
-            search_steps=search_steps,
-            time_budget_s=scenario_time,
-        )
-    except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg'].lower()}, "
-            f"got {error['input']!r}"
-            for error in exc.errors()
-        ]
-        raise BenchError("bad scenario option: " + "; ".join(problems) + ".") from None
+        return value / 1e3
+
+    return convert
+
+
+SCENARIO_OPTIONS: dict[str, Option] = {
+    "scenario": Option("scenario.scenarios", parse_scenarios),
+    "target_ttft_ms": Option("scenario.targets.ttft_s", milliseconds("--target-ttft-ms")),
+    "target_tpot_ms": Option("scenario.targets.tpot_s", milliseconds("--target-tpot-ms")),
+    "target_latency_ms": Option("scenario.targets.latency_s", milliseconds("--target-latency-ms")),
+    "max_batch": Option("scenario.max_batch"),
+    "max_wait_ms": Option("scenario.max_wait_s", milliseconds("--max-wait-ms", zero_ok=True)),
+    "rate": Option("scenario.rates", parse_rates),
+    "lengths": Option("scenario.lengths.kind"),
+    "input_len": Option("scenario.lengths.input_len"),
+    "output_len": Option("scenario.lengths.output_len"),
+    "requests": Option("scenario.requests"),
+    "search_steps": Option("scenario.search_steps"),
+    "scenario_time": Option("scenario.time_budget_s"),
+}
+"""The field of each scenario option (all under `scenario`, so each needs its entry)."""

@@ -1,4 +1,4 @@
-"""Checking the distributed options and building the torchrun command line.
+"""Building the torchrun command line (RunConfig checks the distributed options).
 
 The launcher is torch's own (`python -m torch.distributed.run`, i.e. torchrun): a single
 node uses `--standalone` (a local rendezvous on a free port, so concurrent runs never
@@ -9,7 +9,6 @@ torchrun's static rendezvous, which makes node 0 hold global rank 0 (the rank th
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from backends.base import Backend
 from harness.errors import BenchError
 
 WORKER_MODULE = "harness.distributed.worker"
-_ENDPOINT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
 
 DISTRIBUTED_EXTRA_SUITE: tuple[str, ...] = ("allreduce",)
@@ -28,40 +26,6 @@ def distributed_workloads(workloads: list[str], default: list[str]) -> list[str]
     """The workloads of a distributed run: those named, else the default suite plus the
     collectives probe."""
     return workloads or [*default, *DISTRIBUTED_EXTRA_SUITE]
-
-
-def is_distributed(nproc: int, nnodes: int, scaling: bool) -> bool:
-    """Whether a run goes through torchrun."""
-    return nproc > 1 or nnodes > 1 or scaling
-
-
-def check_options(
-    nproc: int, nnodes: int, node_rank: int, rdzv_endpoint: str | None, scaling: bool
-) -> None:
-    """Raise BenchError with a clear message for inconsistent distributed options."""
-    if nproc < 1:
-        raise BenchError(f"--nproc must be a positive number of processes per node, got {nproc}.")
-    if nnodes < 1:
-        raise BenchError(f"--nnodes must be a positive number of nodes, got {nnodes}.")
-    if not 0 <= node_rank < nnodes:
-        raise BenchError(
-            f"--node-rank {node_rank} is out of range for --nnodes {nnodes} "
-            f"(valid: 0..{nnodes - 1})."
-        )
-    if rdzv_endpoint is not None and not _ENDPOINT.match(rdzv_endpoint):
-        raise BenchError(
-            f"--rdzv-endpoint expects HOST:PORT of node 0 (e.g. 10.0.0.1:29500); "
-            f"got '{rdzv_endpoint}'."
-        )
-    if nnodes > 1 and rdzv_endpoint is None:
-        raise BenchError(
-            f"--nnodes {nnodes} needs --rdzv-endpoint HOST:PORT (node 0's address, the same "
-            "on every node)."
-        )
-    if scaling and nproc < 2:
-        raise BenchError(
-            "--scaling measures 1..N processes per node and needs --nproc N with N >= 2."
-        )
 
 
 def check_devices(backend: Backend, nproc: int) -> None:

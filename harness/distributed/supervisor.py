@@ -32,7 +32,6 @@ from backends.registry import get_backend
 from harness.distributed.job import DistJob, EventReader, job_file, read_errors, read_pids
 from harness.distributed.launch import (
     check_devices,
-    check_options,
     distributed_workloads,
     threads_per_rank,
     torchrun_command,
@@ -333,9 +332,6 @@ def run_distributed(
     (the file is then saved `incomplete`). On nodes other than 0 the outcome's path is None:
     global rank 0, on node 0, writes the results file.
     """
-    check_options(
-        config.nproc, config.nnodes, config.node_rank, config.rdzv_endpoint, config.scaling
-    )
     config = config.model_copy(update={"rounds": config.rounds_count()})
     names = distributed_workloads(config.workloads, default_workloads(config.preset))
     specs = plan_cases(config.model_copy(update={"workloads": names}))

@@ -23,14 +23,12 @@ from backends.cpu import CPUBackend
 from backends.registry import get_backend
 from harness.errors import BenchError, describe_exception
 from harness.results.fidelity import FidelityBand, FidelityResult, FidelityTolerance
+from harness.results.presets import PRESETS
 from workloads.base import BuildContext, Routing, Workload
 from workloads.registry import get_workload
 
 FIDELITY_WORKLOADS: tuple[str, ...] = ("gpt", "llama", "moe", "mlp", "convnet")
 """Workloads whose training a run checks for fidelity (those registered here)."""
-
-FIDELITY_STEPS: dict[str, int] = {"tiny": 20, "small": 100}
-"""Training steps per fidelity preset; a `base` run checks fidelity at `small`."""
 
 REFERENCES: tuple[str, ...] = ("cpu:fp32", "cpu:fp64")
 
@@ -177,12 +175,12 @@ def _reference_device(kind: type[CPUBackend]) -> CPUBackend:
 
 
 def fidelity_steps(preset: str, steps: int | None = None) -> int:
-    """Steps for a preset (tiny 20, small 100, anything larger 100) unless given."""
+    """Steps for a preset (its Preset.fidelity_steps) unless given."""
     if steps is not None:
         if steps < 1:
             raise BenchError(f"fidelity steps must be >= 1, got {steps}.")
         return steps
-    return FIDELITY_STEPS.get(preset, FIDELITY_STEPS["small"])
+    return PRESETS[preset].fidelity_steps  # type: ignore[index]
 
 
 class Trajectory(BaseModel):

@@ -1,53 +1,25 @@
-"""Run configuration: what the user asked for, validated and stored with the results."""
+"""Run configuration: what the user asked for, validated once (here) and stored with the
+results. Every per-preset default is in harness.results.presets."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PositiveInt, ValidationError, model_validator
+
+from harness.results.modes import Mode
+from harness.results.presets import (
+    Interleave,
+    LatencyTargets,
+    MeasureSettings,
+    PresetName,
+    preset,
+)
 
 Isolation = Literal["none", "worker", "case"]
 """Where cases run: in this process, in one reused worker process, or a fresh process each."""
-
-Interleave = Literal["run", "workload"]
-"""How rounds interleave: across every case of the run (`run`: all built cases stay alive in
-the worker), or one workload group at a time (`workload`: the cache is emptied between
-groups, so only one model's cases are alive at once: for big presets)."""
-
-
-class MeasureSettings(BaseModel):
-    """How hard `measure` works on one case."""
-
-    warmup_s: float = Field(0.1, ge=0)
-    warmup_iterations: int = Field(2, ge=0)
-    min_samples: int = Field(10, ge=3)
-    max_samples: int = Field(1000, ge=3)
-    max_time_s: float = Field(2.0, gt=0)
-    precision: float = Field(0.01, gt=0)
-    min_sample_s: float = Field(1e-3, gt=0)
-
-
-PRESET_MEASURE: dict[str, MeasureSettings] = {
-    "tiny": MeasureSettings(warmup_s=0.05, min_samples=10, max_time_s=0.5),
-    "small": MeasureSettings(warmup_s=0.2, min_samples=10, max_time_s=2.0),
-    "base": MeasureSettings(warmup_s=1.0, min_samples=20, max_time_s=10.0),
-}
-"""Per-preset defaults: tiny keeps CI fast, base is what a GPU user would run."""
-
-PRESET_ROUNDS: dict[str, int] = {"tiny": 5, "small": 5, "base": 3}
-"""Default rounds per preset: enough rounds for a between-round CI; fewer where cases are long."""
-
-PRESET_INTERLEAVE: dict[str, Interleave] = {"tiny": "run", "small": "run", "base": "workload"}
-"""Default interleaving per preset: base models are too big to keep all alive at once."""
-
-PRESET_CASE_TIMEOUT_S: dict[str, float] = {"tiny": 60.0, "small": 180.0, "base": 900.0}
-
-
-FIDELITY_TIMEOUT_FACTOR = 3.0
-"""A fidelity check trains about three runs' worth of steps: by default it gets this many
-case timeouts."""
-
 
 ScenarioName = Literal["single-stream", "offline", "server"]
 SCENARIOS: tuple[ScenarioName, ...] = ("single-stream", "offline", "server")
@@ -69,31 +41,13 @@ class LengthSpec(BaseModel):
     sigma: float = Field(0.5, gt=0)
 
 
-class LatencyTargets(BaseModel):
-    """p99 bounds the server scenario must meet (seconds): time to first token and time per
-    output token for LLMs, request latency for the others."""
-
-    ttft_s: float = Field(gt=0)
-    tpot_s: float = Field(gt=0)
-    latency_s: float = Field(gt=0)
-
-
-PRESET_TARGETS: dict[str, LatencyTargets] = {
-    "tiny": LatencyTargets(ttft_s=0.05, tpot_s=0.02, latency_s=0.05),
-    "small": LatencyTargets(ttft_s=0.2, tpot_s=0.05, latency_s=0.2),
-    "base": LatencyTargets(ttft_s=2.0, tpot_s=0.2, latency_s=1.0),
-}
-"""Default p99 targets per preset (docs/scenarios.md); base follows MLPerf's server bounds
-for LLMs (Llama 2 70B: TTFT 2 s, TPOT 200 ms)."""
-
-
 class ScenarioSettings(BaseModel):
     """How the inference scenarios run (`bench run --scenario ...`)."""
 
     scenarios: list[ScenarioName] = Field(default_factory=lambda: list(SCENARIOS))
     lengths: LengthSpec = Field(default_factory=LengthSpec)
     targets: LatencyTargets | None = None
-    """None means the preset's PRESET_TARGETS."""
+    """None means the preset's targets."""
     max_batch: int | None = Field(None, ge=1)
     """Most requests in one batch (in flight, for LLMs); None means the case's batch size."""
     max_wait_s: float | None = Field(None, ge=0)
@@ -109,12 +63,14 @@ class ScenarioSettings(BaseModel):
     min_duration_s: float | None = Field(None, gt=0)
     """A server point issues at least rate x this many requests; None means by preset."""
 
-    def for_preset(self, preset: str) -> ScenarioSettings:
+    def for_preset(self, name: PresetName) -> ScenarioSettings:
         """These settings with every None filled from the preset's defaults."""
-        defaults = PRESET_SCENARIO.get(preset, PRESET_SCENARIO["small"])
+        defaults = preset(name).scenario
         filled = {
-            name: getattr(defaults, name) if getattr(self, name) is None else getattr(self, name)
-            for name in (
+            field: getattr(defaults, field)
+            if getattr(self, field) is None
+            else getattr(self, field)
+            for field in (
                 "targets",
                 "max_wait_s",
                 "requests",
@@ -126,54 +82,39 @@ class ScenarioSettings(BaseModel):
         return self.model_copy(update=filled)
 
 
-PRESET_SCENARIO: dict[str, ScenarioSettings] = {
-    "tiny": ScenarioSettings(
-        targets=PRESET_TARGETS["tiny"],
-        max_wait_s=0.002,
-        requests=64,
-        search_steps=4,
-        time_budget_s=30.0,
-        min_duration_s=0.5,
-    ),
-    "small": ScenarioSettings(
-        targets=PRESET_TARGETS["small"],
-        max_wait_s=0.005,
-        requests=200,
-        search_steps=5,
-        time_budget_s=120.0,
-        min_duration_s=2.0,
-    ),
-    "base": ScenarioSettings(
-        targets=PRESET_TARGETS["base"],
-        max_wait_s=0.01,
-        requests=1000,
-        search_steps=6,
-        time_budget_s=900.0,
-        min_duration_s=10.0,
-    ),
-}
-"""Per-preset scenario defaults: requests per point, search steps and time budget."""
+DtypeName = Literal["fp32", "bf16", "fp16"]
+"""The dtypes a run may name."""
+
+RUN_DTYPES: tuple[str, ...] = get_args(DtypeName)
+
+_ENDPOINT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
 
 class RunConfig(BaseModel):
-    """A `bench run` request. Lists are cross-multiplied into cases."""
+    """A `bench run` request. Lists are cross-multiplied into cases.
+
+    Every option is checked here, once, when the config is built: a ValidationError names
+    the field, the value and (for a choice) the valid values; `config_problems` words it for
+    the command line or a config file. None means "by preset" (harness.results.presets)."""
 
     backend: str = "cpu"
     workloads: list[str] = Field(default_factory=list)
-    """Empty means the default suite."""
-    modes: list[str] = Field(default_factory=list)
+    """Empty means the preset's default suite."""
+    modes: list[Mode] = Field(default_factory=list)
     """Empty means every mode each workload supports."""
-    dtypes: list[str] = Field(default_factory=lambda: ["fp32"])
-    batches: list[int] = Field(default_factory=list)
+    dtypes: list[DtypeName] = Field(default_factory=lambda: ["fp32"], min_length=1)
+    batches: list[PositiveInt] = Field(default_factory=list)
     """Empty means each workload preset's own batch size."""
-    preset: str = "small"
+    preset: PresetName = "small"
     params: dict[str, str] = Field(default_factory=dict)
     """`key=value` (every selected workload with that key) or `workload.key=value`."""
     compile: bool = False
-    fidelity: bool = False
+    fidelity: bool | None = None
+    """Check training fidelity; None means on for the default suite of a timed run (the
+    dispatcher, harness.dispatch.start, decides and stores the answer)."""
     reference: str = "cpu:fp32"
     fidelity_steps: int | None = Field(None, ge=1)
-    """Training steps of each fidelity check; None means by preset (tiny 20, small 100)."""
+    """Training steps of each fidelity check; None means by preset."""
     nproc: int = Field(1, ge=1)
     """Processes per node; > 1 runs through torchrun (harness.distributed)."""
     nnodes: int = Field(1, ge=1)
@@ -184,21 +125,21 @@ class RunConfig(BaseModel):
     """Measure 1..nproc processes per node and report scaling efficiency."""
     case_timeout_s: float | None = Field(None, gt=0)
     fidelity_timeout_s: float | None = Field(None, gt=0)
-    """Seconds per fidelity check; None means FIDELITY_TIMEOUT_FACTOR x the case timeout."""
+    """Seconds per fidelity check; None means the preset's factor x the case timeout."""
     isolate: Isolation = "worker"
     label: str = ""
     seed: int = 0
     out: Path = Path("results")
     measure: MeasureSettings | None = None
-    """None means the preset's defaults (PRESET_MEASURE)."""
+    """None means the preset's defaults."""
     rounds: int | None = Field(None, ge=1)
     """Rounds each case is measured in, its measurement budget split across them; None means
-    by preset (PRESET_ROUNDS). The runner stores the number it used."""
+    by preset. The runner stores the number it used."""
     round_seed: int | None = None
     """Seed of the order of cases within each round; None means a fresh one, stored by the
     runner so the order can be reproduced."""
     interleave: Interleave | None = None
-    """None means by preset (PRESET_INTERLEAVE); the runner stores what it used."""
+    """None means by preset; the runner stores what it used."""
 
     profile: bool = False
     """Profile each case's step (torch.profiler) and store its top operators."""
@@ -207,17 +148,77 @@ class RunConfig(BaseModel):
     scenario: ScenarioSettings | None = None
     """Set by `--scenario`: the run measures inference scenarios instead of timed cases."""
 
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        """Options that only make sense together (the distributed ones, and what runs in one
+        process only)."""
+        if not 0 <= self.node_rank < self.nnodes:
+            raise ValueError(
+                f"--node-rank {self.node_rank} is out of range for --nnodes {self.nnodes} "
+                f"(valid: 0..{self.nnodes - 1})"
+            )
+        if self.rdzv_endpoint is not None and not _ENDPOINT.match(self.rdzv_endpoint):
+            raise ValueError(
+                "--rdzv-endpoint expects HOST:PORT of node 0 (e.g. 10.0.0.1:29500); "
+                f"got '{self.rdzv_endpoint}'"
+            )
+        if self.nnodes > 1 and self.rdzv_endpoint is None:
+            raise ValueError(
+                f"--nnodes {self.nnodes} needs --rdzv-endpoint HOST:PORT (node 0's address, "
+                "the same on every node)"
+            )
+        if self.scaling and self.nproc < 2:
+            raise ValueError(
+                "--scaling measures 1..N processes per node and needs --nproc N with N >= 2"
+            )
+        if self.distributed and (self.profile or self.profile_trace):
+            raise ValueError(
+                "--profile and --profile-trace profile single-process cases only; drop them "
+                "or run without --nproc/--nnodes/--scaling"
+            )
+        if self.distributed and self.scenario is not None:
+            raise ValueError("--scenario runs in one process; drop --nproc/--nnodes/--scaling")
+        return self
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the run goes through torchrun (several processes, nodes, or scaling)."""
+        return self.nproc > 1 or self.nnodes > 1 or self.scaling
+
     def measure_settings(self) -> MeasureSettings:
-        return self.measure or PRESET_MEASURE.get(self.preset, MeasureSettings())
+        return self.measure or preset(self.preset).measure
 
     def rounds_count(self) -> int:
-        return self.rounds or PRESET_ROUNDS.get(self.preset, 3)
+        return self.rounds or preset(self.preset).rounds
 
     def interleave_mode(self) -> Interleave:
-        return self.interleave or PRESET_INTERLEAVE.get(self.preset, "workload")
+        return self.interleave or preset(self.preset).interleave
 
     def case_timeout(self) -> float:
-        return self.case_timeout_s or PRESET_CASE_TIMEOUT_S.get(self.preset, 300.0)
+        return self.case_timeout_s or preset(self.preset).case_timeout_s
 
     def fidelity_timeout(self) -> float:
-        return self.fidelity_timeout_s or FIDELITY_TIMEOUT_FACTOR * self.case_timeout()
+        return (
+            self.fidelity_timeout_s
+            or preset(self.preset).fidelity_timeout_factor * self.case_timeout()
+        )
+
+
+def config_problems(exc: ValidationError, name: Any = None) -> str:
+    """One line naming each problem of a RunConfig (or nested settings) that failed to
+    build: where (`name(loc)`, by default the dotted field path without list indices), the
+    value, and the valid
+    choices of a choice. `name` lets the command line say `--option` and a file say its key."""
+    problems = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        where = name(loc) if name else ".".join(str(p) for p in loc if not isinstance(p, int))
+        if error["type"] == "literal_error":
+            choices = str(error["ctx"]["expected"]).replace("'", "").replace(" or ", ", ")
+            problems.append(f"unknown {where} {error['input']!r}; choose from: {choices}")
+        elif error["type"] == "value_error" and not loc:
+            problems.append(str(error["ctx"]["error"]))
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{where}: {message[:1].lower()}{message[1:]}, got {error['input']!r}")
+    return "; ".join(problems) + "."

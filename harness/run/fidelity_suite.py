@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.fidelity.check import (
-    FIDELITY_STEPS,
     FIDELITY_WORKLOADS,
     Baseline,
     FidelitySpec,
@@ -25,6 +24,7 @@ from harness.fidelity.check import (
 from harness.isolation.executor import Executor, WorkerFailure
 from harness.results.config import RunConfig
 from harness.results.fidelity import FidelityResult
+from harness.results.presets import preset
 from harness.results.schema import RunRecord
 from harness.results.store import save_run
 from harness.run.plan import default_workloads, split_params
@@ -46,24 +46,24 @@ def plan_fidelity(config: RunConfig) -> list[FidelitySpec]:
     chosen = [name for name in FIDELITY_WORKLOADS if name in names and name in known]
     if not chosen:
         return []
-    preset = config.preset if config.preset in FIDELITY_STEPS else "small"
+    size = preset(config.preset).fidelity_preset
     note = (
         ""
-        if preset == config.preset
-        else f"the run's preset is {config.preset}; fidelity ran at {preset} to keep it bounded"
+        if size == config.preset
+        else f"the run's preset is {config.preset}; fidelity ran at {size} to keep it bounded"
     )
     routed = split_params(config.params, [get_workload(n) for n in names if n in known])
     specs: list[FidelitySpec] = []
     for name in chosen:
-        params = get_workload(name).resolve_params(preset, routed.get(name, {}))
+        params = get_workload(name).resolve_params(size, routed.get(name, {}))
         for dtype in config.dtypes:
             specs.append(
                 FidelitySpec(
                     backend=config.backend,
                     workload=name,
                     dtype=dtype,
-                    preset=preset,
-                    steps=fidelity_steps(preset, config.fidelity_steps),
+                    preset=size,
+                    steps=fidelity_steps(size, config.fidelity_steps),
                     reference=config.reference,
                     seed=config.seed,
                     params=params,

@@ -6,34 +6,18 @@ from typing import Any
 
 from backends.base import DTYPES
 from harness.errors import BenchError
-from harness.results.config import RunConfig
+from harness.results.config import RUN_DTYPES, RunConfig
+from harness.results.presets import PresetName, preset
 from harness.results.schema import CaseKey
 from harness.run.case import CaseSpec
-from workloads.base import MODES, PRESETS, Workload
+from workloads.base import Workload
 from workloads.registry import all_workloads, get_workload
 
-DEFAULT_SUITE: tuple[str, ...] = ("mlp", "convnet", "gpt", "dit", "matmul", "bandwidth")
-"""What `bench run` measures when no workload is named (those that are registered)."""
 
-PRESET_SUITES: dict[str, tuple[str, ...]] = {
-    "tiny": (*DEFAULT_SUITE[:3], "llama", "moe", *DEFAULT_SUITE[3:]),
-}
-"""Presets whose default suite differs: the tiny suite adds the llama and moe decoders (at
-small they would take the CPU default run past its time budget; name them to run them)."""
-
-RUN_DTYPES: tuple[str, ...] = ("fp32", "bf16", "fp16")
-
-
-def default_workloads(preset: str = "small") -> list[str]:
-    """The default suite of `preset`, restricted to the workloads registered here."""
+def default_workloads(name: PresetName = "small") -> list[str]:
+    """The default suite of preset `name`, restricted to the workloads registered here."""
     known = all_workloads()
-    return [name for name in PRESET_SUITES.get(preset, DEFAULT_SUITE) if name in known]
-
-
-def _check_choices(kind: str, given: list[str], valid: tuple[str, ...] | list[str]) -> None:
-    for value in given:
-        if value not in valid:
-            raise BenchError(f"unknown {kind} '{value}'; choose from: {', '.join(valid)}.")
+    return [workload for workload in preset(name).suite if workload in known]
 
 
 def split_params(params: dict[str, str], workloads: list[Workload]) -> dict[str, dict[str, str]]:
@@ -66,16 +50,11 @@ def split_params(params: dict[str, str], workloads: list[Workload]) -> dict[str,
 def plan_cases(config: RunConfig) -> list[CaseSpec]:
     """Every case of the run: workload x supported mode x dtype x batch, in that order.
 
-    Raises BenchError (or WorkloadError) naming the valid choices for any bad input.
+    The config validated its own options; this raises BenchError (or WorkloadError) naming
+    the valid choices for what depends on the workloads: their names, modes and parameters.
     """
     names = config.workloads or default_workloads(config.preset)
     workloads = [get_workload(name) for name in names]
-    _check_choices("mode", config.modes, MODES)
-    _check_choices("dtype", config.dtypes, RUN_DTYPES)
-    _check_choices("preset", [config.preset], PRESETS)
-    for batch in config.batches:
-        if batch <= 0:
-            raise BenchError(f"batch sizes must be positive integers, got {batch}.")
     if config.modes and not any(m in w.modes for w in workloads for m in config.modes):
         offered = sorted({m for w in workloads for m in w.modes})
         raise BenchError(

@@ -249,7 +249,7 @@ def test_two_nodes_pass_through_to_torchrun_and_node_0_writes(tmp_path: Path) ->
 
 
 BAD_OPTIONS = [
-    (["--nproc", "0"], "--nproc must be a positive number of processes per node, got 0"),
+    (["--nproc", "0"], "--nproc: input should be greater than or equal to 1, got 0."),
     (["--nproc", "2", "--nnodes", "2"], "--nnodes 2 needs --rdzv-endpoint HOST:PORT"),
     (
         ["--nnodes", "2", "--node-rank", "2", "--rdzv-endpoint", "node0:29500"],
