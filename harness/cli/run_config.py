@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from harness.errors import BenchError
 from harness.results.config import RunConfig, config_problems
-from harness.results.presets import PRESET_NAMES, preset
+from harness.results.presets import PRESET_NAMES, PRESETS
 from harness.results.store import load_run
 
 if sys.version_info >= (3, 11):
@@ -109,7 +109,7 @@ def fill_targets(data: dict[str, Any]) -> None:
     targets = (data.get("scenario") or {}).get("targets")
     name = data.get("preset", RunConfig.model_fields["preset"].default)
     if isinstance(targets, dict) and name in PRESET_NAMES:
-        defaults = preset(name).scenario.targets.model_dump()
+        defaults = PRESETS[name].scenario.targets.model_dump()
         data["scenario"] = {**data["scenario"], "targets": {**defaults, **targets}}
 
 

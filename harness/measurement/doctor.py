@@ -17,7 +17,7 @@ from backends.base import Backend
 from harness.measurement.environment import capture_environment
 from harness.measurement.timing import measure, timer_overhead_s
 from harness.measurement.yardstick import append_readings, read_yardsticks
-from harness.results.presets import preset
+from harness.results.presets import PRESETS
 from harness.stats import DEFAULT_THRESHOLD
 
 Verdict = Literal["pass", "warn", "fail", "info"]
@@ -236,7 +236,7 @@ def measure_drift(
     seconds: float = DRIFT_S,
     window_s: float = DRIFT_WINDOW_S,
     size: int = DRIFT_MATMUL,
-    rounds: int = preset("small").rounds,
+    rounds: int = PRESETS["small"].rounds,
 ) -> Drift:
     """Time a `size`x`size` fp32 matmul on `backend` (torch threads as configured) in
     consecutive windows of `window_s` for about `seconds` (at least 2 windows), with one block

@@ -11,11 +11,12 @@ from pydantic import BaseModel, Field, PositiveInt, ValidationError, model_valid
 
 from harness.results.modes import Mode
 from harness.results.presets import (
+    PRESETS,
     Interleave,
     LatencyTargets,
     MeasureSettings,
+    Preset,
     PresetName,
-    preset,
 )
 
 Isolation = Literal["none", "worker", "case"]
@@ -63,9 +64,9 @@ class ScenarioSettings(BaseModel):
     min_duration_s: float | None = Field(None, gt=0)
     """A server point issues at least rate x this many requests; None means by preset."""
 
-    def for_preset(self, name: PresetName) -> ScenarioSettings:
+    def for_preset(self, preset: PresetName) -> ScenarioSettings:
         """These settings with every None filled from the preset's defaults."""
-        defaults = preset(name).scenario
+        defaults = PRESETS[preset].scenario
         filled = {
             field: getattr(defaults, field)
             if getattr(self, field) is None
@@ -185,22 +186,26 @@ class RunConfig(BaseModel):
         """Whether the run goes through torchrun (several processes, nodes, or scaling)."""
         return self.nproc > 1 or self.nnodes > 1 or self.scaling
 
+    @property
+    def defaults(self) -> Preset:
+        """The defaults of this config's preset (harness.results.presets)."""
+        return PRESETS[self.preset]
+
     def measure_settings(self) -> MeasureSettings:
-        return self.measure or preset(self.preset).measure
+        return self.measure or self.defaults.measure
 
     def rounds_count(self) -> int:
-        return self.rounds or preset(self.preset).rounds
+        return self.rounds or self.defaults.rounds
 
     def interleave_mode(self) -> Interleave:
-        return self.interleave or preset(self.preset).interleave
+        return self.interleave or self.defaults.interleave
 
     def case_timeout(self) -> float:
-        return self.case_timeout_s or preset(self.preset).case_timeout_s
+        return self.case_timeout_s or self.defaults.case_timeout_s
 
     def fidelity_timeout(self) -> float:
         return (
-            self.fidelity_timeout_s
-            or preset(self.preset).fidelity_timeout_factor * self.case_timeout()
+            self.fidelity_timeout_s or self.defaults.fidelity_timeout_factor * self.case_timeout()
         )
 
 

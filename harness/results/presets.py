@@ -149,10 +149,5 @@ PRESETS: dict[PresetName, Preset] = {
         ),
     ),
 }
-"""The defaults of each preset; `preset(name)` reads it."""
-
-
-def preset(name: PresetName) -> Preset:
-    """The defaults of preset `name`; KeyError for a name outside PresetName (RunConfig
-    refuses those at construction, so a run never gets here with one)."""
-    return PRESETS[name]
+"""The defaults of each preset (a name outside PresetName is refused where a RunConfig is
+built, so a run never looks one up here)."""

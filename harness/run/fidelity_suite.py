@@ -24,7 +24,6 @@ from harness.fidelity.check import (
 from harness.isolation.executor import Executor, WorkerFailure
 from harness.results.config import RunConfig
 from harness.results.fidelity import FidelityResult
-from harness.results.presets import preset
 from harness.results.schema import RunRecord
 from harness.results.store import save_run
 from harness.run.plan import default_workloads, split_params
@@ -46,7 +45,7 @@ def plan_fidelity(config: RunConfig) -> list[FidelitySpec]:
     chosen = [name for name in FIDELITY_WORKLOADS if name in names and name in known]
     if not chosen:
         return []
-    size = preset(config.preset).fidelity_preset
+    size = config.defaults.fidelity_preset
     note = (
         ""
         if size == config.preset

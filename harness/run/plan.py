@@ -7,17 +7,17 @@ from typing import Any
 from backends.base import DTYPES
 from harness.errors import BenchError
 from harness.results.config import RUN_DTYPES, RunConfig
-from harness.results.presets import PresetName, preset
+from harness.results.presets import PRESETS, PresetName
 from harness.results.schema import CaseKey
 from harness.run.case import CaseSpec
 from workloads.base import Workload
 from workloads.registry import all_workloads, get_workload
 
 
-def default_workloads(name: PresetName = "small") -> list[str]:
-    """The default suite of preset `name`, restricted to the workloads registered here."""
+def default_workloads(preset: PresetName = "small") -> list[str]:
+    """The default suite of `preset`, restricted to the workloads registered here."""
     known = all_workloads()
-    return [workload for workload in preset(name).suite if workload in known]
+    return [name for name in PRESETS[preset].suite if name in known]
 
 
 def split_params(params: dict[str, str], workloads: list[Workload]) -> dict[str, dict[str, str]]:

@@ -137,7 +137,9 @@ def test_the_default_suite_checks_fidelity_and_writes_the_report_beside_the_resu
 def test_fidelity_steps_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
     result = invoke_bench(capsys, "run", "--workload", "mlp", "--fidelity-steps", "0")
     assert result.returncode == 2
-    assert _flat("Invalid value for '--fidelity-steps'") in _flat(result.stderr)
+    assert _flat("--fidelity-steps: input should be greater than or equal to 1") in _flat(
+        result.stderr
+    )
 
 
 def test_report_into_a_folder_that_cannot_be_made_exits_2(

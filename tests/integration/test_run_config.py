@@ -141,3 +141,26 @@ def test_rerun_of_a_file_that_is_not_results_exits_2(
     result = invoke_bench(capsys, "run", "--rerun", str(bad))
     assert result.returncode == 2
     assert "is not an accelbench results file" in result.stderr
+
+
+def test_flags_override_a_file_field_by_field_and_partial_targets_come_from_the_preset(
+    tmp_path: Path,
+) -> None:
+    from harness.cli.run_config import build_config, read_config_file
+
+    path = _write(
+        tmp_path / "serve.toml",
+        'preset = "tiny"\n[scenario]\nscenarios = ["server"]\nrequests = 64\nrates = [5.0]\n',
+    )
+    config = build_config(
+        read_config_file(path),
+        {
+            "scenario.requests": ("requests", 50),
+            "scenario.targets.ttft_s": ("target_ttft_ms", 0.1),
+        },
+        str(path),
+    )
+    assert config.scenario is not None
+    assert (config.scenario.requests, config.scenario.rates) == (50, [5.0])
+    assert config.scenario.targets is not None
+    assert (config.scenario.targets.ttft_s, config.scenario.targets.tpot_s) == (0.1, 0.02)

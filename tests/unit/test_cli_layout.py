@@ -36,3 +36,16 @@ def test_shared_cli_modules_import_no_command() -> None:
     shared = [p for p in CLI_DIR.glob("*.py") if not p.stem.endswith("_cmd") and p.stem != "app"]
     offenders = {p.name: sorted(n for n in _cli_imports(p) if n.endswith("_cmd")) for p in shared}
     assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_run_help_groups_its_options_into_panels() -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli.app import app
+
+    result = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0
+    panels = ["Cases", "Measurement", "Fidelity", "Distributed", "Scenarios", "Output"]
+    positions = [result.output.find(f"─ {panel} ─") for panel in panels]
+    assert -1 not in positions and positions == sorted(positions), positions
+    assert result.output.find("--nproc") > result.output.find("─ Distributed ─")
