@@ -13,7 +13,21 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.cli.scenario_options import scenario_settings
+from harness.cli.endpoint_cmd import run_endpoint_command
+from harness.cli.scenario_options import (
+    ApiOption,
+    AuditOption,
+    BurstinessOption,
+    ConcurrencyOption,
+    DatasetOption,
+    E2EOption,
+    EndpointOption,
+    ModelOption,
+    PriceOption,
+    RequestTimeoutOption,
+    scenario_settings,
+    with_endpoint,
+)
 from harness.cli.tables import (
     fidelity_table,
     print_device_facts,
@@ -206,6 +220,16 @@ def run_command(
     scenario_time: Annotated[
         float | None, typer.Option(help="Server: time budget of the max-rate search (s).")
     ] = None,
+    endpoint: EndpointOption = None,
+    model: ModelOption = None,
+    api: ApiOption = "completions",
+    concurrency: ConcurrencyOption = None,
+    burstiness: BurstinessOption = 1.0,
+    dataset: DatasetOption = None,
+    price_per_hour: PriceOption = None,
+    target_e2e_ms: E2EOption = None,
+    request_timeout: RequestTimeoutOption = 60.0,
+    audit: AuditOption = True,
 ) -> None:
     """Measure workloads on one backend; write results/<time>-<backend>-<id>.json."""
     if isolate not in ("none", "worker", "case"):
@@ -237,6 +261,15 @@ def run_command(
             requests=requests,
             search_steps=search_steps,
             scenario_time=scenario_time,
+        )
+        settings = with_endpoint(
+            settings, endpoint, model=model, api=api, label=label, concurrency=concurrency,
+            burstiness=burstiness, dataset=dataset, price_per_hour=price_per_hour,
+            target_e2e_ms=target_e2e_ms, request_timeout=request_timeout, audit=audit,
+        )  # fmt: skip
+    elif endpoint is not None:
+        raise BenchError(
+            "--endpoint measures scenarios: add --scenario single-stream,offline,server."
         )
     config = _config(
         backend=backend,
@@ -270,6 +303,9 @@ def run_command(
         scenario=settings,
     )
     console = Console(width=None if sys.stdout.isatty() else 160)
+    if settings is not None and settings.endpoint is not None:
+        run_endpoint_command(config, console)
+        return
     if settings is not None:
         run_scenario_command(config, console)
         return

@@ -3,10 +3,15 @@ that name the option and the valid choices."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
+import typer
 from pydantic import ValidationError
 
 from harness.errors import BenchError
 from harness.results.config import SCENARIOS, LatencyTargets, LengthSpec, ScenarioSettings
+from harness.results.endpoint import EndpointSettings
 
 
 def parse_rates(text: str | None) -> list[float]:
@@ -89,3 +94,123 @@ def scenario_settings(
             for error in exc.errors()
         ]
         raise BenchError("bad scenario option: " + "; ".join(problems) + ".") from None
+
+
+EndpointOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Scenarios against OpenAI-compatible servers: base URL(s), comma-separated "
+        "(e.g. http://host:8000/v1); --label names each (docs/scenarios.md)."
+    ),
+]
+ModelOption = Annotated[str | None, typer.Option(help="Endpoint: the model name to request.")]
+ApiOption = Annotated[str, typer.Option(help="Endpoint: completions | chat.")]
+ConcurrencyOption = Annotated[
+    str | None, typer.Option(help="Endpoint: closed-loop points at these concurrencies: 1,2,4.")
+]
+BurstinessOption = Annotated[
+    float, typer.Option(help="Endpoint: gamma arrivals' shape (1 = Poisson, < 1 burstier).")
+]
+DatasetOption = Annotated[
+    str | None, typer.Option(help="Endpoint: JSONL prompts ('prompt' or ShareGPT conversations).")
+]
+PriceOption = Annotated[
+    float | None, typer.Option(help="Endpoint: $ per hour of the device(s): $ per 1M tokens.")
+]
+E2EOption = Annotated[
+    float | None, typer.Option(help="Endpoint: per-request end-to-end SLO for goodput (ms).")
+]
+RequestTimeoutOption = Annotated[
+    float, typer.Option(help="Endpoint: seconds before a request fails as a timeout.")
+]
+AuditOption = Annotated[
+    bool, typer.Option("--audit/--no-audit", help="Endpoint: run the audits of the timed run.")
+]
+
+
+def parse_concurrency(text: str | None) -> list[int]:
+    """`--concurrency 1,2,4` -> [1, 2, 4]; BenchError naming a bad entry."""
+    values: list[int] = []
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        try:
+            value = int(part)
+        except ValueError:
+            raise BenchError(
+                f"--concurrency expects whole numbers like 1,2,4; got '{part.strip()}'."
+            ) from None
+        if value < 1:
+            raise BenchError(f"--concurrency values must be at least 1; got {value}.")
+        values.append(value)
+    return values
+
+
+def with_endpoint(
+    settings: ScenarioSettings,
+    endpoint: str | None,
+    *,
+    model: str | None,
+    api: str,
+    label: str,
+    concurrency: str | None,
+    burstiness: float,
+    dataset: str | None,
+    price_per_hour: float | None,
+    target_e2e_ms: float | None,
+    request_timeout: float,
+    audit: bool,
+) -> ScenarioSettings:
+    """`settings` with the endpoint options; unchanged without --endpoint. BenchError for a
+    bad value, naming the option."""
+    if endpoint is None:
+        if concurrency or dataset or price_per_hour is not None or model is not None:
+            raise BenchError(
+                "--model, --concurrency, --dataset and --price-per-hour need --endpoint URL."
+            )
+        return settings
+    urls = [u.strip() for u in endpoint.split(",") if u.strip()]
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise BenchError(
+                f"--endpoint expects http(s) URLs like http://host:8000/v1; got {url}."
+            )
+    if not urls:
+        raise BenchError("--endpoint expects at least one URL.")
+    if not model:
+        raise BenchError("--endpoint needs --model NAME (the model the server serves).")
+    if api not in ("completions", "chat"):
+        raise BenchError(f"unknown --api '{api}'; choose from: completions, chat.")
+    labels = [part.strip() for part in label.split(",")] if label else []
+    if labels and len(labels) != len(urls):
+        raise BenchError(
+            f"--label names each endpoint: {len(urls)} URL(s) but {len(labels)} label(s)."
+        )
+    if not burstiness > 0:
+        raise BenchError(f"--burstiness must be positive; got {burstiness:g}.")
+    for option, value in (
+        ("--price-per-hour", price_per_hour),
+        ("--target-e2e-ms", target_e2e_ms),
+        ("--request-timeout", request_timeout),
+    ):
+        if value is not None and not value > 0:
+            raise BenchError(f"{option} must be positive; got {value:g}.")
+    if dataset is not None and not Path(dataset).is_file():
+        raise BenchError(f"--dataset {dataset}: no such file.")
+    return settings.model_copy(
+        update={
+            "endpoint": EndpointSettings(
+                urls=urls,
+                labels=labels,
+                model=model,
+                api=api,  # type: ignore[arg-type]
+                concurrency=parse_concurrency(concurrency),
+                burstiness=burstiness,
+                dataset=dataset,
+                price_per_hour=price_per_hour,
+                e2e_s=target_e2e_ms / 1e3 if target_e2e_ms is not None else None,
+                request_timeout_s=request_timeout,
+                audits=audit,
+            )
+        }
+    )

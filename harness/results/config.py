@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from harness.results.endpoint import EndpointSettings
+
 Isolation = Literal["none", "worker", "case"]
 """Where cases run: in this process, in one reused worker process, or a fresh process each."""
 
@@ -108,6 +110,8 @@ class ScenarioSettings(BaseModel):
     """Wall time the server search may take; None means by preset."""
     min_duration_s: float | None = Field(None, gt=0)
     """A server point issues at least rate x this many requests; None means by preset."""
+    endpoint: EndpointSettings | None = None
+    """Serve through OpenAI-compatible endpoints instead of the in-process engine."""
 
     def for_preset(self, preset: str) -> ScenarioSettings:
         """These settings with every None filled from the preset's defaults."""
