@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.report.build import write_report
 from harness.results.config import LatencyTargets, LengthSpec, RunConfig, ScenarioSettings
 from harness.results.endpoint import EndpointSettings
 from harness.results.schema import ScenarioResult
@@ -263,6 +264,12 @@ def test_concurrency_sweep_goodput_and_cost(openai_server: ServerFactory, tmp_pa
         assert 0 <= e.slo_fraction <= 1 and e.goodput == pytest.approx(
             e.slo_fraction * e.issued / p.duration_s
         )
+    # The report: the endpoint section and the Pareto figure of the sweep.
+    (path,) = tmp_path.glob("*.json")
+    paths = write_report([load_run(path)], tmp_path / "report")
+    text = paths.markdown.read_text()
+    assert "Serving endpoints" in text and "endpoint_pareto.png" in text
+    assert "Inference under load" in text and "| tiny |" in text  # the label as workload
 
 
 def test_a_dataset_supplies_the_prompts(openai_server: ServerFactory, tmp_path: Path) -> None:
