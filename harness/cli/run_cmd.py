@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.cli.endpoint_cmd import run_endpoint_command
+from harness.cli.endpoint_run import run_endpoint_command
 from harness.cli.scenario_options import (
     ApiOption,
     AuditOption,
