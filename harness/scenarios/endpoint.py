@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from harness.results.endpoint import (
     EndpointInfo,
     EndpointPoint,
     EndpointSettings,
+    RepeatAudit,
     RequestOutcome,
 )
 from harness.results.schema import (
@@ -42,7 +44,7 @@ from harness.results.schema import (
     ScenarioResult,
 )
 from harness.results.store import save_run
-from harness.run.session import RunInterrupted, RunOutcome, finish, open_run, signals_raise
+from harness.run.session import RunInterrupted, RunOutcome, finish, open_run
 from harness.scenarios.audits import accuracy_audit, repeat_audit, token_audit
 from harness.scenarios.client import Streamed, Target, failure_reason, probe, stream_request
 from harness.scenarios.engine import Timings, one_at_a_time
@@ -343,7 +345,8 @@ class EndpointSession(ScenarioSession):
         audits.repeated = self.repeat_audit()
         return audits
 
-    def repeat_audit(self) -> Any:
+    def repeat_audit(self) -> RepeatAudit | None:
+        """One prompt REPEATS times against unique prompts of its lengths, one at a time."""
         unique = self.lengths(REPEATS, 94)
         same = PromptedLengths(
             input_len=[unique.input_len[0]] * REPEATS,
@@ -397,7 +400,9 @@ def usd_per_million(price_per_hour: float | None, tokens_per_s: float | None) ->
 def endpoint_key(
     label: str, url: str, settings: EndpointSettings, batch: int, preset: str
 ) -> CaseKey:
-    """The case key of one endpoint: the label is its `workload` in tables and reports."""
+    """The case key of one endpoint: the label is its `workload` in tables and reports. The
+    URL is left out (stored in EndpointInfo): the same label, model and API compare across
+    runs wherever the server listened."""
     return CaseKey(
         workload=label,
         workload_version="endpoint",
@@ -405,7 +410,7 @@ def endpoint_key(
         dtype="served",
         batch=batch,
         preset=preset,
-        params={"url": url, "model": settings.model, "api": settings.api},
+        params={"model": settings.model, "api": settings.api},
     )
 
 
@@ -592,15 +597,36 @@ def run_endpoints(
     try:
         probes = loop.run_until_complete(_probe_all(endpoint))
         record, path = open_run(config, command)
+        signals = _install_signals(loop)
         try:
-            with signals_raise():
-                _measure_all(specs, probes, dataset, record, path, loop, progress)
-        except RunInterrupted:
+            _measure_all(specs, probes, dataset, record, path, loop, progress)
+        except asyncio.CancelledError:
+            if not signals:
+                raise
             finish(record, path, "incomplete")
-            raise
+            raise RunInterrupted(signals[0]) from None
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
         return finish(record, path, "complete")
     finally:
         _close(loop)
+
+
+def _install_signals(loop: asyncio.AbstractEventLoop) -> list[int]:
+    """SIGINT/SIGTERM cancel every task of `loop` (the request in flight ends at once); the
+    returned list gets the signal's number. A signal raised as an exception from the handler
+    could land inside an asyncio callback, which the loop would log and swallow."""
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    return received
 
 
 def _measure_all(
@@ -620,7 +646,7 @@ def _measure_all(
         for index, (spec, (server, extras)) in enumerate(zip(specs, probes, strict=True)):
             if progress:
                 progress(index, len(specs), spec, None)
-            url = str(spec.key.params["url"])
+            url = endpoint.urls[index]
             target = Target(
                 url=url,
                 model=endpoint.model,

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.analysis.scenario_compare import compare_scenarios
 from harness.report.build import write_report
 from harness.results.config import LatencyTargets, LengthSpec, RunConfig, ScenarioSettings
 from harness.results.endpoint import EndpointSettings
@@ -377,7 +378,23 @@ def test_ctrl_c_keeps_every_measured_point(openai_server: ServerFactory, tmp_pat
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
     record = load_run(path)
     assert record.status == "incomplete"
     (result,) = record.scenarios
     assert result.single_stream is not None and result.single_stream.requests >= 10
+
+
+def test_two_endpoint_runs_compare_like_scenarios(
+    openai_server: ServerFactory, tmp_path: Path
+) -> None:
+    server = openai_server(ttft_s=0.01, tpot_s=0.005)
+    runs = []
+    for name in ("base", "new"):
+        endpoint_run(
+            tmp_path / name, server.url, scenarios=["single-stream"], lengths=FIXED, requests=10
+        )
+        (path,) = (tmp_path / name).glob("*.json")
+        runs.append(load_run(path))
+    figures = {row.figure for row in compare_scenarios(*runs)}
+    assert {"single-stream p50 ttft", "single-stream p99 tpot"} <= figures
