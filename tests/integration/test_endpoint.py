@@ -337,6 +337,12 @@ def test_bad_endpoint_options_are_named(
     assert not list(tmp_path.glob("*.json"))  # nothing ran
 
 
+def test_an_endpoint_needs_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
+    proc = invoke_bench(capsys, "run", "--endpoint", "http://127.0.0.1:1/v1", "--model", "m")
+    assert proc.returncode == 2
+    assert "--endpoint measures scenarios: add --scenario" in " ".join(proc.stderr.split())
+
+
 def test_bad_dataset_lines_are_named(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     data = tmp_path / "bad.jsonl"
     data.write_text('{"prompt": "ok"}\n{"text": "no prompt"}\n')
