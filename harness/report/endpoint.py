@@ -14,14 +14,14 @@ from harness.units import format_rate
 
 def pareto_figure(rows: list[EndpointRow]) -> Figure | None:
     """Tokens/s per device against tokens/s per user, one line per endpoint through its
-    concurrency points (labelled), the Pareto front drawn bold."""
+    concurrency points in order (labelled c1, c2, ...), the Pareto front drawn bold."""
     rows = [r for r in rows if r.sweep]
     if not rows:
         return None
     with literal_figure(figsize=(6.5, 4.5)) as fig:
         ax = fig.add_subplot(1, 1, 1)
         for row in rows:
-            points = sorted(row.sweep, key=lambda s: s.interactivity)
+            points = sorted(row.sweep, key=lambda s: s.concurrency)
             line = ax.plot(
                 [p.interactivity for p in points],
                 [p.throughput for p in points],
@@ -29,7 +29,7 @@ def pareto_figure(rows: list[EndpointRow]) -> Figure | None:
                 alpha=0.5,
                 label=plot_text(f"{row.system} {row.label}"),
             )
-            front = [p for p in points if p.on_front]
+            front = sorted((p for p in points if p.on_front), key=lambda s: s.interactivity)
             ax.plot(
                 [p.interactivity for p in front],
                 [p.throughput for p in front],
