@@ -92,6 +92,18 @@ def _finish(chunk: dict[str, Any]) -> str | None:
     return (choices[0] or {}).get("finish_reason") if choices else None
 
 
+def _error_detail(body: str) -> str:
+    """The `error.message` of an OpenAI-style error body, else its first 80 characters."""
+    try:
+        error = json.loads(body).get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+        if message:
+            return str(message)[:80]
+    except (ValueError, AttributeError):
+        pass
+    return body[:80].strip()
+
+
 def failure_reason(exc: BaseException) -> str:
     """A short, stable reason for a failed request (counted by reason in the results)."""
     if isinstance(exc, StreamFailure):
@@ -157,8 +169,8 @@ async def _read(
 ) -> None:
     async with session.post(target.path, json=target.payload(prompt, max_tokens)) as response:
         if response.status >= 400:
-            body = (await response.text())[:80].strip()
-            raise StreamFailure(f"http {response.status}" + (f": {body}" if body else ""))
+            detail = _error_detail(await response.text())
+            raise StreamFailure(f"http {response.status}" + (f": {detail}" if detail else ""))
         finished = False
         async for raw in response.content:
             now = time.perf_counter()

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from harness.errors import BenchError
+from harness.errors import BenchError, failure
 from harness.results.config import RunConfig, ScenarioSettings
 from harness.results.endpoint import (
     Audits,
@@ -37,6 +37,7 @@ from harness.results.endpoint import (
     RequestOutcome,
 )
 from harness.results.schema import (
+    CaseError,
     CaseKey,
     RunRecord,
     ScenarioKind,
@@ -516,6 +517,8 @@ def measure_endpoint(
         for rate in settings.rates:
             points.append(session.server_at(rate))
             saved(server=list(points))
+    elif search and not all(p and p.requests for p in (result.single_stream, result.offline)):
+        saved(search_note="no server search: single-stream or offline had no successful request")
     elif search:
         single, offline = result.single_stream, result.offline
         assert single is not None and offline is not None
@@ -680,7 +683,14 @@ def _measure_all(
                 record.scenarios[slot] = result
                 save_run(record, path)
 
-            result = measure_endpoint(session, info, save)
+            try:
+                result = measure_endpoint(session, info, save)
+            except Exception as exc:  # a bug or a surprise: this endpoint's failure, kept
+                kind, message = failure(exc)
+                result = record.scenarios[slot].model_copy(
+                    update={"status": "failed", "error": CaseError(kind=kind, message=message)}  # type: ignore[arg-type]
+                )
+                save(result)
             if progress:
                 progress(index, len(specs), spec, result)
     finally:

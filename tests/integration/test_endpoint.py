@@ -186,6 +186,25 @@ def test_each_fault_is_a_failed_request_with_its_reason(
     assert single.endpoint.slo_fraction <= 1 - single.endpoint.error_rate
 
 
+def test_a_server_failing_every_request_is_a_complete_failed_run(
+    openai_server: ServerFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = openai_server(fault="http500", fault_every=1)
+    proc = invoke_bench(
+        capsys, "run", "--preset", "tiny", "--scenario", "single-stream,offline,server",
+        "--endpoint", server.url, "--model", "tiny", "--requests", "10", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (path,) = tmp_path.glob("*.json")
+    record = load_run(path)
+    assert record.status == "complete"
+    (result,) = record.scenarios
+    assert result.single_stream is not None and result.single_stream.requests == 0
+    assert result.single_stream.endpoint is not None
+    assert set(result.single_stream.endpoint.errors) == {"http 500: overloaded"}
+    assert result.max_rate is None and "no server search" in result.search_note
+
+
 def test_what_real_servers_differ_in_is_handled_and_audited(
     openai_server: ServerFactory, tmp_path: Path
 ) -> None:
