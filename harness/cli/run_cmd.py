@@ -20,6 +20,7 @@ from harness.cli.scenario_options import (
     BurstinessOption,
     ConcurrencyOption,
     DatasetOption,
+    DevicesOption,
     E2EOption,
     EndpointOption,
     ModelOption,
@@ -227,6 +228,7 @@ def run_command(
     burstiness: BurstinessOption = 1.0,
     dataset: DatasetOption = None,
     price_per_hour: PriceOption = None,
+    devices: DevicesOption = 1,
     target_e2e_ms: E2EOption = None,
     request_timeout: RequestTimeoutOption = 60.0,
     audit: AuditOption = True,
@@ -264,7 +266,7 @@ def run_command(
         )
         settings = with_endpoint(
             settings, endpoint, model=model, api=api, label=label, concurrency=concurrency,
-            burstiness=burstiness, dataset=dataset, price_per_hour=price_per_hour,
+            burstiness=burstiness, dataset=dataset, price_per_hour=price_per_hour, devices=devices,
             target_e2e_ms=target_e2e_ms, request_timeout=request_timeout, audit=audit,
         )  # fmt: skip
     elif endpoint is not None:

@@ -117,6 +117,9 @@ DatasetOption = Annotated[
 PriceOption = Annotated[
     float | None, typer.Option(help="Endpoint: $ per hour of the device(s): $ per 1M tokens.")
 ]
+DevicesOption = Annotated[
+    int, typer.Option(min=1, help="Endpoint: devices behind each server (per-device figures).")
+]
 E2EOption = Annotated[
     float | None, typer.Option(help="Endpoint: per-request end-to-end SLO for goodput (ms).")
 ]
@@ -157,6 +160,7 @@ def with_endpoint(
     burstiness: float,
     dataset: str | None,
     price_per_hour: float | None,
+    devices: int,
     target_e2e_ms: float | None,
     request_timeout: float,
     audit: bool,
@@ -208,6 +212,7 @@ def with_endpoint(
                 burstiness=burstiness,
                 dataset=dataset,
                 price_per_hour=price_per_hour,
+                devices=devices,
                 e2e_s=target_e2e_ms / 1e3 if target_e2e_ms is not None else None,
                 request_timeout_s=request_timeout,
                 audits=audit,

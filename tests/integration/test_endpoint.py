@@ -52,7 +52,15 @@ def endpoint_run(
 ) -> ScenarioResult:
     """One endpoint through run_endpoints at the tiny preset; its stored ScenarioResult."""
     options = {"urls": [url], "model": "tiny", "audits": audits}
-    for key in ("concurrency", "api", "request_timeout_s", "price_per_hour", "burstiness"):
+    forwarded = (
+        "concurrency",
+        "api",
+        "request_timeout_s",
+        "price_per_hour",
+        "burstiness",
+        "devices",
+    )
+    for key in forwarded:
         if key in settings:
             options[key] = settings.pop(key)
     scenario = ScenarioSettings.model_validate(
@@ -268,7 +276,7 @@ def test_concurrency_sweep_goodput_and_cost(openai_server: ServerFactory, tmp_pa
     server = openai_server(ttft_s=0.01, tpot_s=0.005, slots=2)
     result = endpoint_run(
         tmp_path, server.url, scenarios=["single-stream"], lengths=FIXED, requests=10,
-        concurrency=[1, 4], price_per_hour=2.0, burstiness=0.5,
+        concurrency=[1, 4], price_per_hour=2.0, burstiness=0.5, devices=2,
     )  # fmt: skip
     one, four = result.concurrency
     assert one.scenario == four.scenario == "concurrency"
@@ -280,6 +288,7 @@ def test_concurrency_sweep_goodput_and_cost(openai_server: ServerFactory, tmp_pa
     for p in (one, four):
         e = p.endpoint
         assert e is not None and e.usd_per_million_tokens is not None and p.tokens_per_s
+        assert e.tokens_per_s_per_device == pytest.approx(p.tokens_per_s / 2)
         assert e.usd_per_million_tokens == pytest.approx(2.0 / (p.tokens_per_s * 3600) * 1e6)
         assert 0 <= e.slo_fraction <= 1 and e.goodput == pytest.approx(
             e.slo_fraction * e.issued / p.duration_s
