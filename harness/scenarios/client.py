@@ -232,4 +232,4 @@ async def probe(session: aiohttp.ClientSession, target: Target) -> str:
                         names.insert(0, str(entry["owned_by"]))
             except (ValueError, AttributeError, aiohttp.ContentTypeError):
                 pass
-    return " / ".join(names)
+    return " / ".join(names)[:120]  # text from the server: bounded
