@@ -23,6 +23,7 @@ from harness.results.schema import CaseResult, RunRecord, ScenarioResult
 from harness.run.fidelity_suite import FidelityProgressFn
 from harness.run.runner import run
 from harness.run.session import ProgressFn
+from harness.scenarios.endpoint import run_endpoints
 from harness.scenarios.runner import ScenarioProgressFn, run_scenarios
 
 
@@ -76,7 +77,9 @@ def start(
     RunInterrupted after SIGINT/SIGTERM (the partial file is kept). A report that cannot be
     written is not an error: `Outcome.report_error` says why."""
     config = with_defaults(config)
-    if config.scenario is not None:
+    if config.scenario is not None and config.scenario.endpoint is not None:
+        done = run_endpoints(config, command, on_scenario)
+    elif config.scenario is not None:
         done = run_scenarios(config, command, on_scenario)
     elif config.distributed:
         done = run_distributed(config, command, on_case)

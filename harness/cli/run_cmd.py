@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from harness.cli.endpoint_run import endpoint_table, failed_requests, print_audits
 from harness.cli.run_config import Option, build_config, read_config_file, rerun_base
 from harness.cli.scenario_options import SCENARIO_OPTIONS
 from harness.cli.tables import (
@@ -116,6 +117,14 @@ def run_config(
     elif rerun is not None:
         base, source = rerun_base(rerun), f"the config stored in {rerun}"
     given = given_options(ctx, values)
+    endpoint_given = [f for f in given if f.startswith("scenario.endpoint.")]
+    in_base = bool(base.get("scenario", {}).get("endpoint"))
+    if endpoint_given and "scenario.endpoint.urls" not in given and not in_base:
+        names = ", ".join("--" + given[f][0].replace("_", "-") for f in endpoint_given)
+        raise BenchError(f"{names}: endpoint option(s); add --endpoint URL.")
+    if "scenario.endpoint.urls" in given and "label" in given and given["label"][1]:
+        labels = [part.strip() for part in given["label"][1].split(",")]
+        given["scenario.endpoint.labels"] = ("label", labels)
     if "scenario" not in base and "scenario.scenarios" not in given:
         stray = [option for field, (option, _) in given.items() if field.startswith("scenario.")]
         if stray:
@@ -353,6 +362,76 @@ def run_command(
             help="Server: time budget of the max-rate search (s).", rich_help_panel=SCENARIOS
         ),
     ] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="Scenarios against OpenAI-compatible servers: base URL(s), comma-separated (e.g. http://host:8000/v1); --label names each (docs/scenarios.md).",
+            rich_help_panel=SCENARIOS,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Endpoint: the model name to request.", rich_help_panel=SCENARIOS),
+    ] = None,
+    api: Annotated[
+        str,
+        typer.Option(help="Endpoint: completions | chat.", rich_help_panel=SCENARIOS),
+    ] = "completions",
+    concurrency: Annotated[
+        str | None,
+        typer.Option(
+            help="Endpoint: closed-loop points at these concurrencies: 1,2,4.",
+            rich_help_panel=SCENARIOS,
+        ),
+    ] = None,
+    burstiness: Annotated[
+        float,
+        typer.Option(
+            help="Endpoint: gamma arrivals' shape (1 = Poisson, < 1 burstier).",
+            rich_help_panel=SCENARIOS,
+        ),
+    ] = 1.0,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="Endpoint: JSONL prompts ('prompt' or ShareGPT conversations).",
+            rich_help_panel=SCENARIOS,
+        ),
+    ] = None,
+    price_per_hour: Annotated[
+        float | None,
+        typer.Option(
+            help="Endpoint: $ per hour of the device(s): $ per 1M tokens.",
+            rich_help_panel=SCENARIOS,
+        ),
+    ] = None,
+    devices: Annotated[
+        int,
+        typer.Option(
+            help="Endpoint: devices behind each server (per-device figures).",
+            rich_help_panel=SCENARIOS,
+        ),
+    ] = 1,
+    target_e2e_ms: Annotated[
+        float | None,
+        typer.Option(
+            help="Endpoint: per-request end-to-end SLO for goodput (ms).", rich_help_panel=SCENARIOS
+        ),
+    ] = None,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Endpoint: seconds before a request fails as a timeout.", rich_help_panel=SCENARIOS
+        ),
+    ] = 60.0,
+    audit: Annotated[
+        bool,
+        typer.Option(
+            "--audit/--no-audit",
+            help="Endpoint: run the audits of the timed run.",
+            rich_help_panel=SCENARIOS,
+        ),
+    ] = True,
     out: Annotated[Path, typer.Option(help="Output folder.", rich_help_panel=OUTPUT)] = Path(
         "results"
     ),
@@ -384,6 +463,11 @@ def run_command(
         console.print(f"[yellow]interrupted by {exc}; partial results kept (status incomplete).")
         raise typer.Exit(130 if exc.signum == 2 else 143) from None
     print_outcome(console, outcome, run)
+    if run.scenario is not None and run.scenario.endpoint is not None:
+        failed = failed_requests(outcome.record.scenarios)
+        if failed:
+            console.print(f"[red]{failed} request(s) failed; see the endpoint table for reasons.")
+            raise typer.Exit(1)
     if outcome.failed_cases:
         console.print(f"[red]{len(outcome.failed_cases)} case(s) failed.")
         raise typer.Exit(1)
@@ -397,6 +481,9 @@ def print_outcome(console: Console, outcome: Outcome, config: RunConfig) -> None
     record = outcome.record
     if config.scenario is not None:
         console.print(scenario_table(record.scenarios))
+        if config.scenario.endpoint is not None:
+            console.print(endpoint_table(record.scenarios))
+            print_audits(console, record.scenarios)
     elif outcome.path is None:  # a node other than 0: it only knows the failures it saw
         if record.cases:
             console.print(summary_table(record.cases))

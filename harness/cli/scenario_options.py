@@ -46,6 +46,45 @@ def milliseconds(option: str, zero_ok: bool = False) -> Callable[[float], float]
     return convert
 
 
+def parse_urls(text: str) -> list[str]:
+    """`--endpoint URL[,URL]` -> the URLs (EndpointSettings checks each)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_concurrency(text: str | None) -> list[int]:
+    """`--concurrency 1,2,4` -> [1, 2, 4]; BenchError naming a bad entry."""
+    values: list[int] = []
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        try:
+            value = int(part)
+        except ValueError:
+            raise BenchError(
+                f"--concurrency expects whole numbers like 1,2,4; got '{part.strip()}'."
+            ) from None
+        if value < 1:
+            raise BenchError(f"--concurrency values must be at least 1; got {value}.")
+        values.append(value)
+    return values
+
+
+ENDPOINT_OPTIONS: dict[str, Option] = {
+    "endpoint": Option("scenario.endpoint.urls", parse_urls),
+    "model": Option("scenario.endpoint.model"),
+    "api": Option("scenario.endpoint.api"),
+    "concurrency": Option("scenario.endpoint.concurrency", parse_concurrency),
+    "burstiness": Option("scenario.endpoint.burstiness"),
+    "dataset": Option("scenario.endpoint.dataset"),
+    "price_per_hour": Option("scenario.endpoint.price_per_hour"),
+    "devices": Option("scenario.endpoint.devices"),
+    "target_e2e_ms": Option("scenario.endpoint.e2e_s", milliseconds("--target-e2e-ms")),
+    "request_timeout": Option("scenario.endpoint.request_timeout_s"),
+    "audit": Option("scenario.endpoint.audits"),
+}
+"""The field of each endpoint option (under `scenario.endpoint`)."""
+
+
 SCENARIO_OPTIONS: dict[str, Option] = {
     "scenario": Option("scenario.scenarios", parse_scenarios),
     "target_ttft_ms": Option("scenario.targets.ttft_s", milliseconds("--target-ttft-ms")),
@@ -60,5 +99,6 @@ SCENARIO_OPTIONS: dict[str, Option] = {
     "requests": Option("scenario.requests"),
     "search_steps": Option("scenario.search_steps"),
     "scenario_time": Option("scenario.time_budget_s"),
+    **ENDPOINT_OPTIONS,
 }
 """The field of each scenario option (all under `scenario`, so each needs its entry)."""

@@ -13,7 +13,9 @@ import numpy as np
 from pydantic import BaseModel
 
 from harness.analysis.answer import PENALTY_CAVEAT, PENALTY_NOT_READY, Answer, answer
+from harness.analysis.endpoint import endpoint_rows
 from harness.analysis.serving import serving_rows
+from harness.report.endpoint import endpoint_section
 from harness.report.figures import all_figures
 from harness.report.render import Figure, Report, Section, Table, render_html, render_markdown
 from harness.report.serving import claims_by_case, serving_section
@@ -431,12 +433,14 @@ def build_report(records: list[RunRecord], warnings: list[str] | None = None) ->
     figures = all_figures(a)
     serving = serving_rows(records)
     under_load = serving_section(serving)
+    endpoints = endpoint_section(endpoint_rows(records))
     sections = [
         verdict_section(a),
         systems_section(records, a),
         train_infer_section(a, figures, claims_by_case(serving)),
         phases_section(a, figures),
         *([under_load] if under_load else []),
+        *([endpoints] if endpoints else []),
         mfu_section(a, figures),
         memory_section(a, figures),
         fidelity_section(a, figures),

@@ -9,6 +9,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field, PositiveInt, ValidationError, model_validator
 
+from harness.results.endpoint import EndpointSettings
 from harness.results.modes import Mode
 from harness.results.presets import (
     PRESETS,
@@ -63,6 +64,8 @@ class ScenarioSettings(BaseModel):
     """Wall time the server search may take; None means by preset."""
     min_duration_s: float | None = Field(None, gt=0)
     """A server point issues at least rate x this many requests; None means by preset."""
+    endpoint: EndpointSettings | None = None
+    """Serve through OpenAI-compatible endpoints instead of the in-process engine."""
 
     def for_preset(self, preset: PresetName) -> ScenarioSettings:
         """These settings with every None filled from the preset's defaults."""

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.results.config import RunConfig
 from harness.results.device import DeviceInfo
+from harness.results.endpoint import EndpointInfo, EndpointPoint
 from harness.results.fidelity import FidelityResult
 
 SCHEMA_VERSION = 2
@@ -336,7 +337,7 @@ class Percentiles(BaseModel):
     p99_ci95: tuple[float, float]
 
 
-ScenarioKind = Literal["single-stream", "offline", "server"]
+ScenarioKind = Literal["single-stream", "offline", "server", "concurrency"]
 
 
 class ScenarioPoint(BaseModel):
@@ -370,6 +371,8 @@ class ScenarioPoint(BaseModel):
     decided: bool = True
     """False when the target lay inside a p99's CI after the most requests allowed: the verdict
     then rests on the point estimate."""
+    endpoint: EndpointPoint | None = None
+    """Against a serving endpoint: failures, goodput, per-request outcomes."""
 
 
 class ScenarioResult(BaseModel):
@@ -397,6 +400,10 @@ class ScenarioResult(BaseModel):
     [max_rate, missed_rate). None when the offline throughput itself met them."""
     search_note: str = ""
     """How the max-rate search bracketed and why it stopped."""
+    concurrency: list[ScenarioPoint] = Field(default_factory=list)
+    """Closed-loop points at fixed concurrency (endpoint runs with --concurrency)."""
+    endpoint: EndpointInfo | None = None
+    """Set when the scenarios ran against a serving endpoint instead of in-process."""
     started_at: datetime | None = None
     duration_s: float | None = None
 

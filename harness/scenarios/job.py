@@ -140,6 +140,10 @@ class ScenarioSession:
         wanted = math.ceil(rate * self.min_duration_s)
         return min(max(self.requests, wanted), MAX_REQUESTS_FACTOR * self.requests)
 
+    def arrivals(self, rate: float, count: int, stream: int) -> list[float]:
+        """The seeded arrival schedule of one server run (Poisson)."""
+        return poisson_arrivals(rate, count, self.spec.seed, stream)
+
     def server_at(self, rate: float) -> ScenarioPoint:
         """The server scenario at `rate`, judged against the targets; repeated (and pooled,
         up to MAX_ROUNDS runs, each with its own seeded schedule) while a target lies inside
@@ -149,7 +153,7 @@ class ScenarioSession:
         judged: ScenarioPoint | None = None
         for stream in range(MAX_ROUNDS):
             lengths = self.lengths(count, stream)
-            arrivals = poisson_arrivals(rate, count, self.spec.seed, stream)
+            arrivals = self.arrivals(rate, count, stream)
             timings = self.serve(arrivals, lengths, self.max_batch)
             runs.append(self._point("server", timings, lengths, target_rate=rate))
             judged = judge(merge(runs), self.targets)

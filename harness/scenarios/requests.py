@@ -57,3 +57,18 @@ def poisson_arrivals(rate: float, count: int, seed: int, stream: int) -> list[fl
         raise ValueError(f"an arrival rate must be positive, got {rate}")
     rng = np.random.default_rng([seed, stream, 2])
     return np.cumsum(rng.exponential(1.0 / rate, size=count)).tolist()
+
+
+def gamma_arrivals(
+    rate: float, count: int, seed: int, stream: int, burstiness: float = 1.0
+) -> list[float]:
+    """Arrival times of `count` requests at mean `rate` per second with gamma gaps of shape
+    `burstiness` (mean 1 / rate; burstiness 1 is exactly `poisson_arrivals`, below 1 burstier,
+    above 1 more regular), as `vllm bench serve --burstiness` draws them."""
+    if burstiness == 1.0:
+        return poisson_arrivals(rate, count, seed, stream)
+    if rate <= 0 or burstiness <= 0:
+        raise ValueError(f"rate and burstiness must be positive, got {rate}, {burstiness}")
+    rng = np.random.default_rng([seed, stream, 2])
+    gaps = rng.gamma(burstiness, 1.0 / (rate * burstiness), size=count)
+    return np.cumsum(gaps).tolist()
