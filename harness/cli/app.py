@@ -102,7 +102,7 @@ app = typer.Typer(
 
 @app.callback()
 def _bench() -> None:
-    """accelbench: is training as good as inference on this accelerator?"""
+    """Makes `bench` a group of commands (the help text is the Typer app's `help`)."""
 
 
 def user_errors() -> tuple[type[Exception], ...]:
