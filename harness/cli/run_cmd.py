@@ -365,7 +365,8 @@ def run_command(
     endpoint: Annotated[
         str | None,
         typer.Option(
-            help="Scenarios against OpenAI-compatible servers: base URL(s), comma-separated (e.g. http://host:8000/v1); --label names each (docs/scenarios.md).",
+            help="Scenarios against OpenAI-compatible servers: base URL(s), comma-separated "
+            "(e.g. http://host:8000/v1); --label names each (docs/scenarios.md).",
             rich_help_panel=SCENARIOS,
         ),
     ] = None,
