@@ -118,10 +118,10 @@ def run_config(
         base, source = rerun_base(rerun), f"the config stored in {rerun}"
     given = given_options(ctx, values)
     endpoint_given = [f for f in given if f.startswith("scenario.endpoint.")]
-    in_base = bool(base.get("scenario", {}).get("endpoint"))
+    in_base = bool((base.get("scenario") or {}).get("endpoint"))
     if endpoint_given and "scenario.endpoint.urls" not in given and not in_base:
         names = ", ".join("--" + given[f][0].replace("_", "-") for f in endpoint_given)
-        raise BenchError(f"{names}: endpoint option(s); add --endpoint URL.")
+        raise BenchError(f"{names}: endpoint option(s) need --endpoint URL.")
     if "scenario.endpoint.urls" in given and "label" in given and given["label"][1]:
         labels = [part.strip() for part in given["label"][1].split(",")]
         given["scenario.endpoint.labels"] = ("label", labels)

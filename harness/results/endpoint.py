@@ -21,7 +21,8 @@ class EndpointSettings(BaseModel):
     """OpenAI base URLs as clients take them, e.g. http://host:8000/v1."""
     labels: list[str] = Field(default_factory=list)
     """One report label per URL; empty means the server's name and model."""
-    model: str
+    model: str = Field("", validate_default=True)
+    """The model name requests ask for (required)."""
     api: Api = "completions"
     concurrency: list[int] = Field(default_factory=list)
     """Closed-loop points at these fixed concurrencies (the Pareto sweep)."""
@@ -54,6 +55,13 @@ class EndpointSettings(BaseModel):
                     f"--endpoint expects http(s) URLs like http://host:8000/v1; got {url}"
                 )
         return urls
+
+    @field_validator("model")
+    @classmethod
+    def _model_named(cls, model: str) -> str:
+        if not model.strip():
+            raise ValueError("--endpoint needs --model NAME (the model the server serves)")
+        return model
 
     @field_validator("dataset")
     @classmethod
