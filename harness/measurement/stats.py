@@ -77,6 +77,24 @@ def order_statistic_median_ci(
     return float(data[low]), float(data[high])
 
 
+ThresholdSide = Literal["above", "within", "undecided"]
+"""Where a confidence interval lies against a threshold (`threshold_side`)."""
+
+
+def threshold_side(ci: tuple[float, float], threshold: float) -> ThresholdSide:
+    """Where the interval `ci` = (low, high) lies against `threshold`: "above" when its lower
+    bound is above it (low > threshold), "within" when its upper bound is below it
+    (high < threshold), else "undecided" (the interval contains the threshold, so the data
+    do not say which side the quantity is on). A point estimate without an interval is the
+    interval (x, x)."""
+    low, high = ci
+    if low > threshold:
+        return "above"
+    if high < threshold:
+        return "within"
+    return "undecided"
+
+
 def ci_half_width_ratio(ci: tuple[float, float], center: float) -> float:
     """Half-width of a confidence interval relative to its center (inf when center is 0)."""
     return (ci[1] - ci[0]) / 2.0 / center if center > 0 else float("inf")
