@@ -19,6 +19,7 @@ from harness.measurement.denormals import count_denormals, denormal_values, samp
 from harness.measurement.stats import within_round_trend
 from harness.measurement.timing import measure
 from harness.results.schema import CaseResult, DenormalCount
+from tests.conftest import invoke_bench
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -162,3 +163,16 @@ def test_a_bad_denormal_setting_is_refused_by_name(monkeypatch: pytest.MonkeyPat
     )
     monkeypatch.setenv("ACCELBENCH_CPU_DENORMALS", "keep")
     assert get_backend("cpu").settings()["cpu.denormals"] == "keep"
+
+
+def test_bench_run_refuses_a_bad_denormal_setting_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACCELBENCH_CPU_DENORMALS", "sometimes")
+    args = ["run", "--backend", "cpu", "--workload", "mlp", "--preset", "tiny"]
+    proc = invoke_bench(capsys, *args, "--out", str(tmp_path))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    message = "$ACCELBENCH_CPU_DENORMALS must be one of flush, keep, got 'sometimes'."
+    assert message in " ".join(proc.stderr.split()), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.glob("*.json"))
