@@ -456,6 +456,25 @@ def training_verdict(
     return Verdict(status="ready", reasons=[text])
 
 
+def trend_notes(cases: list[CaseResult]) -> list[str]:
+    """One line per case whose samples trend within rounds (`CaseResult.trend` flagged): its
+    step time moves with the state the step leaves behind, so its figures depend on when they
+    were taken; the line gives the change over a round, Kendall's tau and the named cause."""
+    lines = []
+    for case in cases:
+        trend = case.trend
+        if trend is None or not trend.flagged:
+            continue
+        direction = "grows" if trend.change > 0 else "shrinks"
+        line = (
+            f"{case.key.id}: step time {direction} {abs(trend.change):.0%} over a round "
+            f"(Kendall tau {trend.tau:.2f}, p {trend.p_value:.1g}; Theil-Sen slope "
+            f"{trend.slope:+.2%} of the median per sample)"
+        )
+        lines.append(f"{line}: {trend.cause}" if trend.cause else line)
+    return lines
+
+
 def answer(records: list[RunRecord]) -> Answer:
     """Everything the report shows, per system (backend and device), from `records`."""
     systems, verdicts, rows, modes, roofs, points, fidelity = [], [], [], [], [], [], []
@@ -490,6 +509,7 @@ def answer(records: list[RunRecord]) -> Answer:
                 "not reported there"
             )
         notes += [f"{sid}: {line}" for line in energy_not_measured(cases)]
+        notes += [f"{sid}: {line}" for line in trend_notes(cases)]
         if any(r.status != "complete" for r in runs):
             notes.append(f"{sid}: some runs are incomplete (interrupted); figures may be partial")
     return Answer(

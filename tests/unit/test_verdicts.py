@@ -104,3 +104,25 @@ def test_a_scenario_target_inside_the_p99_ci_is_undecided() -> None:
     assert below.decided is True and below.meets_target is True
     above = judge(point(0.55, 0.7), {"latency": 0.5})
     assert above.decided is True and above.meets_target is False
+
+
+def test_a_flagged_trend_is_a_note_naming_its_change_and_cause() -> None:
+    from harness.analysis.answer import trend_notes
+    from harness.results.schema import CaseKey, CaseResult, SampleTrend
+
+    key = CaseKey(
+        workload="mlp", mode="train", dtype="fp32", batch=64, preset="small", workload_version="1"
+    )
+    flagged = SampleTrend(
+        tau=0.6, p_value=1e-5, slope=0.02, change=0.8, samples=60, flagged=True,
+        cause="denormal values (40 in gradients)",
+    )  # fmt: skip
+    steady = flagged.model_copy(update={"flagged": False})
+    cases = [
+        CaseResult(key=key, status="ok", trend=flagged),
+        CaseResult(key=key.model_copy(update={"batch": 8}), status="ok", trend=steady),
+    ]
+    assert trend_notes(cases) == [
+        "mlp/train/fp32/b64/small: step time grows 80% over a round (Kendall tau 0.60, p 1e-05; "
+        "Theil-Sen slope +2.00% of the median per sample): denormal values (40 in gradients)"
+    ]
