@@ -151,6 +151,13 @@ class Backend(ABC):
     def availability(cls) -> Availability:
         """Whether this backend can run on this machine. Never raises."""
 
+    @classmethod
+    def prepare_process(cls) -> None:
+        """Process-wide settings of this backend, applied once in each process that measures,
+        before its first torch operation (so that threads torch starts later inherit them).
+        Default: none."""
+        return None
+
     def device(self, index: int = 0) -> torch.device:
         """The torch device for the given index."""
         return torch.device(self.device_type, index)

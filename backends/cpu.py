@@ -11,9 +11,11 @@ import platform
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import torch
 
+from backends.accelerator import BackendUnavailable
 from backends.base import (
     Availability,
     Backend,
@@ -92,6 +94,39 @@ def isa_features(cpuinfo: str | None = None) -> list[str]:
     return [flag for flag in ISA_FLAGS if flag in present]
 
 
+DENORMALS_ENV = "ACCELBENCH_CPU_DENORMALS"
+"""`flush` (the default) or `keep`: how the CPU backend's processes treat denormal values."""
+DenormalPolicy = Literal["flush", "keep"]
+DENORMAL_POLICIES: tuple[DenormalPolicy, ...] = ("flush", "keep")
+
+
+def denormal_policy() -> DenormalPolicy:
+    """The denormal handling asked for by $ACCELBENCH_CPU_DENORMALS: `flush` (default:
+    flush-to-zero and denormals-are-zero in every thread) or `keep` (IEEE gradual underflow,
+    the CPU's slow path). Raises BackendUnavailable naming the choices for anything else."""
+    value = os.environ.get(DENORMALS_ENV, "flush").strip().lower() or "flush"
+    for policy in DENORMAL_POLICIES:
+        if value == policy:
+            return policy
+    reason = (
+        f"${DENORMALS_ENV} must be one of {', '.join(DENORMAL_POLICIES)}, "
+        f"got {os.environ[DENORMALS_ENV]!r}."
+    )
+    raise BackendUnavailable("cpu", Availability(ok=False, reason=reason))
+
+
+def denormal_flush_coverage() -> float:
+    """Fraction of a parallel operation's elements that came out flushed to zero: the
+    smallest positive denormal times 1.0 over a tensor large enough to be split across every
+    intra-op thread. 1.0: every thread flushes (torch.set_flush_denormal is per thread, and a
+    thread inherits it only from the thread that creates it); 0.0: none does."""
+    count = max(torch.get_num_threads(), 1) * (1 << 16)
+    smallest = torch.ones(count, dtype=torch.int32).view(torch.float32)  # bit pattern 1
+    with torch.inference_mode():
+        product = smallest * 1.0
+    return float((product == 0).sum()) / count
+
+
 def cpu_settings() -> dict[str, str]:
     """Threads (torch intra/inter-op, OMP/MKL variables), ISA features, the ISA torch
     dispatches to, oneDNN switches, fp32 matmul precision, deterministic algorithms and the
@@ -105,6 +140,7 @@ def cpu_settings() -> dict[str, str]:
         "mkl.available": ask(torch.backends.mkl.is_available),
         "cpu.isa": " ".join(isa_features()) or None,
         "cpu.governor": _read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "cpu.denormals": ask(denormal_policy),
     }
     settings = {name: value for name, value in found.items() if value is not None}
     return {**settings, **env_settings(CPU_ENV)}
@@ -160,6 +196,7 @@ class CPUBackend(Backend):
 
     def __init__(self, index: int = 0) -> None:
         self.index = index
+        self.denormals = denormal_policy()
         self._peak_resettable = True
         release_free_heap()
         self._baseline_rss = _status_bytes("VmRSS") or 0
@@ -167,6 +204,16 @@ class CPUBackend(Backend):
     @classmethod
     def availability(cls) -> Availability:
         return Availability(ok=True)
+
+    @classmethod
+    def prepare_process(cls) -> None:
+        """Denormal handling ($ACCELBENCH_CPU_DENORMALS, `denormal_policy`): with `flush`,
+        flush-to-zero and denormals-are-zero on this thread before torch starts its intra-op
+        threads, which inherit them (the floating-point environment is per thread and copied
+        at thread creation), so every thread flushes; with `keep`, IEEE denormals. Call it
+        before the process's first parallel torch operation; `denormal_flush_coverage` tells
+        afterwards whether every thread got it."""
+        torch.set_flush_denormal(denormal_policy() == "flush")
 
     def device(self, index: int = 0) -> torch.device:
         return torch.device("cpu")

@@ -80,6 +80,81 @@ def order_statistic_median_ci(
     return float(data[low]), float(data[high])
 
 
+ThresholdSide = Literal["above", "within", "undecided"]
+"""Where a confidence interval lies against a threshold (`threshold_side`)."""
+
+
+def threshold_side(ci: tuple[float, float], threshold: float) -> ThresholdSide:
+    """Where the interval `ci` = (low, high) lies against `threshold`: "above" when its lower
+    bound is above it (low > threshold), "within" when its upper bound is below it
+    (high < threshold), else "undecided" (the interval contains the threshold, so the data
+    do not say which side the quantity is on). A point estimate without an interval is the
+    interval (x, x)."""
+    low, high = ci
+    if low > threshold:
+        return "above"
+    if high < threshold:
+        return "within"
+    return "undecided"
+
+
+TREND_ALPHA = 0.01
+"""A within-round trend counts only with a p-value below this (Kendall's tau)."""
+TREND_MIN_CHANGE = 0.10
+"""... and only when it moves a sample by at least this fraction of its round's median over
+the length of a round (Theil-Sen slope x (samples per round - 1))."""
+TREND_MIN_SAMPLES = 3
+"""Fewest samples per round (on average) for a within-round trend to be estimated."""
+
+
+class Trend(NamedTuple):
+    """How sample times move with their order within a round (`within_round_trend`)."""
+
+    tau: float
+    """Kendall's tau-b of (sample / its round's median) against the sample's position in its
+    round, all rounds pooled; +1: every later sample slower."""
+    p_value: float
+    slope: float
+    """Theil-Sen slope of the same: change per sample, as a fraction of the round's median."""
+    change: float
+    """slope x (median samples per round - 1): how far a round's last sample lies from its
+    first, as a fraction of the median."""
+    samples: int
+    flagged: bool
+    """p_value < TREND_ALPHA and |change| >= TREND_MIN_CHANGE."""
+
+
+def within_round_trend(
+    samples: Sequence[float],
+    sample_rounds: Sequence[int],
+    alpha: float = TREND_ALPHA,
+    min_change: float = TREND_MIN_CHANGE,
+) -> Trend | None:
+    """The trend of sample time against sample order within rounds: each sample is divided
+    by its round's median (so a machine that ran at another speed in another round, what the
+    yardsticks read before each round, and any drift between rounds do not count), then
+    Kendall's tau-b and the Theil-Sen slope of those against the position in the round, the
+    rounds pooled. A step whose cost grows with the training state (denormals, a cache that
+    fills) trends; a steady step does not. None with fewer than TREND_MIN_SAMPLES samples per
+    round on average or with constant samples."""
+    groups = [g for g in round_groups(samples, sample_rounds) if g.size]
+    total = sum(g.size for g in groups)
+    if not groups or total < TREND_MIN_SAMPLES * len(groups):
+        return None
+    position = np.concatenate([np.arange(g.size, dtype=float) for g in groups])
+    relative = np.concatenate([g / np.median(g) for g in groups])
+    if np.ptp(relative) == 0 or np.ptp(position) == 0:
+        return None
+    from scipy import stats as sps
+
+    tau = sps.kendalltau(position, relative)
+    slope = float(sps.theilslopes(relative, position).slope)
+    change = slope * (float(np.median([g.size for g in groups])) - 1.0)
+    p_value = float(tau.pvalue)
+    flagged = p_value < alpha and abs(change) >= min_change
+    return Trend(float(tau.statistic), p_value, slope, change, total, bool(flagged))
+
+
 def ci_half_width_ratio(ci: tuple[float, float], center: float) -> float:
     """Half-width of a confidence interval relative to its center (inf when center is 0)."""
     return (ci[1] - ci[0]) / 2.0 / center if center > 0 else float("inf")

@@ -87,9 +87,21 @@ class Residual(nn.Module):
         return F.relu(self.body(x) + self.shortcut(x))
 
 
+def resnet_init(model: nn.Module) -> None:
+    """torchvision's ResNet initialisation: convolutions kaiming normal (fan_out, relu),
+    batch norms weight 1 and bias 0, the classifier PyTorch's linear default."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
 class ResNet(nn.Module):
     """Stem, stages of residual blocks (widths width * 2^i, stride 2 from the second stage),
-    global average pooling and a linear classifier. `flops_forward` is per image."""
+    global average pooling and a linear classifier, initialised as torchvision's ResNet
+    (`resnet_init`). `flops_forward` is per image."""
 
     def __init__(self, kind: str, stages: list[int], width: int, size: int, classes: int) -> None:
         super().__init__()
@@ -118,6 +130,7 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(c_in, classes)
         self.flops_forward = counter.forward + flops.linear(1, c_in, classes)
         self.flops_first = counter.first
+        resnet_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem(x))
@@ -202,6 +215,7 @@ class ConvNetInstance(TrainableInstance):
 
 class ConvNetWorkload(Workload):
     name = "convnet"
+    version = "2"  # 2: torchvision's ResNet initialisation
     description = "ResNet-style classifier (basic/bottleneck blocks) on procedural images, SGD"
     modes = ("infer", "train")
     presets = {

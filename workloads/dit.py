@@ -43,9 +43,31 @@ def alpha_bars(device: torch.device) -> torch.Tensor:
     return torch.cumprod(1.0 - betas, dim=0).float().to(device)
 
 
+def dit_init(model: DiT) -> None:
+    """DiT's initialisation (Peebles & Xie's reference code): every linear layer xavier
+    uniform with zero bias, the patch embedding likewise on its flattened kernel, the
+    timestep MLP's weights N(0, 0.02), and adaLN-Zero: every modulation layer and the output
+    layer zero. The learned position table keeps its N(0, 0.02) (the reference's is a fixed
+    sin-cos table)."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    nn.init.xavier_uniform_(model.embed.weight.view(model.embed.weight.shape[0], -1))
+    if model.embed.bias is not None:
+        nn.init.zeros_(model.embed.bias)
+    for layer in (model.t_mlp[0], model.t_mlp[2]):
+        nn.init.normal_(layer.weight, 0.0, 0.02)
+    for linear in (*model.modulations, model.final_mod, model.out):
+        nn.init.zeros_(linear.weight)
+        nn.init.zeros_(linear.bias)
+
+
 class DiT(nn.Module):
     """Patch embedding + learned positions, `n_layer` adaLN-Zero blocks conditioned on the
-    timestep, and an adaLN final layer that un-patchifies to predicted noise."""
+    timestep, and an adaLN final layer that un-patchifies to predicted noise; initialised as
+    DiT (`dit_init`)."""
 
     def __init__(
         self, image_size: int, channels: int, patch: int, d_model: int, n_layer: int, n_head: int
@@ -66,9 +88,7 @@ class DiT(nn.Module):
         self.final_norm = nn.LayerNorm(d_model, elementwise_affine=False)
         self.final_mod = nn.Linear(d_model, 2 * d_model)
         self.out = nn.Linear(d_model, patch * patch * channels)
-        for linear in (*self.modulations, self.final_mod, self.out):  # adaLN-Zero init
-            nn.init.zeros_(linear.weight)
-            nn.init.zeros_(linear.bias)
+        dit_init(self)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Predicted noise for noised images x [B, C, H, W] at timesteps t [B]."""
@@ -197,6 +217,7 @@ class DiTInstance(TrainableInstance):
 
 class DiTWorkload(Workload):
     name = "dit"
+    version = "2"  # 2: DiT's initialisation
     description = "Diffusion transformer denoiser (patchify, adaLN-Zero), noise-prediction MSE"
     modes = ("infer", "train", "sample")
     presets = {

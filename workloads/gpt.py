@@ -3,6 +3,7 @@ serving (prefill into a KV cache, then decode one token at a time)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -25,11 +26,29 @@ from workloads.training import TrainableInstance
 from workloads.transformer import Block, Cache, KVCache, SlotCache
 
 BYTE_VOCAB = 256
+INIT_STD = 0.02
+"""Standard deviation of GPT-2's (and Llama's) normal initialisation of weights."""
+
+
+def gpt2_init(model: nn.Module, n_layer: int, std: float = INIT_STD) -> None:
+    """GPT-2's initialisation (as in nanoGPT): every linear weight and embedding N(0, std),
+    linear biases 0, and the projections that add into the residual stream (attention
+    output `proj`, MLP `down`) N(0, std / sqrt(2 x n_layer)); norms keep weight 1, bias 0."""
+    residual = std / math.sqrt(2 * n_layer)
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name.rsplit(".", 1)[-1]
+            nn.init.normal_(module.weight, 0.0, residual if last in ("proj", "down") else std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, 0.0, std)
 
 
 class GPT(nn.Module):
     """Token + learned position embeddings, `n_layer` causal pre-norm blocks, final norm and
-    a vocabulary head (tied to the token embedding when `tied`)."""
+    a vocabulary head (tied to the token embedding when `tied`), initialised as GPT-2
+    (`gpt2_init`)."""
 
     def __init__(
         self, vocab: int, seq_len: int, d_model: int, n_layer: int, n_head: int, tied: bool
@@ -45,6 +64,7 @@ class GPT(nn.Module):
         self.head = nn.Linear(d_model, vocab, bias=False)
         if tied:
             self.head.weight = self.tok.weight
+        gpt2_init(self, n_layer)
 
     def forward(
         self, tokens: torch.Tensor, cache: Cache | None = None, last_only: bool = False
@@ -282,6 +302,7 @@ class GPTInstance(DecoderInstance):
 
 class GPTWorkload(Workload):
     name = "gpt"
+    version = "2"  # 2: GPT-2 initialisation
     description = "GPT decoder (pre-norm, causal SDPA, KV cache) on byte text, AdamW"
     modes = ("infer", "train", "prefill", "decode")
     presets = {

@@ -124,10 +124,25 @@ class LlamaBlock(nn.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 
+LLAMA_INIT_STD = 0.02
+"""Llama's initialisation: every weight matrix N(0, 0.02) (Hugging Face's LlamaConfig
+initializer_range), norm weights 1."""
+
+
+def normal_init(model: nn.Module, std: float) -> None:
+    """Every weight matrix of `model` (each parameter of 2 or more dimensions: linear layers,
+    embeddings, stacked experts) drawn from N(0, std); vectors (norm weights) keep their
+    initialisation."""
+    for parameter in model.parameters():
+        if parameter.dim() >= 2:
+            nn.init.normal_(parameter, 0.0, std)
+
+
 class Llama(nn.Module):
     """Token embedding, `n_layer` LlamaBlocks whose MLPs `make_mlp(layer)` builds, final
     RMSNorm and a vocabulary head (untied unless `tied`). Positions are rotary (no learned
-    position table); the rotary tables cover `seq_len` positions."""
+    position table); the rotary tables cover `seq_len` positions. Weight matrices start
+    N(0, init_std) (`normal_init`)."""
 
     def __init__(
         self,
@@ -141,6 +156,7 @@ class Llama(nn.Module):
         tied: bool = False,
         rope_theta: float = 500000.0,
         eps: float = 1e-5,
+        init_std: float = LLAMA_INIT_STD,
     ) -> None:
         super().__init__()
         self.n_layer, self.n_kv_head = n_layer, n_kv_head
@@ -156,6 +172,7 @@ class Llama(nn.Module):
         cos, sin = rope_tables(self.head_dim, seq_len, rope_theta)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
+        normal_init(self, init_std)
 
     def forward(
         self, tokens: torch.Tensor, cache: Cache | None = None, last_only: bool = False

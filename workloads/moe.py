@@ -204,8 +204,14 @@ def moe_layers(model: nn.Module) -> list[MoEMLP]:
     return [m for m in model.modules() if isinstance(m, MoEMLP)]
 
 
+DEEPSEEK_INIT_STD = 0.006
+"""DeepSeek-V2's initialisation: every learnable weight matrix N(0, 0.006) (the paper's
+hyper-parameters; its published configs' initializer_range), norm weights 1."""
+
+
 def build_moe(params: dict[str, Any]) -> Llama:
-    """The MoE decoder of a parameter set (see MoEWorkload.presets)."""
+    """The MoE decoder of a parameter set (see MoEWorkload.presets), initialised as
+    DeepSeek-V2 (`DEEPSEEK_INIT_STD`)."""
     d_model = params["d_model"]
 
     def make_mlp(layer: int) -> nn.Module:
@@ -231,6 +237,7 @@ def build_moe(params: dict[str, Any]) -> Llama:
         make_mlp,
         tied=params["tied"],
         rope_theta=params["rope_theta"],
+        init_std=DEEPSEEK_INIT_STD,
     )
 
 

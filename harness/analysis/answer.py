@@ -30,7 +30,9 @@ LLM_MODES = ("prefill", "decode")
 PROBES = ("matmul", "bandwidth", "allreduce")
 """Micro-probes: they build the roofline and the peaks, they are not models to judge."""
 
-Readiness = Literal["ready", "caveats", "not ready", "no data"]
+Readiness = Literal["ready", "caveats", "undecided", "not ready", "no data"]
+"""`undecided`: a training penalty's CI straddles a threshold whose side would change the
+status; more rounds decide it (docs/answer.md)."""
 
 
 class System(BaseModel):
@@ -377,12 +379,39 @@ def training_only_fallbacks(cases: list[CaseResult]) -> list[str]:
     return caveats
 
 
+def judge_penalty(row: TrainInferRow) -> tuple[stats.ThresholdSide, float, str] | None:
+    """(side, threshold, reason) of a row's training penalty against the thresholds
+    (`stats.threshold_side` on its 95% CI, the point estimate where it has none), the highest
+    threshold first: ("above", 4, ...) , ("undecided", 4, ...), ("above", 2, ...),
+    ("undecided", 2, ...), or ("within", 2, "") below both; None without a penalty."""
+    if row.penalty is None:
+        return None
+    where = f"{row.workload}/{row.dtype}/b{row.batch}"
+    low, high = row.penalty_ci or (row.penalty, row.penalty)
+    ci_text = f" (CI {low:.2f}-{high:.2f})" if row.penalty_ci else ""
+    for threshold in (PENALTY_NOT_READY, PENALTY_CAVEAT):
+        side = stats.threshold_side((low, high), threshold)
+        if side == "above":
+            text = f"training penalty {row.penalty:.2f}{ci_text} for {where} is above {threshold:g}"
+            return side, threshold, text
+        if side == "undecided":
+            text = (
+                f"training penalty {row.penalty:.2f} for {where} is undecided: CI "
+                f"{low:.2f}-{high:.2f} straddles {threshold:g}; more rounds (--rounds) decide it"
+            )
+            return side, threshold, text
+    return "within", PENALTY_CAVEAT, ""
+
+
 def training_verdict(
     cases: list[CaseResult], rows: list[TrainInferRow], fidelity: list[FidelityResult]
 ) -> Verdict:
-    """Not ready for a failed training case, a failed fidelity check or a penalty above
-    PENALTY_NOT_READY; caveats for a fidelity warning, no fidelity check, an unsupported dtype
-    or a penalty above PENALTY_CAVEAT; else ready."""
+    """Not ready for a failed training case, a failed fidelity check or a penalty whose CI
+    lies above PENALTY_NOT_READY; caveats for a fidelity warning, no fidelity check, an
+    unsupported dtype or a penalty whose CI lies above PENALTY_CAVEAT; undecided where a
+    penalty's CI straddles a threshold and its side would change the status (one straddling
+    PENALTY_NOT_READY, or one straddling PENALTY_CAVEAT with no other caveat); else ready.
+    Reasons name every undecided penalty, whatever the status."""
     mine = [c for c in cases if _is_model(c) and c.key.mode in TRAIN_MODES]
     if not mine and not fidelity:
         return Verdict(status="no data", reasons=["no training cases were run"])
@@ -398,32 +427,52 @@ def training_verdict(
             caveats.append(text)
     if not fidelity:
         caveats.append("training fidelity was not checked (bench run --fidelity)")
+    undecided: dict[float, list[str]] = {PENALTY_CAVEAT: [], PENALTY_NOT_READY: []}
     for row in rows:
-        if row.penalty is None:
+        judged = judge_penalty(row)
+        if judged is None:
             continue
-        where = f"{row.workload}/{row.dtype}/b{row.batch}"
-        if row.penalty > PENALTY_NOT_READY:
-            blocking.append(
-                f"training penalty {row.penalty:.2f} for {where} is above {PENALTY_NOT_READY:g}"
-            )
-        elif row.penalty > PENALTY_CAVEAT:
-            caveats.append(
-                f"training penalty {row.penalty:.2f} for {where} is above {PENALTY_CAVEAT:g}"
-            )
+        kind, threshold, text = judged
+        if kind == "above":
+            (blocking if threshold == PENALTY_NOT_READY else caveats).append(text)
+        elif kind == "undecided":
+            undecided[threshold].append(text)
     unsupported = _unsupported(mine)
     if unsupported:
         caveats.append(f"unsupported dtype(s) for training: {', '.join(unsupported)}")
     caveats += training_only_fallbacks(cases)
+    open_questions = undecided[PENALTY_NOT_READY] + undecided[PENALTY_CAVEAT]
     if blocking:
-        return Verdict(status="not ready", reasons=blocking + caveats)
+        return Verdict(status="not ready", reasons=blocking + caveats + open_questions)
+    if undecided[PENALTY_NOT_READY] or (undecided[PENALTY_CAVEAT] and not caveats):
+        return Verdict(status="undecided", reasons=open_questions + caveats)
     if caveats:
-        return Verdict(status="caveats", reasons=caveats)
+        return Verdict(status="caveats", reasons=caveats + open_questions)
     passed = sum(1 for f in fidelity if f.verdict == "pass")
     worst = max((r.penalty for r in rows if r.penalty is not None), default=None)
     text = f"all {len(mine)} training cases ran; {passed} fidelity check(s) passed"
     if worst is not None:
         text += f"; worst training penalty {worst:.2f}"
     return Verdict(status="ready", reasons=[text])
+
+
+def trend_notes(cases: list[CaseResult]) -> list[str]:
+    """One line per case whose samples trend within rounds (`CaseResult.trend` flagged): its
+    step time moves with the state the step leaves behind, so its figures depend on when they
+    were taken; the line gives the change over a round, Kendall's tau and the named cause."""
+    lines = []
+    for case in cases:
+        trend = case.trend
+        if trend is None or not trend.flagged:
+            continue
+        direction = "grows" if trend.change > 0 else "shrinks"
+        line = (
+            f"{case.key.id}: step time {direction} {abs(trend.change):.0%} over a round "
+            f"(Kendall tau {trend.tau:.2f}, p {trend.p_value:.1g}; Theil-Sen slope "
+            f"{trend.slope:+.2%} of the median per sample)"
+        )
+        lines.append(f"{line}: {trend.cause}" if trend.cause else line)
+    return lines
 
 
 def answer(records: list[RunRecord]) -> Answer:
@@ -460,6 +509,7 @@ def answer(records: list[RunRecord]) -> Answer:
                 "not reported there"
             )
         notes += [f"{sid}: {line}" for line in energy_not_measured(cases)]
+        notes += [f"{sid}: {line}" for line in trend_notes(cases)]
         if any(r.status != "complete" for r in runs):
             notes.append(f"{sid}: some runs are incomplete (interrupted); figures may be partial")
     return Answer(

@@ -44,6 +44,7 @@ from harness.stats import (
     compare_samples,
     history_floor,
     relative_round_medians,
+    threshold_side,
 )
 
 Verdict = Literal[
@@ -244,10 +245,9 @@ def classify(
     that is not established."""
     significant = result.p_value == result.p_value and result.p_value < alpha
     limit = max(threshold, floor or 0.0)
-    low, high = result.ci95
-    if significant and low > 1.0 + limit:
+    if significant and threshold_side(result.ci95, 1.0 + limit) == "above":
         return "regressed"
-    if significant and high < 1.0 - limit:
+    if significant and threshold_side(result.ci95, 1.0 - limit) == "within":
         return "improved"
     if result.ratio > 1.0 + threshold or result.ratio < 1.0 - threshold:
         return "noisy"

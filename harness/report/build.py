@@ -71,8 +71,10 @@ def verdict_section(a: Answer) -> Section:
         paragraphs=[
             "Inference-ready: every inference case ran. Training-ready: every training case "
             "ran, training follows the reference within its dtype's tolerance (fidelity), and "
-            f"the training penalty stays below {PENALTY_CAVEAT:g} (caveat above it, not ready "
-            f"above {PENALTY_NOT_READY:g}). Definitions: docs/answer.md and docs/fidelity.md."
+            f"the training penalty's 95% CI lies below {PENALTY_CAVEAT:g} (a caveat when it "
+            f"lies above, not ready above {PENALTY_NOT_READY:g}; undecided when the CI "
+            "straddles a threshold that would change the verdict: more rounds decide it). "
+            "Definitions: docs/answer.md and docs/fidelity.md."
         ],
         tables=[table],
     )

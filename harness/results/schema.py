@@ -279,6 +279,45 @@ class CaseEnergy(BaseModel):
     """How the energy was read (counter or integrated power samples, and from where)."""
 
 
+class SampleTrend(BaseModel):
+    """Sample time against sample order within a round (harness.stats
+    `within_round_trend`): a cost that depends on the state the step leaves behind."""
+
+    tau: float
+    """Kendall's tau-b of (sample / round median) against position in the round."""
+    p_value: float
+    slope: float
+    """Theil-Sen slope: change per sample as a fraction of the round's median."""
+    change: float
+    """How far a round's last sample lies from its first, as a fraction of the median."""
+    samples: int
+    flagged: bool
+    """Significant (p < 0.01) and at least 10% over a round."""
+    cause: str | None = None
+    """What explains it where known (e.g. denormal values the step created)."""
+
+
+class DenormalCount(BaseModel):
+    """Denormal floating-point values (x != 0 and |x| < finfo(dtype).tiny) a training case
+    left behind, counted at its end: the CPU computes on them through a slow path."""
+
+    parameters: int = 0
+    gradients: int = 0
+    optimizer_state: int = 0
+    activations: int | None = None
+    """Module outputs and their gradients over one instrumented step (the softmax gradient
+    of a model that memorised its batch is where they appear first); None when not counted."""
+    values: int = 0
+    """Floating-point values examined in parameters, gradients and optimizer state."""
+    flush_coverage: float | None = None
+    """Fraction of a parallel operation's elements that the process's threads flushed to zero
+    (1.0: flush-to-zero in every intra-op thread, 0.0: in none); None where not probed."""
+
+    @property
+    def total(self) -> int:
+        return self.parameters + self.gradients + self.optimizer_state + (self.activations or 0)
+
+
 class CaseResult(BaseModel):
     """The outcome of one case: its measurement and derived figures, or why it failed."""
 
@@ -324,6 +363,11 @@ class CaseResult(BaseModel):
     """Seconds per call of each yardstick (harness.measurement.yardstick, by name) read right
     before each round of the case, in round order: how fast the machine was as the round
     began. None for results written before yardsticks existed and for distributed cases."""
+    trend: SampleTrend | None = None
+    """Whether the samples trend within rounds (state-dependent cost); None when not
+    estimated."""
+    denormals: DenormalCount | None = None
+    """Train cases on the CPU: denormal values at the end of the case; None when not counted."""
 
 
 class Percentiles(BaseModel):

@@ -7,7 +7,7 @@ import numpy as np
 
 from harness.results.schema import Percentiles, ScenarioKind, ScenarioPoint
 from harness.scenarios.engine import Timings
-from harness.stats import bootstrap_quantile_ci
+from harness.stats import bootstrap_quantile_ci, threshold_side
 
 QUANTILES = {"p50": 0.50, "p90": 0.90, "p99": 0.99}
 TARGET_METRICS = {"tokens": ("ttft", "tpot"), "items": ("latency",)}
@@ -68,15 +68,15 @@ def point(
 
 def judge(result: ScenarioPoint, targets: dict[str, float]) -> ScenarioPoint:
     """`result` with `meets_target` (every targeted p99 within its bound) and `decided`
-    (each bound lies outside its p99's 95% CI, so more requests would not flip the verdict)."""
+    (no p99's 95% CI straddles its bound, `threshold_side`, so more requests would not flip
+    the verdict)."""
     meets, decided = True, True
     for metric, bound in targets.items():
         stats = result.percentiles.get(metric)
         if stats is None:
             continue
         meets = meets and stats.p99 <= bound
-        low, high = stats.p99_ci95
-        decided = decided and not (low <= bound <= high)
+        decided = decided and threshold_side(stats.p99_ci95, bound) != "undecided"
     return result.model_copy(update={"meets_target": meets, "decided": decided})
 
 
