@@ -220,7 +220,7 @@ def test_describe_reports_name_memory_versions_and_known_peaks(npu: FakeNPU) -> 
 def test_910b3_peak_comes_with_its_source(monkeypatch: pytest.MonkeyPatch) -> None:
     install_stand_in(monkeypatch, FakeNPU(name="Ascend910B3"))
     info = AscendBackend().describe()
-    assert info.peak_flops == {"bf16": 313 * TERA}
+    assert info.peak_flops == {"bf16": 294.91 * TERA, "fp16": 294.91 * TERA}
     assert "torchtitan-npu" in info.peak_sources["bf16"]
 
 
