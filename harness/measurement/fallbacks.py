@@ -32,6 +32,21 @@ def fallback_operator(message: str) -> str | None:
     return match.group(1) if match else "unknown operator"
 
 
+_PAUSED: list[None] = []
+"""Non-empty while `uncaptured()` blocks are open: fallbacks then belong to no case."""
+
+
+@contextmanager
+def uncaptured() -> Iterator[None]:
+    """A block whose fallbacks are not charged to the case being captured around it (the
+    yardsticks: harness kernels read between a case's rounds, not the case's work)."""
+    _PAUSED.append(None)
+    try:
+        yield
+    finally:
+        _PAUSED.pop()
+
+
 class _Collect(logging.Handler):
     def __init__(self, found: set[str]) -> None:
         super().__init__(logging.WARNING)
@@ -39,7 +54,7 @@ class _Collect(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         op = fallback_operator(record.getMessage())
-        if op is not None:
+        if op is not None and not _PAUSED:
             self.found.add(op)
 
 
@@ -58,7 +73,7 @@ def host_fallbacks() -> Iterator[set[str]]:
             op = fallback_operator(str(message))
             if op is None:
                 shown(message, category, *args, **kwargs)
-            else:
+            elif not _PAUSED:
                 found.add(op)
 
         warnings.filterwarnings("always", message=f".*{FALLBACK_TEXT}")
