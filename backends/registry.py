@@ -136,6 +136,12 @@ def _safe_availability(cls: type[Backend]) -> Availability:
     return call.value
 
 
+def backend_availability(cls: type[Backend]) -> Availability:
+    """cls.availability(), guarded as for `list backends`: never raises or hangs past
+    `availability_timeout_s(cls)`."""
+    return _safe_availability(cls)
+
+
 def list_backends() -> list[BackendEntry]:
     """Every backend name with its availability; broken plugins are listed with their error."""
     entries = [
