@@ -73,6 +73,7 @@ class AscendBackend(AcceleratorBackend):
     name = "npu"
     device_type = "npu"
     dist_backend = "hccl"
+    warns_once_per_process = True
     install_hint = _install_hint()
 
     @classmethod
