@@ -8,7 +8,9 @@ runtime is loaded, why it may be missing, and what torch_npu can tell about the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
+import os
 import re
 import shutil
 import subprocess
@@ -36,8 +38,9 @@ ASCEND_ENV = (
 )
 ASCEND_ENV_PREFIXES = ("HCCL_",)
 NPU_SMI_TIMEOUT_S = 10.0
-POWER_SAMPLE_INTERVAL_S = 0.2
-"""npu-smi is a process per sample, so power is sampled less often than through NVML."""
+POWER_SAMPLE_INTERVAL_S = 1.0
+"""npu-smi is a process per sample (tens of ms of host CPU each), so power is sampled once a
+second: a process spawned every 0.2 s would compete with the timed steps for the host."""
 
 CANN_HINT = (
     "The CANN runtime libraries (libhccl.so, libascendcl.so, ...) are not on the library path: "
@@ -70,6 +73,7 @@ class AscendBackend(AcceleratorBackend):
     name = "npu"
     device_type = "npu"
     dist_backend = "hccl"
+    warns_once_per_process = True
     install_hint = _install_hint()
 
     @classmethod
@@ -145,12 +149,18 @@ class AscendBackend(AcceleratorBackend):
                 versions["cann"] = str(cann)
         return versions
 
+    def npu_smi_target(self) -> list[str]:
+        """The `-i NPU -c CHIP` arguments that make npu-smi read this backend's chip
+        (`npu_smi_address` of its physical id)."""
+        npu, chip = npu_smi_address(physical_device_id(self.index))
+        return ["-i", str(npu), "-c", str(chip)]
+
     def settings(self) -> dict[str, str]:
         """ascend_settings(), the SoC name, and the firmware version where npu-smi tells."""
         found = ascend_settings(importlib.import_module("torch_npu"))
         found["npu.soc"] = str(self.module.get_device_name(self.index))
         try:
-            board = parse_npu_smi_fields(npu_smi("info", "-t", "board", "-i", str(self.index)))
+            board = parse_npu_smi_fields(npu_smi("info", "-t", "board", *self.npu_smi_target()))
         except Exception:
             board = {}
         if board.get("Firmware Version"):
@@ -167,11 +177,11 @@ class AscendBackend(AcceleratorBackend):
         ]
 
     def energy_meter(self) -> EnergyMeter:
-        return npu_smi_power_meter(self.index)
+        return npu_smi_power_meter(self.npu_smi_target())
 
     def telemetry(self) -> dict[str, float]:
         try:
-            text = npu_smi("info", "-t", "power", "-i", str(self.index))
+            text = npu_smi("info", "-t", "power", *self.npu_smi_target())
             return {"power_w": parse_npu_smi_power(text)}
         except Exception:
             return {}
@@ -210,12 +220,49 @@ def parse_npu_smi_fields(text: str) -> dict[str, str]:
     return fields
 
 
-def npu_smi_power_meter(index: int) -> EnergyMeter:
-    """Power from `npu-smi info -t power -i INDEX`, sampled and integrated; NoEnergy with the
-    reason when npu-smi is missing or gives no power reading."""
+def physical_device_id(index: int) -> int:
+    """The physical device id of torch's logical NPU `index`: ASCEND_RT_VISIBLE_DEVICES lists
+    the physical ids torch renumbers from 0 (unset or unparsable: the same number)."""
+    visible = os.environ.get("ASCEND_RT_VISIBLE_DEVICES", "").strip()
+    if not visible:
+        return index
+    try:
+        ids = [int(part) for part in visible.split(",") if part.strip()]
+    except ValueError:
+        return index
+    return ids[index] if 0 <= index < len(ids) else index
+
+
+@functools.cache
+def _chip_map() -> dict[int, tuple[int, int]]:
+    """Chip logic id -> (NPU id, chip id), from `npu-smi info -m` (a table of `NPU ID  Chip ID
+    Chip Logic ID  Chip Name` rows; rows without a logic id, such as the MCU, are skipped).
+    Empty when npu-smi cannot answer."""
+    try:
+        text = npu_smi("info", "-m")
+    except Exception:
+        return {}
+    found: dict[int, tuple[int, int]] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and all(p.isdigit() for p in parts[:3]):
+            found[int(parts[2])] = (int(parts[0]), int(parts[1]))
+    return found
+
+
+def npu_smi_address(device_id: int) -> tuple[int, int]:
+    """(NPU id, chip id) npu-smi addresses the chip of physical device `device_id` by: its row
+    in `npu-smi info -m` (cards with several chips give each its own chip id); without that
+    table, (device_id, 0), one chip per card as on Atlas 800 A2 servers."""
+    return _chip_map().get(device_id, (device_id, 0))
+
+
+def npu_smi_power_meter(target: list[str]) -> EnergyMeter:
+    """Power from `npu-smi info -t power TARGET` (`-i NPU -c CHIP`), sampled and integrated;
+    NoEnergy with the reason when npu-smi is missing or gives no power reading."""
 
     def read() -> float:
-        return parse_npu_smi_power(npu_smi("info", "-t", "power", "-i", str(index)))
+        return parse_npu_smi_power(npu_smi("info", "-t", "power", *target))
 
     try:
         read()

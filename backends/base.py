@@ -145,6 +145,10 @@ class Backend(ABC):
     device_type: ClassVar[str]
     dist_backend: ClassVar[str]
     supported_dtypes: ClassVar[tuple[str, ...]] = ("fp32", "bf16", "fp16")
+    warns_once_per_process: ClassVar[bool] = False
+    """The runtime warns of a host fallback once per operator per process (torch_npu), so a
+    case's fallbacks are complete only in a fresh process: the runner gives each case its
+    own worker."""
 
     @classmethod
     @abstractmethod

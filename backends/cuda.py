@@ -40,15 +40,41 @@ def cuda_settings() -> dict[str, str]:
     return {**settings, **env_settings(CUDA_ENV, CUDA_ENV_PREFIXES)}
 
 
+def _fp32_precision(*path: str) -> str:
+    """The `fp32_precision` of torch.backends.<path> under torch's newer API, "none" resolved
+    through its parents (cuda.matmul -> cuda -> the global one); "none" where nothing is set."""
+    for depth in range(len(path), -1, -1):
+        node: object = torch.backends
+        for part in path[:depth]:
+            node = getattr(node, part)
+        value = str(getattr(node, "fp32_precision", "none"))
+        if value != "none":
+            return value
+    return "none"
+
+
 def cuda_fp32_downcasts() -> list[str]:
-    """The TF32 switches now on: fp32 matmuls/convolutions then run with a 10-bit mantissa."""
+    """The TF32 switches now on: fp32 matmuls/convolutions then run with a 10-bit mantissa.
+
+    Reads the legacy flags (allow_tf32, float32_matmul_precision); once a program has used
+    torch's newer `fp32_precision` API, torch refuses to answer the legacy questions, and the
+    new API's state is read instead. Never raises."""
     on = []
-    if torch.backends.cuda.matmul.allow_tf32:
-        on.append("torch.backends.cuda.matmul.allow_tf32=True")
-    elif torch.get_float32_matmul_precision() != "highest":  # the same switch as allow_tf32
-        on.append(f"torch.float32_matmul_precision={torch.get_float32_matmul_precision()}")
-    if torch.backends.cudnn.allow_tf32:
-        on.append("torch.backends.cudnn.allow_tf32=True")
+    try:
+        if torch.backends.cuda.matmul.allow_tf32:
+            on.append("torch.backends.cuda.matmul.allow_tf32=True")
+        elif torch.get_float32_matmul_precision() != "highest":  # the same switch as allow_tf32
+            on.append(f"torch.float32_matmul_precision={torch.get_float32_matmul_precision()}")
+    except RuntimeError:  # legacy and new APIs mixed
+        if _fp32_precision("cuda", "matmul") == "tf32":
+            on.append("torch.backends.cuda.matmul.fp32_precision=tf32")
+    try:
+        if torch.backends.cudnn.allow_tf32:
+            on.append("torch.backends.cudnn.allow_tf32=True")
+    except RuntimeError:
+        for op in ("conv", "rnn"):
+            if _fp32_precision("cudnn", op) == "tf32":
+                on.append(f"torch.backends.cudnn.{op}.fp32_precision=tf32")
     return on
 
 

@@ -4,6 +4,7 @@ by the device name the runtime reports (torch.cuda / torch.npu `get_device_name`
 Figures are dense (no 2:4 sparsity): where a vendor quotes only the with-sparsity figure, half
 of it is the dense one. A device appears only with figures we could cite; a dtype missing from
 an entry has no public figure we could cite, and MFU for it uses the measured matmul peak.
+Ascend entries carry no bandwidth: Huawei publishes no HBM bandwidth for the 910B/910C chips.
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ B200 = (
 )
 MI300X = "AMD Instinct MI300X datasheet, dense (https://www.amd.com/en/products/accelerators/instinct/mi300/mi300x.html)"
 TORCHTITAN_NPU = (
-    "torchtitan-npu torchtitan_npu/patches/tools/metrics.py (total figure; its cube-unit "
-    "figure for MFU is {cube}T) (https://github.com/torchtitan-npu/torchtitan-npu)"
+    "torchtitan-npu torchtitan_npu/patches/tools/metrics.py, cube-unit figure (its MFU "
+    "denominator; the chip's 'total' is {total}T; the cube runs fp16 at the bf16 rate) "
+    "(https://github.com/torchtitan-npu/torchtitan-npu)"
 )
 ASCEND_910A = (
     "Huawei Ascend 910 launch press release, 2019-08-23, 'Huawei launches Ascend 910, the "
@@ -92,7 +94,9 @@ def _nvidia(source: str, bf16: float, tf32: float, fp32: float) -> dict[str, Fig
 
 
 def _ascend(cube: float, total: float) -> dict[str, Figure]:
-    return _tflops(TORCHTITAN_NPU.format(cube=cube), bf16=total)
+    """The cube units' figure, the one matmuls can reach, for bf16 and fp16 (one rate)."""
+    source = TORCHTITAN_NPU.format(total=total)
+    return _tflops(source, bf16=cube, fp16=cube)
 
 
 # First match wins: specific names before general ones. Name patterns follow what the
@@ -106,6 +110,13 @@ SPECS: list[DeviceSpec] = [
         patterns=(r"\bh200\b(?!.*\bnvl\b)",),
         flops=_nvidia(H200, bf16=989, tf32=495, fp32=67),
         bandwidth=_tbps(4.8, H200),
+    ),
+    DeviceSpec(
+        # Per GPU of the NVL pair: the datasheet's NVL column gives one GPU's figures.
+        model="NVIDIA H100 NVL",
+        patterns=(r"\bh100\b.*\bnvl\b",),
+        flops=_nvidia(H100, bf16=835.5, tf32=417.5, fp32=60),
+        bandwidth=_tbps(3.9, H100),
     ),
     DeviceSpec(
         model="NVIDIA H100 PCIe",
@@ -174,8 +185,16 @@ SPECS: list[DeviceSpec] = [
 ]
 
 
+MIG_SLICE = re.compile(r"\bMIG\s+\d+g\.\d+gb\b", re.IGNORECASE)
+"""A MIG instance's name, e.g. "NVIDIA H100 80GB HBM3 MIG 1g.10gb": a slice of the GPU."""
+
+
 def find_spec(device_name: str) -> DeviceSpec | None:
-    """The first DeviceSpec whose patterns match the device name, else None."""
+    """The first DeviceSpec whose patterns match the device name, else None. A MIG slice has
+    a fraction of the GPU's compute and bandwidth, and no published figure of its own, so it
+    matches nothing (MFU then uses the measured matmul peak) rather than the full GPU."""
+    if MIG_SLICE.search(device_name):
+        return None
     for spec in SPECS:
         if spec.matches(device_name.strip()):
             return spec

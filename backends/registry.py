@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +59,11 @@ def _load_plugin(ep: EntryPoint) -> type[Backend]:
 
 
 AVAILABILITY_TIMEOUT_S = 20.0
+"""How long a plugin's availability() may take."""
+BUILTIN_AVAILABILITY_TIMEOUT_S = 300.0
+"""How long a built-in's may take: the first initialisation of torch_npu/ACL, or cuInit with
+eight ranks starting at once on one machine, can take well over 20 s."""
+AVAILABILITY_TIMEOUT_ENV = "ACCELBENCH_AVAILABILITY_TIMEOUT_S"
 
 T = TypeVar("T")
 
@@ -89,15 +95,34 @@ def call_with_timeout(fn: Callable[[], T], timeout_s: float, label: str = "call"
     return answer[0] if answer else GuardedCall(finished=False)
 
 
+def availability_timeout_s(cls: type[Backend]) -> float:
+    """How long cls.availability() may take: $ACCELBENCH_AVAILABILITY_TIMEOUT_S where set to a
+    positive number, else BUILTIN_AVAILABILITY_TIMEOUT_S for built-ins and
+    AVAILABILITY_TIMEOUT_S for plugins."""
+    raw = os.environ.get(AVAILABILITY_TIMEOUT_ENV, "")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if value > 0:
+        return value
+    builtin = BUILTINS.get(cls.name) is cls
+    return BUILTIN_AVAILABILITY_TIMEOUT_S if builtin else AVAILABILITY_TIMEOUT_S
+
+
 def _safe_availability(cls: type[Backend]) -> Availability:
     """cls.availability(), guarded: an exception or a hang (no answer within
-    AVAILABILITY_TIMEOUT_S) becomes ok=False with the reason."""
-    call = call_with_timeout(
-        cls.availability, AVAILABILITY_TIMEOUT_S, f"availability-{cls.__name__}"
-    )
+    availability_timeout_s(cls)) becomes ok=False with the reason."""
+    limit = availability_timeout_s(cls)
+    call = call_with_timeout(cls.availability, limit, f"availability-{cls.__name__}")
     if not call.finished:
         return Availability(
-            ok=False, reason=f"availability() did not answer within {AVAILABILITY_TIMEOUT_S:g} s."
+            ok=False,
+            reason=(
+                f"availability() did not answer within {limit:g} s; a device runtime's "
+                "first start can take longer."
+            ),
+            hint=f"Give it longer with {AVAILABILITY_TIMEOUT_ENV}=SECONDS.",
         )
     if call.error is not None:
         return Availability(
@@ -109,6 +134,12 @@ def _safe_availability(cls: type[Backend]) -> Availability:
             reason=f"availability() returned {type(call.value).__name__}, not Availability.",
         )
     return call.value
+
+
+def backend_availability(cls: type[Backend]) -> Availability:
+    """cls.availability(), guarded as for `list backends`: never raises or hangs past
+    `availability_timeout_s(cls)`."""
+    return _safe_availability(cls)
 
 
 def list_backends() -> list[BackendEntry]:

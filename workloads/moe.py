@@ -26,6 +26,7 @@ published 15.7B, 2.42B active per token (input embedding table excluded) against
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -36,7 +37,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from workloads import flops
-from workloads.base import BuildContext, FidelityStep, Instance, Routing, WorkloadError
+from workloads.base import (
+    BuildContext,
+    CaseUnsupported,
+    FidelityStep,
+    Instance,
+    Routing,
+    WorkloadError,
+)
 from workloads.gpt import GPTWorkload
 from workloads.llama import (
     Llama,
@@ -276,11 +284,90 @@ def expert_parallel_world() -> int:
     return 1
 
 
+_EXPERT_GROUP: list[tuple[Any, Any]] = []
+"""(the default process group it was made under, the expert-parallel group): one per process."""
+
+
+def expert_group() -> Any:
+    """This process's expert-parallel process group (all ranks), made once per default group:
+    `dist.new_group()` is collective and its communicator lives until destroyed, so one per
+    build would pile communicators up."""
+    world_group = dist.group.WORLD
+    if _EXPERT_GROUP and _EXPERT_GROUP[0][0] is world_group:
+        return _EXPERT_GROUP[0][1]
+    group = dist.new_group()
+    _EXPERT_GROUP[:] = [(world_group, group)]
+    return group
+
+
+WEIGHT_BYTES = 4
+"""Bytes per parameter as built: fp32 weights (autocast computes in the case dtype)."""
+TRAIN_BYTES = 16
+"""Bytes per parameter a training step holds at least: fp32 weights, gradients and AdamW's
+two moments (activations come on top)."""
+
+
+SPLIT_HEADROOM = 0.85
+"""The share of a device's memory an expert-parallel split may plan to fill with its lower
+bound, leaving the rest for activations and the runtime."""
+
+
+def per_rank_parameters(params: dict[str, Any], world: int) -> int:
+    """Parameters one rank holds when the routed experts are sharded over `world` ranks."""
+    total, _ = parameter_counts(params)
+    routed = (params["n_layer"] - params["first_dense"]) * params["n_expert"]
+    routed *= 3 * params["d_model"] * params["d_expert"]
+    if world <= 1 or not params["expert_parallel"]:
+        return total
+    return total - routed + routed // world
+
+
+def _size(n: int) -> str:
+    """Bytes in GiB, or MiB below one GiB."""
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def memory_refusal(
+    params: dict[str, Any], mode: str, device_bytes: int | None, world: int
+) -> str | None:
+    """Why a `mode` case of the MoE decoder of `params` cannot fit a device of
+    `device_bytes` with experts over `world` ranks, else None. The estimate is a lower bound
+    (weights, and for train gradients and AdamW state; no activations), so a refused case
+    could never have run; the reason names the smallest `--nproc` with expert parallelism
+    whose per-rank share fits, where one does."""
+    if not device_bytes:
+        return None
+    per_param = TRAIN_BYTES if mode == "train" else WEIGHT_BYTES
+    what = "fp32 weights, gradients and AdamW state" if mode == "train" else "fp32 weights"
+    need = per_rank_parameters(params, world) * per_param
+    if need <= device_bytes:
+        return None
+    count = per_rank_parameters(params, world)
+    held = f"{count / 1e9:.2f}B" if count >= 1e8 else f"{count / 1e6:.2f}M"
+    reason = (
+        f"moe {mode} needs at least {_size(need)} per device ({per_param} bytes per "
+        f"parameter: {what}, for {held} parameters"
+        f"{f' on each of {world} ranks' if world > 1 else ''}) but the device has "
+        f"{_size(device_bytes)}."
+    )
+    n_expert = params["n_expert"]
+    split = {**params, "expert_parallel": True}
+    for n in range(max(world, 1) + 1, n_expert + 1):
+        split_need = per_rank_parameters(split, n) * per_param
+        if n_expert % n == 0 and split_need <= SPLIT_HEADROOM * device_bytes:
+            return (
+                f"{reason} With expert parallelism over {n} devices it needs "
+                f"{_size(split_need)} each: run with --nproc {n} "
+                "(expert_parallel=true, the default)."
+            )
+    return f"{reason} No expert-parallel split over up to {n_expert} devices fits either."
+
+
 def shard_experts(model: nn.Module, world: int) -> None:
     """Expert parallelism: every MoE layer of `model` keeps this rank's experts, exchanged
-    over a process group of its own (apart from data parallelism's gradient all-reduce);
-    data-parallel training (DDP) is told to leave the sharded weights alone."""
-    group = dist.new_group()
+    over this process's expert group (`expert_group`, apart from data parallelism's gradient
+    all-reduce); data-parallel training (DDP) is told to leave the sharded weights alone."""
+    group = expert_group()
     rank = dist.get_rank()
     ignored = []
     for name, module in model.named_modules():
@@ -293,10 +380,26 @@ def shard_experts(model: nn.Module, world: int) -> None:
 class MoEInstance(LlamaInstance):
     workload_name = "moe"
 
+    def refuse_if_too_large(self, mode: str) -> None:
+        """CaseUnsupported with `memory_refusal`'s reason when a `mode` step cannot fit the
+        device: a clear reason before any allocation, never an out-of-memory midway."""
+        reason = memory_refusal(
+            self.p, mode, self.ctx.backend.describe().memory_bytes, expert_parallel_world()
+        )
+        if reason is not None:
+            raise CaseUnsupported(reason)
+
+    def step(self, mode: str) -> Callable[[], None]:
+        """The step of `mode`, refused first when its memory cannot fit (training needs four
+        times the weights' memory)."""
+        self.refuse_if_too_large(mode)
+        return super().step(mode)
+
     def make_model(self, params: dict[str, Any]) -> nn.Module:
         """The MoE decoder; under --nproc > 1 (and expert_parallel) with its experts sharded
         over the ranks. Built whole first, so every rank's experts have the weights of the
-        single-process model."""
+        single-process model. Refused before building when even its weights cannot fit."""
+        self.refuse_if_too_large("infer")
         model = build_moe(params)
         world = expert_parallel_world()
         if params["expert_parallel"] and world > 1:

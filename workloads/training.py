@@ -11,11 +11,28 @@ import torch
 from workloads.base import BuildContext, FidelityStep, Instance, PhaseHook, no_phase
 
 
+def _steps_cleanly(
+    cls: type[torch.optim.Optimizer], dtypes: set[torch.dtype], device: torch.device, **kw: Any
+) -> bool:
+    """Whether `cls(..., **kw)` can take one step on a throwaway parameter of each dtype: some
+    runtimes (torch_npu with fused=True) construct the optimizer but lack the kernel, which
+    shows only at step()."""
+    try:
+        for dtype in dtypes:
+            probe = torch.zeros(2, device=device, dtype=dtype, requires_grad=True)
+            probe.grad = torch.ones_like(probe)
+            cls([probe], **kw).step()
+    except (RuntimeError, TypeError, ValueError, NotImplementedError):
+        return False
+    return True
+
+
 def fast_optimizer(
     cls: type[torch.optim.Optimizer], params: Any, device: torch.device, **options: Any
 ) -> torch.optim.Optimizer:
     """`cls(params, **options)` in the fastest implementation the device has: fused kernels
-    where torch has them for this device type, else foreach, else the per-parameter loop.
+    where torch has them for this device type and one probe step on a throwaway parameter
+    succeeds, else foreach (same probe), else the per-parameter loop.
 
     What a tuned training script uses (nanoGPT asks for fused AdamW), so the training penalty
     measures the device rather than torch's slowest default (on CPU the default loop AdamW is
@@ -23,11 +40,17 @@ def fast_optimizer(
     from torch.utils import _foreach_utils
 
     params = list(params)
+    tensors = [
+        p for group in params for p in (group["params"] if isinstance(group, dict) else [group])
+    ]
+    dtypes = {p.dtype for p in tensors if isinstance(p, torch.Tensor)} or {torch.float32}
     for flag, supported in (
         ("fused", _foreach_utils._get_fused_kernels_supported_devices),
         ("foreach", _foreach_utils._get_foreach_kernels_supported_devices),
     ):
         if device.type in supported():
+            if not _steps_cleanly(cls, dtypes, device, **options, **{flag: True}):
+                continue
             try:
                 return cls(params, **options, **{flag: True})
             except (RuntimeError, TypeError, ValueError):

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.conformance import CheckResult, KitReport, run_kit
+from harness.conformance.deep import DEEP_TIMEOUT_S, run_deep
 from harness.conformance.kit import DEFAULT_TIMEOUT_S
 from harness.errors import BenchError
 from harness.results.store import prepare_out_dir
@@ -19,9 +20,9 @@ from harness.results.store import prepare_out_dir
 COLOURS = {"pass": "green", "fail": "red", "skip": "yellow"}
 
 
-def report_table(report: KitReport) -> Table:
-    """One row per check: status, time and the reason."""
-    table = Table(title=f"conformance of backend '{escape(report.backend)}'")
+def report_table(report: KitReport, title: str = "conformance") -> Table:
+    """One row per check: status, time and the reason (the figure behind a line)."""
+    table = Table(title=f"{title} of backend '{escape(report.backend)}'")
     for column in ("check", "status", "time", "reason"):
         table.add_column(column, overflow="fold")
     for result in report.results:
@@ -46,9 +47,19 @@ def check_backend(
             "none: in this process."
         ),
     ] = "worker",
+    deep: Annotated[
+        bool,
+        typer.Option(
+            "--deep",
+            help="Run the device acceptance table instead of the contract kit: timing against "
+            "one event pair, loop overhead, yardsticks, GEMM MFU, profiler, energy, settings, "
+            "a small suite, a base gpt run, the moe memory refusal (docs/accelerators.md).",
+        ),
+    ] = False,
 ) -> None:
     """Run the conformance kit against a backend: exit 0 when every required check passes,
-    1 when one fails, 2 when the backend is unknown or unavailable here."""
+    1 when one fails, 2 when the backend is unknown or unavailable here. With --deep, the
+    device acceptance table instead (same exit codes)."""
     if timeout <= 0:
         raise BenchError(f"--timeout must be a positive number of seconds; got {timeout:g}.")
     if isolate not in ("worker", "none"):
@@ -62,17 +73,31 @@ def check_backend(
             return
         console.print(f"{escape(result.name)}: {result.status}")
 
-    report = run_kit(name, timeout_s=timeout, on_result=progress, isolate=isolate)  # type: ignore[arg-type]
-    console.print(report_table(report))
+    if deep:
+        limit = timeout if timeout != DEFAULT_TIMEOUT_S else DEEP_TIMEOUT_S
+        report = run_deep(name, timeout_s=limit, on_result=progress)
+        title = "device acceptance"
+    else:
+        report = run_kit(name, timeout_s=timeout, on_result=progress, isolate=isolate)  # type: ignore[arg-type]
+        title = "conformance"
+    console.print(report_table(report, title))
     if json_out is not None:
         json_out.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
     counts = ", ".join(f"{report.count(s)} {s}" for s in ("pass", "fail", "skip"))
+    verdict = (
+        ("passes its acceptance run", "fails its acceptance run")
+        if deep
+        else (
+            "conforms",
+            "does not conform",
+        )
+    )
     if report.passed:
         console.print(
-            f"[green]backend '{escape(name)}' conforms[/] ({counts}, {report.seconds:.1f} s)"
+            f"[green]backend '{escape(name)}' {verdict[0]}[/] ({counts}, {report.seconds:.1f} s)"
         )
         return
     console.print(
-        f"[red]backend '{escape(name)}' does not conform[/] ({counts}, {report.seconds:.1f} s)"
+        f"[red]backend '{escape(name)}' {verdict[1]}[/] ({counts}, {report.seconds:.1f} s)"
     )
     raise typer.Exit(1)

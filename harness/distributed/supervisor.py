@@ -28,7 +28,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from backends.registry import get_backend
 from harness.distributed.job import DistJob, EventReader, job_file, read_errors, read_pids
 from harness.distributed.launch import (
     check_devices,
@@ -53,6 +52,7 @@ from harness.run.session import (
     ProgressFn,
     RunInterrupted,
     RunOutcome,
+    describe_backend,
     new_record,
     signals_raise,
 )
@@ -335,7 +335,7 @@ def run_distributed(
     config = config.model_copy(update={"rounds": config.rounds_count()})
     names = distributed_workloads(config.workloads, default_workloads(config.preset))
     specs = plan_cases(config.model_copy(update={"workloads": names}))
-    backend = get_backend(config.backend)
+    backend = describe_backend(config.backend)  # an accelerator: from a worker, no context here
     check_dtypes_supported(config, supported_dtype_names(backend))
     check_devices(backend, config.nproc)
     ladder = scaling_ladder(config.nproc) if config.scaling else [config.nproc]

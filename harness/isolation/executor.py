@@ -4,7 +4,9 @@ A job is a module-level function from a JSON payload to a JSON answer, handed in
 caller; this module knows no job type. The parent sends the function (pickled by reference,
 so the worker imports its module) and the payload over a pipe, and waits at most the
 timeout for the answer. A worker that dies is reported with its signal; one that hangs is
-killed. Either way the next job gets a fresh worker.
+killed. Either way the next job gets a fresh worker. So does the job after one that hit a
+sticky device error (illegal address, device-side assert, ACL error): that error leaves the
+worker's device context unusable, so the worker is replaced once its answer is in.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Literal
 
+from harness.errors import sticky_device_error
 from harness.results.config import Isolation
 
 _READY = "ready"
@@ -41,7 +44,8 @@ def _worker_main(conn: Connection) -> None:
             job, payload = conn.recv()
         except (EOFError, OSError):  # the parent is gone
             return
-        conn.send(job(payload))
+        answer = job(payload)
+        conn.send((answer, sticky_device_error()))
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -64,6 +68,8 @@ class Worker:
     START_TIMEOUT_S = 120.0
 
     def __init__(self) -> None:
+        self.poisoned: str | None = None
+        """The sticky device error this worker hit, once it has: it must not run more jobs."""
         context = mp.get_context("spawn")
         self._conn, child = context.Pipe()
         self.process = context.Process(target=_worker_main, args=(child,), daemon=True)
@@ -82,12 +88,13 @@ class Worker:
 
     def run(self, job: Job, payload: str, timeout_s: float) -> str:
         """Send one job and return its answer; raises WorkerFailure on a crash or timeout
-        (the worker is then unusable)."""
+        (the worker is then unusable). Sets `poisoned` when the job hit a sticky device error."""
         try:
             self._conn.send((job, payload))
             ready = self._conn.poll(timeout_s)
             if ready:
-                return self._conn.recv()
+                answer, self.poisoned = self._conn.recv()
+                return answer
         except (EOFError, BrokenPipeError, ConnectionResetError):
             self.process.join(5)
             raise WorkerFailure(
@@ -98,6 +105,10 @@ class Worker:
 
     def alive(self) -> bool:
         return self.process.is_alive()
+
+    def usable(self) -> bool:
+        """Alive, and its device context not poisoned by a sticky error."""
+        return self.poisoned is None and self.alive()
 
     def stop(self) -> None:
         """End the worker: terminate, then kill if it does not go."""
@@ -123,7 +134,9 @@ class Executor:
         worker crashed or hung."""
         if self.isolate == "none":
             return job(payload)
-        if self._worker is None or not self._worker.alive():
+        if self._worker is None or not self._worker.usable():
+            if self._worker is not None:
+                self._worker.stop()
             self._worker = Worker()
         try:
             return self._worker.run(job, payload, timeout_s)
@@ -131,8 +144,9 @@ class Executor:
             self._worker = None
             raise
         finally:
-            if self.isolate == "case" and self._worker is not None:
-                self._worker.stop()
+            worker = self._worker
+            if worker is not None and (self.isolate == "case" or not worker.usable()):
+                worker.stop()
                 self._worker = None
 
     def close(self) -> None:

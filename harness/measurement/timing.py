@@ -62,6 +62,7 @@ def run_schedule(
     precision: float,
     min_sample_s: float,
     iterations: int | None = None,
+    on_warm: Callable[[], None] | None = None,
 ) -> Schedule:
     """The one sampling schedule behind `measure` and the distributed harness.
 
@@ -72,7 +73,10 @@ def run_schedule(
     for `warmup_s` and `warmup_iterations`; blocks are sized by `block_size`; then samples are
     taken until `max_samples`, stopping early (after at least `min_samples`) once
     `precise_enough` (`stable=True`) or once the time spent reaches `max_time_s`. A given
-    `iterations` fixes the block size (later rounds of a case keep the first round's)."""
+    `iterations` fixes the block size (later rounds of a case keep the first round's).
+    `on_warm()`, when given, is called once after the cold start, the warm-up and the block
+    sizing, just before the first sample: a meter started there (energy) sees only the
+    sampling, never cold start, compilation or warm-up."""
     if take_sample is None:
 
         def take_sample(calls: int, sampling_start: float) -> tuple[float, float]:
@@ -83,6 +87,8 @@ def run_schedule(
     per_call, warmup_done = warm_up(time_block, warmup_s, warmup_iterations)
     if iterations is None:
         iterations = block_size(per_call, overhead_s(), min_sample_s)
+    if on_warm is not None:
+        on_warm()
 
     samples: list[float] = []
     stable = False
@@ -119,6 +125,7 @@ def measure(
     min_sample_s: float = 1e-3,
     time_cold_start: bool = True,
     iterations: int | None = None,
+    on_warm: Callable[[], None] | None = None,
 ) -> Measurement:
     """Time `fn` on `backend` (the CPU when None) and return its samples and statistics.
 
@@ -128,6 +135,7 @@ def measure(
     CI of the median is within `precision` x median (`stable=True`) or when `max_time_s` of
     sampling has passed or `max_samples` were taken (`stable=False`). Samples are never dropped.
     `iterations` fixes the calls per sample instead (used by later rounds of a case).
+    `on_warm()` is called once between warm-up and the first sample (see `run_schedule`).
     """
     if backend is None:
         from backends.cpu import CPUBackend
@@ -147,6 +155,7 @@ def measure(
         precision=precision,
         min_sample_s=min_sample_s,
         iterations=iterations,
+        on_warm=on_warm,
     )
     return summarize_schedule(schedule, total_time_s=time.perf_counter() - start)
 

@@ -27,7 +27,8 @@ not how many cores the process has. How many it has is configuration, named by c
 the differences and judged as a change: under `taskset -c 0` (torch then takes one thread)
 the default-thread `compute` yardstick read 1.36x slower, and would have excused most of the
 matmul probe's 2x, while at one thread it read 1.06x.
-Both are fp32, fixed in size on every backend, and built once per process.
+All are fp32, fixed in size, and built once per process. On an accelerator the `train` and
+`compute` kernels would read launch latency only; `DEVICE_YARDSTICKS` replace them there.
 """
 
 from __future__ import annotations
@@ -39,12 +40,28 @@ from collections.abc import Callable
 import torch
 
 from backends.base import Backend
+from harness.measurement.fallbacks import uncaptured
 from harness.measurement.timing import run_schedule, timer_overhead_s
 
 YARDSTICK_BUDGET_S = 0.01
 """Sampling time of one reading of one yardstick (samples of at least 1 ms)."""
 
 YARDSTICKS: tuple[str, ...] = ("dispatch", "train", "compute")
+"""The yardsticks of the CPU (and CPU-hosted plugin devices)."""
+DEVICE_YARDSTICKS: tuple[str, ...] = ("dispatch", "gemm", "copy")
+"""The yardsticks of an accelerator. The CPU's `train` and `compute` are microsecond kernels
+there (64x256 GEMMs, a 4 MiB stream inside a 50 MB L2): they would read launch latency, never
+the device's clock, thermal or power state. `gemm` (an 8192 bf16 matmul, ~1 ms on an H100)
+follows the compute clock and power limit; `copy` (256 MiB, larger than any current L2: 50 MB
+on H100, 192 MB on Ascend 910B) follows memory bandwidth; `dispatch` stays to follow launch
+cost, which moves with drivers."""
+GEMM_YARDSTICK = 8192
+COPY_YARDSTICK_BYTES = 256 * 2**20
+
+
+def yardstick_names(device_type: str) -> tuple[str, ...]:
+    """The yardsticks read on a device of `device_type`."""
+    return YARDSTICKS if device_type == "cpu" else DEVICE_YARDSTICKS
 
 
 @functools.cache
@@ -74,6 +91,23 @@ def _kernel(name: str, device: str) -> Callable[[], None]:
             optimizer.zero_grad(set_to_none=True)
 
         return train
+    if name == "gemm":
+        a = torch.randn(GEMM_YARDSTICK, GEMM_YARDSTICK, generator=generator)
+        a = a.to(device=device, dtype=torch.bfloat16)
+        out = torch.empty_like(a)
+
+        def gemm() -> None:
+            torch.matmul(a, a, out=out)
+
+        return gemm
+    if name == "copy":
+        source = torch.ones(COPY_YARDSTICK_BYTES // 4, device=device)
+        target = torch.empty_like(source)
+
+        def copy() -> None:
+            target.copy_(source)
+
+        return copy
     x = torch.randn(64, 256, generator=generator).to(device)
     weight = (torch.randn(256, 256, generator=generator) / 16.0).to(device)
     stream = torch.randn(1 << 20, generator=generator).to(device)
@@ -114,22 +148,24 @@ _UNREADABLE: set[tuple[str, str]] = set()
 
 
 def read_yardsticks(backend: Backend) -> dict[str, float]:
-    """One reading of every yardstick, by name, on one intra-op thread (the process's thread
-    count is restored after). A yardstick the device cannot run (a vendor device lacking one of
-    its operators) is left out, in this reading and every later one of this process: a
-    yardstick never fails a case, and its series never has gaps."""
+    """One reading of every yardstick of the device type (`yardstick_names`), by name, on one
+    intra-op thread (the process's thread count is restored after). A yardstick the device
+    cannot run (a vendor device lacking one of its operators) is left out, in this reading and
+    every later one of this process: a yardstick never fails a case, and its series never has
+    gaps. Host fallbacks inside the yardsticks are not charged to the case read around them."""
     device = str(backend.device())
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     readings: dict[str, float] = {}
     try:
-        for name in YARDSTICKS:
-            if (name, device) in _UNREADABLE:
-                continue
-            try:
-                readings[name] = read_yardstick(backend, name)
-            except Exception:
-                _UNREADABLE.add((name, device))
+        with uncaptured():
+            for name in yardstick_names(backend.device_type):
+                if (name, device) in _UNREADABLE:
+                    continue
+                try:
+                    readings[name] = read_yardstick(backend, name)
+                except Exception:
+                    _UNREADABLE.add((name, device))
     finally:
         torch.set_num_threads(threads)
     return readings

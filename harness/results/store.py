@@ -56,13 +56,23 @@ def claim_run_path(out_dir: Path, record: RunRecord) -> Path:
     raise BenchError(f"could not claim a new results file in {out_dir}.")
 
 
+def _umask_mode() -> int:
+    """The mode a plainly created file gets here: 0o666 less the process umask."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def save_run(record: RunRecord, path: Path) -> None:
     """Derive `record`'s figures (`apply_peaks`, in place), then write it to `path`
-    atomically: a reader sees the old file or the new, never half."""
+    atomically: a reader sees the old file or the new, never half. The file gets the umask's
+    mode, as any other file the user writes (not the temporary file's private 0600), so a
+    shared results folder stays readable to the team."""
     apply_peaks(record)
     data = record.model_dump_json(indent=1)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _umask_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(data)
             handle.flush()

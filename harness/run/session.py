@@ -14,8 +14,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from backends.base import Backend, DeviceInfo
-from backends.registry import get_backend
+from backends.base import DTYPES, Backend, DeviceInfo
+from backends.registry import (
+    BackendError,
+    backend_availability,
+    get_backend,
+    get_backend_class,
+)
+from harness.errors import BenchError
+from harness.isolation.executor import Executor, WorkerFailure
 from harness.measurement.environment import capture_environment
 from harness.results.config import RunConfig
 from harness.results.schema import CaseResult, RunRecord, RunStatus
@@ -62,8 +69,83 @@ def signals_raise() -> Iterator[None]:
             signal.signal(signum, old)
 
 
+class BackendFacts(BaseModel):
+    """What the parent of a run needs to know of an accelerator backend, read in a worker
+    process (`describe_backend`) so that the parent never holds a device context of its own
+    (about 0.5 GiB on device 0 for CUDA, which rank 0's cases would then lack). Answers the
+    parts of the Backend interface the parent uses."""
+
+    name: str
+    device_type: str
+    dist_backend: str
+    info: DeviceInfo
+    """describe_with_settings() of the backend, in the worker."""
+    dtypes: list[str]
+    """The dtype names the backend supports."""
+
+    def describe(self) -> DeviceInfo:
+        return self.info
+
+    def settings(self) -> dict[str, str]:
+        return dict(self.info.settings)
+
+    def supports(self, dtype: Any) -> bool:
+        return any(DTYPES[name] == dtype for name in self.dtypes)
+
+
+DESCRIBE_TIMEOUT_S = 600.0
+"""Seconds the worker may take to start the backend and describe it (a first runtime start)."""
+
+
+class FactsAnswer(BaseModel):
+    """What `backend_facts_job` answers: the facts, or why the backend cannot be had."""
+
+    facts: BackendFacts | None = None
+    error: str = ""
+
+
+def backend_facts_job(payload: str) -> str:
+    """The isolation job that describes backend `payload` in a worker: a FactsAnswer as JSON."""
+    try:
+        backend = get_backend(payload)
+    except BackendError as exc:
+        return FactsAnswer(error=str(exc)).model_dump_json()
+    facts = BackendFacts(
+        name=backend.name,
+        device_type=backend.device_type,
+        dist_backend=backend.dist_backend,
+        info=describe_with_settings(backend),
+        dtypes=[name for name in DTYPES if backend.supports(DTYPES[name])],
+    )
+    return FactsAnswer(facts=facts).model_dump_json()
+
+
+def describe_backend(name: str) -> Backend | BackendFacts:
+    """The backend `name` for the parent of a run: the backend itself where it is the host
+    (device type cpu: no device context to hold), else its BackendFacts read in a worker
+    process. Raises BackendError as get_backend does."""
+    cls = get_backend_class(name)
+    if cls.device_type == "cpu":
+        return get_backend(name)
+    availability = backend_availability(cls)  # asks the driver; creates no device context
+    if not availability.ok:
+        raise BackendError(f"backend '{name}' is unavailable: {availability.explain()}")
+    try:
+        with Executor("case") as executor:
+            raw = executor.run(backend_facts_job, name, DESCRIBE_TIMEOUT_S)
+    except WorkerFailure as exc:
+        raise BenchError(f"describing backend '{name}' in a worker failed: {exc}") from None
+    answer = FactsAnswer.model_validate_json(raw)
+    if answer.facts is None:
+        raise BackendError(answer.error)
+    return answer.facts
+
+
 def new_record(
-    config: RunConfig, command: list[str] | None, backend: Backend, **extra: Any
+    config: RunConfig,
+    command: list[str] | None,
+    backend: Backend | BackendFacts,
+    **extra: Any,
 ) -> RunRecord:
     """A fresh, running RunRecord for `config` on `backend`: new id, start time, environment."""
     return RunRecord(
@@ -81,8 +163,9 @@ def new_record(
 
 def open_run(config: RunConfig, command: list[str] | None) -> tuple[RunRecord, Path]:
     """Check the run's backend and dtypes, then claim its results file and save the new
-    record there. Raises (BackendError, BenchError) for bad input before any file exists."""
-    backend = get_backend(config.backend)
+    record there. Raises (BackendError, BenchError) for bad input before any file exists.
+    An accelerator is described from a worker process (`describe_backend`)."""
+    backend = describe_backend(config.backend)
     check_dtypes_supported(config, supported_dtype_names(backend))
     record = new_record(config, command, backend)
     path = claim_run_path(prepare_out_dir(config.out), record)
@@ -90,7 +173,7 @@ def open_run(config: RunConfig, command: list[str] | None) -> tuple[RunRecord, P
     return record, path
 
 
-def describe_with_settings(backend: Backend) -> DeviceInfo:
+def describe_with_settings(backend: Backend | BackendFacts) -> DeviceInfo:
     """backend.describe() with backend.settings() added under `settings` (what describe()
     put there itself wins). A settings() that raises is recorded as the one setting
     `settings.error`, so the run goes on and says why the settings are missing. The fp32

@@ -182,7 +182,7 @@ def test_generic_path_drives_torch_npu(npu: FakeNPU) -> None:
     ]
     timer = backend.timer()
     assert isinstance(timer, EventTimer)
-    assert timer.time_block(lambda: None, 3) == pytest.approx(0.012)
+    assert timer.time_block(lambda: None, 3) == pytest.approx(0.004)  # one event pair
 
 
 def test_autocast_runs_on_the_npu_device_type(npu: FakeNPU) -> None:
@@ -220,7 +220,7 @@ def test_describe_reports_name_memory_versions_and_known_peaks(npu: FakeNPU) -> 
 def test_910b3_peak_comes_with_its_source(monkeypatch: pytest.MonkeyPatch) -> None:
     install_stand_in(monkeypatch, FakeNPU(name="Ascend910B3"))
     info = AscendBackend().describe()
-    assert info.peak_flops == {"bf16": 313 * TERA}
+    assert info.peak_flops == {"bf16": 294.91 * TERA, "fp16": 294.91 * TERA}
     assert "torchtitan-npu" in info.peak_sources["bf16"]
 
 
@@ -286,3 +286,47 @@ def test_real_npu_conforms() -> None:
         pytest.skip(f"npu unavailable: {AscendBackend.availability().explain()}")
     report = run_kit("npu")
     assert report.passed, [r for r in report.results if r.status == "fail"]
+
+
+MULTI_CHIP_NPU_SMI = """#!/bin/sh
+echo "$@" >> "$NPU_SMI_LOG"
+case "$1 $2 $3" in
+  "info -m ")
+    printf '        NPU ID   Chip ID   Chip Logic ID   Chip Name\\n'
+    printf '        4        0         4               Ascend 910B3\\n'
+    printf '        4        1         -               Mcu\\n'
+    printf '        5        0         5               Ascend 910B3\\n'
+    printf '        5        1         6               Ascend 910B3\\n'
+    ;;
+  "info -t board") printf 'NPU ID : %s\\nFirmware Version : 7.5.0.1.129\\n' "$5" ;;
+  "info -t power") printf 'NPU ID : %s\\nPower Dissipation(W) : 90.5\\n' "$5" ;;
+  *) exit 2 ;;
+esac
+"""
+
+
+def test_npu_smi_reads_the_physical_chip_of_the_logical_index(
+    npu: FakeNPU, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backends import ascend
+
+    script = tmp_path / "npu-smi"
+    script.write_text(MULTI_CHIP_NPU_SMI)
+    script.chmod(0o755)
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setenv("NPU_SMI_LOG", str(log))
+    # torch's logical 1 is physical device 6: chip 1 of card 5
+    monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "4,6")
+    ascend._chip_map.cache_clear()
+    backend = AscendBackend(1)
+    assert backend.telemetry() == {"power_w": 90.5}
+    assert backend.settings()["npu.firmware"] == "7.5.0.1.129"
+    calls = [line for line in log.read_text().splitlines() if "-t" in line]
+    assert calls == ["info -t power -i 5 -c 1", "info -t board -i 5 -c 1"]
+    assert ascend.physical_device_id(0) == 4
+    assert ascend.npu_smi_address(4) == (4, 0)
+    monkeypatch.delenv("ASCEND_RT_VISIBLE_DEVICES")
+    assert ascend.physical_device_id(1) == 1
+    assert ascend.POWER_SAMPLE_INTERVAL_S >= 1.0  # a process per sample: not every 0.2 s
+    ascend._chip_map.cache_clear()

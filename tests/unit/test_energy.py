@@ -183,7 +183,7 @@ def test_npu_smi_power_is_sampled_and_integrated(
     script.write_text(FAKE_NPU_SMI)
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
-    meter = npu_smi_power_meter(0)
+    meter = npu_smi_power_meter(["-i", "0", "-c", "0"])
     assert isinstance(meter, PowerSampler)
     meter.start()
     time.sleep(0.5)
@@ -197,7 +197,7 @@ def test_npu_smi_missing_or_without_power_says_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    reason = npu_smi_power_meter(0).stop().reason
+    reason = npu_smi_power_meter(["-i", "0", "-c", "0"]).stop().reason
     assert reason == "npu-smi gives no power reading: FileNotFoundError: npu-smi is not on PATH"
     assert parse_npu_smi_power("Real-time Power(W) : 88") == 88.0
     with pytest.raises(ValueError, match="no power reading in npu-smi output"):

@@ -23,6 +23,7 @@ def test_every_figure_has_a_source_beside_it() -> None:
         # torch.cuda.get_device_name()
         ("NVIDIA H100 80GB HBM3", "NVIDIA H100 SXM"),
         ("NVIDIA H100 PCIe", "NVIDIA H100 PCIe"),
+        ("NVIDIA H100 NVL", "NVIDIA H100 NVL"),
         ("NVIDIA H200", "NVIDIA H200 SXM"),
         ("NVIDIA A100-SXM4-80GB", "NVIDIA A100 SXM4 80GB"),
         ("NVIDIA A100-SXM4-40GB", "NVIDIA A100 40GB"),
@@ -49,7 +50,16 @@ def test_reported_device_names_find_their_entry(reported: str, model: str) -> No
 
 @pytest.mark.parametrize(
     "reported",
-    ["NVIDIA H100 NVL", "NVIDIA H200 NVL", "NVIDIA GeForce RTX 4090", "Ascend910ProB", "cpu"],
+    [
+        "NVIDIA H200 NVL",
+        "NVIDIA GeForce RTX 4090",
+        "Ascend910ProB",
+        "cpu",
+        # MIG slices: a fraction of the GPU, no figure of their own (never the full GPU's)
+        "NVIDIA H100 80GB HBM3 MIG 1g.10gb",
+        "NVIDIA H100 80GB HBM3 MIG 3g.40gb",
+        "NVIDIA A100-SXM4-40GB MIG 7g.40gb",
+    ],
 )
 def test_devices_without_a_citable_figure_get_none(reported: str) -> None:
     assert lookup_peaks(reported) is None
@@ -63,6 +73,10 @@ def test_lookup_gives_per_dtype_figures_and_sources() -> None:
     assert "h100" in h100.sources["bf16"] and "h100" in h100.sources["bandwidth"]
     b3 = lookup_peaks("Ascend910B3")
     assert b3 is not None
-    assert b3.flops == {"bf16": 313 * TERA}
-    assert "torchtitan-npu" in b3.sources["bf16"] and "294.91T" in b3.sources["bf16"]
+    # the cube units' figure (torchtitan-npu's MFU denominator), fp16 at the bf16 rate
+    assert b3.flops == {"bf16": 294.91 * TERA, "fp16": 294.91 * TERA}
+    assert "torchtitan-npu" in b3.sources["bf16"] and "313" in b3.sources["bf16"]
     assert b3.bandwidth is None
+    nvl = lookup_peaks("NVIDIA H100 NVL")
+    assert nvl is not None and nvl.flops["bf16"] == 835.5 * TERA
+    assert nvl.bandwidth == pytest.approx(3.9 * TERA)
