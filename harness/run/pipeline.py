@@ -34,7 +34,7 @@ import torch
 
 from backends.base import Backend
 from harness.measurement.fallbacks import host_fallbacks
-from harness.measurement.phases import PHASE_ITERATIONS, PhaseTimer, add_phase_iterations, phase
+from harness.measurement.phases import PhaseTimer, instance_phase_timer
 from harness.measurement.profile import profile_step
 from harness.measurement.timing import measure
 from harness.measurement.yardstick import read_yardsticks
@@ -136,19 +136,8 @@ class LocalStrategy:
     def phases(
         self, instance: Instance, mode: str, backend: Backend, share: float, warm_up: bool
     ) -> PhaseSamples | None:
-        staged = instance.staged_step(mode, phase)
-        if staged is None:
-            return None
-        timer = PhaseTimer(backend)
-        add_phase_iterations(
-            timer,
-            staged,
-            warmup_iterations=1 if warm_up else 0,
-            min_iterations=max(1, math.ceil(PHASE_ITERATIONS * share)),
-            max_iterations=max(1, math.ceil(100 * share)),
-            max_time_s=0.5 * share,
-        )
-        return phase_samples(timer, instance)
+        timer = instance_phase_timer(instance, mode, backend, share, warm_up)
+        return phase_samples(timer, instance) if timer is not None else None
 
 
 def phase_samples(timer: PhaseTimer, instance: Instance, attribution: str = "") -> PhaseSamples:
