@@ -220,30 +220,36 @@ def _state_bytes(value: object) -> int:
 
 
 def build_case(
-    spec: CaseSpec, backend: Backend, strategy: CaseStrategy, rehearsed: bool = True
+    spec: CaseSpec, backend: Backend, strategy: CaseStrategy, timed: bool = True
 ) -> BuiltCase:
-    """Build `spec` on `backend` the one way every path does: after a rehearsal (when
-    `rehearsed`), seeded, with the strategy's context; for training, the state every round
-    starts from is copied. Raises CaseUnsupported when the backend lacks the dtype or the
-    workload cannot run the case; other failures raise as they are."""
+    """Build `spec` on `backend` the one way every path does: seeded, with the strategy's
+    context; for training, the state every round starts from is copied. `timed` (a case
+    whose step is measured): after a rehearsal, and with its step made; the scenario
+    engine, which serves requests instead and reads no peak memory, builds without either.
+    Raises CaseUnsupported when the backend lacks the dtype or the workload cannot run the
+    case; other failures raise as they are."""
     from workloads.base import CaseUnsupported
 
     reason = spec.unsupported_reason(backend)
     if reason is not None:
         raise CaseUnsupported(reason)
     kind = strategy.context_kind()
-    if rehearsed:
+    if timed:
         rehearse(spec, backend, kind)
     held = held_memory(backend)
     context = spec.build_context(backend, kind)
     instance = get_workload(spec.key.workload).build(context)
-    step = instance.step(spec.key.mode)
+    step = instance.step(spec.key.mode) if timed else _untimed
     built = BuiltCase(spec, backend, instance, step, held, extras={"context": context})
     if spec.key.mode == "train":
         built.state = instance.snapshot()
         built.state_bytes = _state_bytes(built.state)
     backend.synchronize()
     return built
+
+
+def _untimed() -> None:
+    raise RuntimeError("this case was built without a timed step (build_case(timed=False))")
 
 
 def round_settings(settings: MeasureSettings, rounds: int, first: bool) -> MeasureSettings:
