@@ -34,6 +34,8 @@ def test_never_raises_turns_every_failure_into_a_result_that_says_what_went_wron
     assert broken.error.message.startswith("ValueError: bad shape (at ")
     oom = never_raises(lambda: _raise(RuntimeError("CUDA out of memory")), _failed)
     assert oom.error and oom.error.kind == "oom"
+    served = failed_result(ScenarioResult, KEY, "nonfinite", "NaN", kind="tokens")
+    assert served.kind == "tokens" and served.error and served.error.kind == "nonfinite"
     scenario = failed_result(ScenarioResult, KEY, "timeout", "too slow", seed=3)
     assert (scenario.status, scenario.seed, scenario.error and scenario.error.kind) == (
         "failed",
