@@ -88,10 +88,13 @@ def failure(exc: BaseException) -> tuple[str, str]:
 ResultT = TypeVar("ResultT", bound=BaseModel)
 
 
-def failed_result(cls: type[ResultT], key: Any, kind: str, message: str, **extra: Any) -> ResultT:
+def failed_result(
+    cls: type[ResultT], key: Any, kind: str, message: str, /, **extra: Any
+) -> ResultT:
     """The result (`cls`: a CaseResult, ScenarioResult, ...) of something that produced no
     usable measurement: status `unsupported` for kind `unsupported`, else `failed`, with
-    `error` of `kind` (an ErrorKind) and `message`."""
+    `error` of `kind` (an ErrorKind) and `message`; `extra` fills other fields (positional
+    parameters, so a result's own `kind` field can be among them)."""
     status = "unsupported" if kind == "unsupported" else "failed"
     return cls.model_validate(
         {"key": key, "status": status, "error": {"kind": kind, "message": message}, **extra}

@@ -1,9 +1,9 @@
 """The files a supervisor and its ranks share in one job folder (one torchrun launch).
 
 - `job.json`: the DistJob (cases to run, where rank 0 writes results).
-- `events-rank<R>.jsonl`: each rank appends `start`/`measured` per case; global rank 0 also
-  appends `done` with the case's result. The supervisor reads them for progress and for
-  its per-case timeout.
+- `events-rank<R>.jsonl`: each rank appends `start`, `round` (after each round) and
+  `measured` per case; global rank 0 also appends `done` with the case's result. The
+  supervisor reads them for progress and for its timeout (per round).
 - `error-rank<R>.json`: why a rank gave up on a case (it then exits; torchrun ends the job).
 - `pid-rank<R>`: the rank's process id, so the supervisor can make sure none is left behind.
 """

@@ -6,7 +6,7 @@ file. The supervisor follows the ranks' event files and enforces the case timeou
 
 - a rank that dies makes torchrun end the job (max restarts 0); the supervisor records the
   case as failed (`crash`, naming the rank and how it ended) and relaunches the rest;
-- a case that runs past the case timeout (a hung rank) is stopped: torchrun gets SIGTERM
+- a case whose round runs past the case timeout (a hung rank) is stopped: torchrun gets SIGTERM
   (it terminates its ranks), SIGKILL after a grace period; the case is recorded as
   `timeout` and the rest relaunched;
 - any rank still alive after its job ended is killed (every rank writes its pid; it also
@@ -181,6 +181,8 @@ class Supervisor:
                     started[event.index] = time.monotonic()
                     if self.progress:
                         self.progress(planned.index, self.total, planned.spec, None)
+                elif event.event == "round" and event.index in started:
+                    started[event.index] = time.monotonic()  # the timeout is per round
                 elif event.event == "measured":
                     measured.setdefault(event.index, set()).add(rank)
                 elif event.event == "done" and event.index not in done:

@@ -198,10 +198,15 @@ def _timed(samples: SyncedSamples, me: Rank, backend: Backend) -> Timed:
 
 
 def _measure_rounds(
-    spec: CaseSpec, backend: Backend, rounds: int, strategy: DistributedStrategy
+    spec: CaseSpec,
+    backend: Backend,
+    rounds: int,
+    strategy: DistributedStrategy,
+    on_round: Callable[[], None],
 ) -> list[RoundResult]:
     """Build one case through the case pipeline and measure its `rounds` rounds on this rank,
-    back to back; the rounds as this rank saw them (rank 0 combines every rank's)."""
+    back to back, calling `on_round()` after each; the rounds as this rank saw them (rank 0
+    combines every rank's)."""
     key = spec.key
     try:
         built = build_case(spec, backend, strategy)
@@ -223,6 +228,7 @@ def _measure_rounds(
         else:
             result = with_fallbacks(lambda job=job: measure_round(built, job, strategy))
         results.append(result)
+        on_round()
         if strategy.any_rank(result.status != "ok"):
             break
     return results
@@ -364,7 +370,13 @@ def run_job(folder: Path) -> None:
         started_at = datetime.now(timezone.utc)
         try:
             dist.barrier(group=control)
-            rounds = _measure_rounds(spec, backend, job.rounds, strategy)
+            rounds = _measure_rounds(
+                spec,
+                backend,
+                job.rounds,
+                strategy,
+                lambda index=index: append_event(folder, me.rank, "round", index),
+            )
             append_event(folder, me.rank, "measured", index)
             gathered: list[list[RoundResult] | None] = [None] * me.world if me.rank == 0 else []
             dist.gather_object(rounds, gathered if me.rank == 0 else None, dst=0, group=control)

@@ -194,41 +194,35 @@ PHASE_ITERATIONS = 10
 """The fewest instrumented iterations behind a case's breakdown."""
 
 
-def instance_phases(
-    instance: Instance,
-    mode: str,
-    backend: Backend,
-    timer: PhaseTimer | None = None,
-    share: float = 1.0,
-    last: bool = True,
-) -> PhaseBreakdown | None:
-    """The phase breakdown of `instance`'s `mode` step from its staged step, timed in
-    iterations of its own (call it after a headline measurement, which it does not touch);
-    None when the mode has no staged step (everything but training).
-
-    Measured in rounds, each round adds `share` (1/R) of the iterations to the case's `timer`
-    right after its own headline round, so the phases see the machine the headline saw;
-    `last` returns the breakdown over every round's iterations (topped up to
-    PHASE_ITERATIONS when earlier rounds ran elsewhere), earlier rounds None."""
+def instance_phase_timer(
+    instance: Instance, mode: str, backend: Backend, share: float = 1.0, warm_up: bool = True
+) -> PhaseTimer | None:
+    """Instrumented iterations of `instance`'s staged `mode` step (call it after a headline
+    measurement, which it does not touch); None when the mode has no staged step (everything
+    but training). Measured in R rounds, each round times `share` (1/R) of the iterations
+    (PHASE_ITERATIONS in all at least), right after its own headline round, so the phases
+    see the machine the headline saw; `warm_up`: one untimed call first."""
     staged = instance.staged_step(mode, phase)
     if staged is None:
         return None
-    timer = timer if timer is not None else PhaseTimer(backend)
+    timer = PhaseTimer(backend)
     add_phase_iterations(
         timer,
         staged,
-        warmup_iterations=0 if timer.iterations else 1,
+        warmup_iterations=1 if warm_up else 0,
         min_iterations=max(1, math.ceil(PHASE_ITERATIONS * share)),
         max_iterations=max(1, math.ceil(100 * share)),
         max_time_s=0.5 * share,
     )
-    if not last:
+    return timer
+
+
+def instance_phases(instance: Instance, mode: str, backend: Backend) -> PhaseBreakdown | None:
+    """The phase breakdown of `instance`'s `mode` step in one go (`instance_phase_timer`),
+    with the optimizer's traffic; None when the mode has no staged step."""
+    timer = instance_phase_timer(instance, mode, backend)
+    if timer is None:
         return None
-    missing = PHASE_ITERATIONS - len(timer.iterations)
-    if missing > 0:
-        add_phase_iterations(
-            timer, staged, warmup_iterations=0, min_iterations=missing, max_iterations=missing
-        )
     breakdown = timer.breakdown()
     traffic = instance.optimizer_traffic()
     if traffic is not None:

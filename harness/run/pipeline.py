@@ -34,7 +34,7 @@ import torch
 
 from backends.base import Backend
 from harness.measurement.fallbacks import host_fallbacks
-from harness.measurement.phases import PHASE_ITERATIONS, PhaseTimer, add_phase_iterations, phase
+from harness.measurement.phases import PhaseTimer, instance_phase_timer
 from harness.measurement.profile import profile_step
 from harness.measurement.timing import measure
 from harness.measurement.yardstick import read_yardsticks
@@ -136,19 +136,8 @@ class LocalStrategy:
     def phases(
         self, instance: Instance, mode: str, backend: Backend, share: float, warm_up: bool
     ) -> PhaseSamples | None:
-        staged = instance.staged_step(mode, phase)
-        if staged is None:
-            return None
-        timer = PhaseTimer(backend)
-        add_phase_iterations(
-            timer,
-            staged,
-            warmup_iterations=1 if warm_up else 0,
-            min_iterations=max(1, math.ceil(PHASE_ITERATIONS * share)),
-            max_iterations=max(1, math.ceil(100 * share)),
-            max_time_s=0.5 * share,
-        )
-        return phase_samples(timer, instance)
+        timer = instance_phase_timer(instance, mode, backend, share, warm_up)
+        return phase_samples(timer, instance) if timer is not None else None
 
 
 def phase_samples(timer: PhaseTimer, instance: Instance, attribution: str = "") -> PhaseSamples:
@@ -231,30 +220,36 @@ def _state_bytes(value: object) -> int:
 
 
 def build_case(
-    spec: CaseSpec, backend: Backend, strategy: CaseStrategy, rehearsed: bool = True
+    spec: CaseSpec, backend: Backend, strategy: CaseStrategy, timed: bool = True
 ) -> BuiltCase:
-    """Build `spec` on `backend` the one way every path does: after a rehearsal (when
-    `rehearsed`), seeded, with the strategy's context; for training, the state every round
-    starts from is copied. Raises CaseUnsupported when the backend lacks the dtype or the
-    workload cannot run the case; other failures raise as they are."""
+    """Build `spec` on `backend` the one way every path does: seeded, with the strategy's
+    context; for training, the state every round starts from is copied. `timed` (a case
+    whose step is measured): after a rehearsal, and with its step made; the scenario
+    engine, which serves requests instead and reads no peak memory, builds without either.
+    Raises CaseUnsupported when the backend lacks the dtype or the workload cannot run the
+    case; other failures raise as they are."""
     from workloads.base import CaseUnsupported
 
     reason = spec.unsupported_reason(backend)
     if reason is not None:
         raise CaseUnsupported(reason)
     kind = strategy.context_kind()
-    if rehearsed:
+    if timed:
         rehearse(spec, backend, kind)
     held = held_memory(backend)
     context = spec.build_context(backend, kind)
     instance = get_workload(spec.key.workload).build(context)
-    step = instance.step(spec.key.mode)
+    step = instance.step(spec.key.mode) if timed else _untimed
     built = BuiltCase(spec, backend, instance, step, held, extras={"context": context})
     if spec.key.mode == "train":
         built.state = instance.snapshot()
         built.state_bytes = _state_bytes(built.state)
     backend.synchronize()
     return built
+
+
+def _untimed() -> None:
+    raise RuntimeError("this case was built without a timed step (build_case(timed=False))")
 
 
 def round_settings(settings: MeasureSettings, rounds: int, first: bool) -> MeasureSettings:

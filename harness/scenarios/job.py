@@ -178,10 +178,10 @@ def failed(spec: ScenarioSpec, error: str, message: str, **extra: Any) -> Scenar
 
 
 def _build(spec: ScenarioSpec, backend: Backend) -> tuple[Instance, Server]:
-    """The case built by the case pipeline (no rehearsal: nothing here reads peak memory),
-    and its server."""
+    """The case built by the case pipeline (untimed: requests are served instead), and its
+    server."""
     case = CaseSpec(backend=spec.backend, key=spec.key, params=spec.params, seed=spec.seed)
-    instance = build_case(case, backend, LOCAL, rehearsed=False).instance
+    instance = build_case(case, backend, LOCAL, timed=False).instance
     server = instance.server(spec.key.batch)
     if server is None:
         raise CaseUnsupported(
