@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.errors import failed_result, never_raises
+from harness.errors import failed_result
+from harness.measurement.guard import never_raises
 from harness.results.schema import CaseKey, CaseResult, ScenarioResult
 from harness.run.case import PhaseSamples, RoundEnergy, RoundResult
 from harness.run.fold import fold_rounds
