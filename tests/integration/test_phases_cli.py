@@ -101,8 +101,9 @@ def test_a_fallback_only_in_backward_is_a_training_caveat_naming_the_operator(
     assert train.host_fallbacks == ["aten::fake_backward_op"]
     assert infer.host_fallbacks is None
     (verdict,) = answer([run]).verdicts
-    # A caveat at least (a noisy tiny run may add a penalty above the not-ready line).
-    assert verdict.training.status in ("caveats", "not ready")
+    # A caveat at least (a noisy tiny run may add a penalty above or straddling the not-ready
+    # line).
+    assert verdict.training.status in ("caveats", "undecided", "not ready")
     assert (
         "mlp training runs operator(s) on the host (CPU fallback) that inference does not: "
         "aten::fake_backward_op"
