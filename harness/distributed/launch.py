@@ -14,6 +14,7 @@ from pathlib import Path
 
 from backends.base import Backend
 from harness.errors import BenchError
+from harness.run.session import BackendFacts
 
 WORKER_MODULE = "harness.distributed.worker"
 
@@ -28,7 +29,7 @@ def distributed_workloads(workloads: list[str], default: list[str]) -> list[str]
     return workloads or [*default, *DISTRIBUTED_EXTRA_SUITE]
 
 
-def check_devices(backend: Backend, nproc: int) -> None:
+def check_devices(backend: Backend | BackendFacts, nproc: int) -> None:
     """Refuse more processes per node than the backend has devices (accelerators only: CPU
     ranks share the host)."""
     if backend.device_type == "cpu":

@@ -38,7 +38,7 @@ from typing import Any
 import torch.distributed as dist
 
 from backends.base import Backend
-from backends.registry import get_backend
+from backends.registry import get_backend, get_backend_class
 from harness.distributed.context import DistributedBuildContext
 from harness.distributed.job import (
     DistJob,
@@ -144,6 +144,7 @@ class DistributedStrategy:
         settings: MeasureSettings,
         time_cold_start: bool,
         iterations: int | None,
+        on_warm: Callable[[], None] | None = None,
     ) -> Timed:
         samples = measure_synchronized(
             step,
@@ -357,6 +358,7 @@ def run_job(folder: Path) -> None:
     _watch_parent(job.supervisor_pid)
     me = Rank()
     write_pid(folder, me.rank)
+    get_backend_class(job.backend).prepare_process()  # before any torch op starts threads
     backend = get_backend(job.backend, me.local_rank)
     dist.init_process_group(backend.dist_backend, timeout=timedelta(seconds=job.case_timeout_s))
     control = None if backend.dist_backend == "gloo" else dist.new_group(backend="gloo")

@@ -20,6 +20,7 @@ from harness.results.schema import (
     CaseKey,
     CaseStatus,
     CollectivePoint,
+    DenormalCount,
     OpProfile,
     RankTiming,
 )
@@ -138,6 +139,8 @@ class RoundResult(BaseModel):
     host_fallbacks: list[str] = Field(default_factory=list)
     phases: PhaseSamples | None = None
     profile: OpProfile | None = None
+    denormals: DenormalCount | None = None
+    """Denormal values a training case left behind (CPU), counted after its last round."""
     per_rank: list[RankTiming] | None = None
     collectives: list[CollectivePoint] | None = None
     """A collective's message-size sweep in this round (the fold keeps the last round's)."""

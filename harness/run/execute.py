@@ -15,7 +15,7 @@ import gc
 
 import torch
 
-from backends.registry import get_backend
+from backends.registry import get_backend, get_backend_class
 from harness.errors import failed_result
 from harness.measurement.guard import never_raises
 from harness.measurement.timing import summarize
@@ -35,13 +35,17 @@ LOCAL = LocalStrategy()
 
 
 @functools.cache
-def prime_process() -> None:
-    """Once per process: one small forward, backward and AdamW step on the host and one
-    bootstrap CI, so that the first case of a process does not pay (in time or in peak memory)
-    for loading the kernels, thread pools and modules (scipy) that every case shares. Then
+def prime_process(backend: str) -> None:
+    """Once per process (and backend): the backend's process-wide settings
+    (`Backend.prepare_process`, e.g. the CPU's denormal handling, which threads inherit only
+    when set before torch starts them), then one small forward, backward and AdamW step on
+    the host and one bootstrap CI, so that the first case of a process does not pay (in time
+    or in peak memory) for loading the kernels, thread pools and modules (scipy) that every
+    case shares. Then
     the objects alive (torch's modules, ~330k of them once the optimizer has loaded dynamo)
     are frozen out of the garbage collector: the collections that keep memory readings clean
     cost ~0.2 s each otherwise, several per case."""
+    get_backend_class(backend).prepare_process()
     summarize([1.0, 2.0, 3.0], iterations_per_sample=1)
     layer = torch.nn.Linear(512, 512)
     optimizer = torch.optim.AdamW(layer.parameters())
@@ -83,7 +87,7 @@ def execute_round(job: RoundSpec) -> RoundResult:
     cache_key = case_cache_key(job.case)
 
     def run() -> RoundResult:
-        prime_process()
+        prime_process(job.case.backend)
         built = _BUILT.get(cache_key)
         if built is None:
             built = build_case(job.case, get_backend(job.case.backend), LOCAL)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from backends.base import EnergyReading
 from harness.errors import failed_result
+from harness.measurement.denormals import sample_trend
 from harness.measurement.energy import case_energy
 from harness.measurement.phases import breakdown_of
 from harness.measurement.timing import summarize
@@ -35,9 +36,11 @@ def fold_rounds(
     with several rounds and a `precision`, stability from that CI); warm-up and time are
     summed, the cold start is the first round's. Yardsticks are one series per yardstick,
     energy the sum of the rounds' windows, peak memory the first reading, phases one
-    breakdown over every round's iterations, host fallbacks the union, the profile and the
-    workload's extra figures the last round's. A round that failed fails the case with its
-    error (keeping its samples for a NaN/Inf output); no round: ValueError."""
+    breakdown over every round's iterations, host fallbacks the union, the profile, the denormal
+    count and the workload's extra figures the last round's; the within-round trend of the
+    samples is detected here (`sample_trend`), its cause named when denormals were left. A
+    round that failed fails the case with its error (keeping its samples for a NaN/Inf
+    output); no round: ValueError."""
     if not rounds:
         raise ValueError("fold_rounds needs at least one round")
     fallbacks = sorted({op for r in rounds for op in r.host_fallbacks}) or None
@@ -57,6 +60,7 @@ def fold_rounds(
     for r in rounds:
         yardstick = append_readings(yardstick, r.yardsticks)
     energy, energy_note = _energy(rounds, seconds, last)
+    denormals = next((r.denormals for r in reversed(rounds) if r.denormals is not None), None)
     return CaseResult(
         key=key,
         status="ok",
@@ -76,6 +80,8 @@ def fold_rounds(
         phases=_phases(rounds),
         profile=next((r.profile for r in reversed(rounds) if r.profile is not None), None),
         per_rank=_per_rank(rounds),
+        denormals=denormals,
+        trend=sample_trend(measurement, denormals),
         **stamps,
     )
 

@@ -33,13 +33,14 @@ from typing import Any, Protocol
 import torch
 
 from backends.base import Backend
+from harness.measurement.denormals import count_denormals
 from harness.measurement.fallbacks import host_fallbacks
 from harness.measurement.phases import PhaseTimer, instance_phase_timer
 from harness.measurement.profile import profile_step
 from harness.measurement.timing import measure
 from harness.measurement.yardstick import read_yardsticks
 from harness.results.config import MeasureSettings
-from harness.results.schema import OpProfile, RankTiming
+from harness.results.schema import DenormalCount, OpProfile, RankTiming
 from harness.run.case import CaseSpec, PhaseSamples, RoundEnergy, RoundResult, RoundSpec
 from workloads.base import BuildContext, Instance
 from workloads.registry import get_workload
@@ -82,8 +83,10 @@ class CaseStrategy(Protocol):
         settings: MeasureSettings,
         time_cold_start: bool,
         iterations: int | None,
+        on_warm: Callable[[], None] | None = None,
     ) -> Timed:
-        """Time `step` for one round (`settings` already split for the round)."""
+        """Time `step` for one round (`settings` already split for the round); `on_warm()`,
+        when given, is called once between the warm-up and the first timed sample."""
 
     def any_rank(self, flag: bool) -> bool:
         """Whether `flag` holds in any process of the case (every process must then take the
@@ -113,6 +116,7 @@ class LocalStrategy:
         settings: MeasureSettings,
         time_cold_start: bool,
         iterations: int | None,
+        on_warm: Callable[[], None] | None = None,
     ) -> Timed:
         m = measure(
             step,
@@ -120,6 +124,7 @@ class LocalStrategy:
             **settings.model_dump(),
             time_cold_start=time_cold_start,
             iterations=iterations,
+            on_warm=on_warm,
         )
         return Timed(
             samples_s=list(m.samples_s),
@@ -287,9 +292,10 @@ def measure_round(built: BuiltCase, job: RoundSpec, strategy: CaseStrategy) -> R
         backend.reset_peak_memory()
     settings = round_settings(spec.measure, job.rounds, first=first or built.state is not None)
     meter = backend.energy_meter() if strategy.energy_refusal is None else None
-    if meter is not None:
-        meter.start()
-    timed = strategy.time_step(built.step, backend, settings, first, built.iterations)
+    # The meter starts after the warm-up: cold start, warm-up and compile time would otherwise
+    # dilute the average power and make J/step read low.
+    on_warm = meter.start if meter is not None else None
+    timed = strategy.time_step(built.step, backend, settings, first, built.iterations, on_warm)
     reading = meter.stop() if meter is not None else None
     if first:
         peak = backend.peak_memory_bytes()
@@ -331,9 +337,27 @@ def measure_round(built: BuiltCase, job: RoundSpec, strategy: CaseStrategy) -> R
         _restore(built)
         profile = case_profile(spec, built.step, backend)
     extra = instance.extra_metrics(key.mode, median)
+    denormals = None
+    if job.round == job.rounds - 1 and key.mode == "train" and strategy.world == 1:
+        denormals = _denormals(instance, built.step, backend)
     return RoundResult.model_validate(
-        {**common, "phases": phases, "profile": profile, "extra": extra}
+        {**common, "phases": phases, "profile": profile, "extra": extra, "denormals": denormals}
     )
+
+
+def _denormals(
+    instance: Instance, step: Callable[[], None], backend: Backend
+) -> DenormalCount | None:
+    """The denormal values a training case left in its model, gradients, optimizer state and
+    one more step's activations (after every timed window: counting trains one step); None
+    for an instance without one model and optimizer."""
+    model = getattr(instance, "model", None)
+    if not isinstance(model, torch.nn.Module):
+        return None
+    optimizer = getattr(instance, "optimizer", None)
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        optimizer = None
+    return count_denormals(model, optimizer, step=step, probe_flush=backend.device_type == "cpu")
 
 
 def case_profile(spec: CaseSpec, step: Callable[[], None], backend: Backend) -> OpProfile:

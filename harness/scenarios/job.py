@@ -191,7 +191,7 @@ def _build(spec: ScenarioSpec, backend: Backend) -> tuple[Instance, Server]:
 
 
 def _run(spec: ScenarioSpec, t0: float) -> ScenarioResult:
-    prime_process()
+    prime_process(spec.backend)
     backend = get_backend(spec.backend)
     instance, server = _build(spec, backend)
     session = ScenarioSession(spec, server, backend, t0)
