@@ -24,7 +24,7 @@ from harness.cli.tables import (
 from harness.distributed.launch import check_options, is_distributed
 from harness.distributed.supervisor import run_distributed
 from harness.errors import BenchError
-from harness.fidelity.check import FidelitySpec
+from harness.fidelity.jobs import FidelitySpec
 from harness.results.config import RunConfig
 from harness.results.fidelity import FidelityResult
 from harness.results.schema import CaseResult, ScenarioResult

@@ -6,25 +6,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.fidelity.check import (
-    FIDELITY_STEPS,
-    FIDELITY_WORKLOADS,
-    Baseline,
+from harness.fidelity.jobs import (
     FidelitySpec,
-    Trajectory,
     TrajectoryAnswer,
     TrajectorySpec,
     failed_fidelity,
     fidelity_job,
-    fidelity_steps,
+    trajectory_job,
+)
+from harness.fidelity.trajectory import (
+    Baseline,
+    Trajectory,
     honest_is_reference,
     honest_name,
     parse_reference,
-    trajectory_job,
 )
 from harness.isolation.executor import Executor, WorkerFailure
 from harness.results.config import RunConfig
-from harness.results.fidelity import FidelityResult
+from harness.results.fidelity import (
+    FIDELITY_STEPS,
+    FIDELITY_WORKLOADS,
+    FidelityResult,
+    fidelity_steps,
+)
 from harness.results.schema import RunRecord
 from harness.results.store import save_run
 from harness.run.plan import default_workloads, split_params
