@@ -365,7 +365,8 @@ def fidelity_section(a: Answer, figures: dict[str, Figure]) -> Section:
             ]
         )  # fmt: skip
     cols = [
-        "system", "workload", "dtype", "preset", "reference", "steps", "loss dev (x initial loss)",
+        "system", "workload", "dtype", "preset", "reference", "steps",
+        "loss dev (x reference loss)",
         "grad-norm dev (x median)", "pass band at the last compared step (loss / grad norm)",
         "honest drift (loss / grad norm)", "routing mismatch (MoE)", "final loss ratio",
         "first NaN/Inf step", "bitwise repeatable", "verdict", "reasons", "note",
