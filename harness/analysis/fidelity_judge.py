@@ -6,7 +6,9 @@ after a band change shows the verdict the current rules give.
 
 Scales: a step's loss deviation is |target - reference| / the reference's loss at that step,
 so a fault that moves the loss by 1% reads 1% whether the loss is 70 or 3 nats; the final loss
-(mean of the last tenth of the steps) is judged relative to the reference's final loss.
+(mean of the last tenth of the steps) is judged relative to the reference's final loss. Both
+scales are kept at or above LOSS_SCALE_FLOOR x the reference's initial loss, so a loss that
+approaches zero does not turn rounding noise into a large relative deviation.
 Gradient norms are divided by the reference's median gradient norm (a norm can pass near zero
 at a step, the median of a run does not).
 """
@@ -22,6 +24,7 @@ from pydantic import BaseModel
 from harness.results.fidelity import (
     BAND_FLOORS,
     BAND_K,
+    LOSS_SCALE_FLOOR,
     MAX_SKIPPED_FRACTION,
     TOLERANCES,
     WARN_FACTOR,
@@ -54,9 +57,19 @@ def _deviations(target: Series, reference: Series, scales: Series, steps: int) -
     return out
 
 
+def loss_scale(value: float | None, reference: Series) -> float | None:
+    """|value|, but at least LOSS_SCALE_FLOOR x |the reference's initial loss| (None when
+    either is unknown)."""
+    first = reference[0] if reference else None
+    if value is None or first is None:
+        return None
+    return max(abs(value), LOSS_SCALE_FLOOR * abs(first))
+
+
 def loss_deviations(target: Series, reference: Series, steps: int) -> Series:
-    """|t - r| / |r| per step over the first `steps` steps: the loss on its own scale."""
-    return _deviations(target, reference, reference, steps)
+    """|t - r| / loss_scale(r) per step over the first `steps` steps: the loss on its own
+    scale (the reference's loss at that step)."""
+    return _deviations(target, reference, [loss_scale(r, reference) for r in reference], steps)
 
 
 def norm_deviations(target: Series, reference: Series, steps: int) -> Series:
@@ -93,11 +106,13 @@ def final_losses(target: Series, reference: Series) -> tuple[float, float] | Non
 
 
 def final_deviation(target: Series, reference: Series) -> float | None:
-    """|final target - final reference| / |final reference| (final_losses; None if unknown)."""
+    """|final target - final reference| / loss_scale(final reference) (final_losses; None if
+    unknown)."""
     final = final_losses(target, reference)
-    if final is None or not final[1]:
+    scale = loss_scale(final[1], reference) if final is not None else None
+    if final is None or not scale:
         return None
-    return abs(final[0] - final[1]) / abs(final[1])
+    return abs(final[0] - final[1]) / scale
 
 
 def measured_band(

@@ -29,6 +29,11 @@ COMPARE_STEPS = 20
 DETERMINISM_STEPS = 20
 """The determinism check repeats at most this many steps on the target (bounds its cost)."""
 
+LOSS_SCALE_FLOOR = 0.1
+"""A loss deviation is divided by the reference's loss at the step, but never by less than
+this fraction of its initial loss: a loss that approaches zero (the convnet reaches 0.01)
+would otherwise turn rounding noise into a large relative deviation."""
+
 MAX_SKIPPED_FRACTION = 0.25
 """fp16 steps skipped by the loss scaler (gradient overflow) beyond this fraction warn."""
 

@@ -144,6 +144,8 @@ def test_deviations_are_on_the_loss_own_scale_and_skip_nonfinite_markers() -> No
     assert norm_deviations([1.0, 2.2], [1.0, 2.0], 2) == pytest.approx([0.0, 0.1])
     assert loss_deviations([], [], 2) == [None, None]
     assert loss_deviations([1.0], [0.0], 1) == [None]  # no scale at a zero loss
+    # a loss near zero is not a scale: at least LOSS_SCALE_FLOOR (0.1) x the initial loss
+    assert loss_deviations([2.0, 0.02], [2.0, 0.01], 2) == pytest.approx([0.0, 0.05])
     assert not any(math.isnan(d or 0.0) for d in loss_deviations([None], [None], 1))
 
 
