@@ -377,3 +377,28 @@ def test_a_stored_check_is_judged_again_under_the_current_bands(
     assert stored.verdict == "pass"  # the stored result itself is left as it was
     skipped = stored.model_copy(update={"verdict": "skipped", "reasons": ["why"]})
     assert rejudge(skipped) is skipped
+
+
+def test_a_gradient_fault_from_step_30_fails_at_small_by_its_final_loss(
+    test_plugins: dict[str, str],
+) -> None:
+    """grads-late-last-eighth zeroes the last eighth of every gradient from step 30: the
+    compared window (steps 0-19) is clean, and the final loss, judged against the reference's
+    final loss, fails it; a healthy device on the same baseline passes."""
+    from harness.fidelity.trajectory import resolved_params, train_baseline
+
+    model = get_workload("mlp")
+    params = resolved_params(model, "small", None, None)
+    baseline = train_baseline(model, "fp32", "small", params, 0, 100, "cpu:fp32")
+    late, healthy = (
+        check_fidelity(name, model, "fp32", "small", determinism=False, baseline=baseline)
+        for name in ("grads-late-last-eighth", "healthy-cpu")
+    )
+    assert healthy.verdict == "pass", healthy.reasons
+    assert late.steps == 100 and late.max_rel_loss_deviation == 0.0  # the window is clean
+    assert late.verdict == "fail"
+    assert late.final_loss_deviation is not None and late.band is not None
+    assert late.final_loss_deviation > late.band.final_loss_warn  # type: ignore[operator]
+    assert len(late.reasons) == 1, late.reasons
+    assert late.reasons[0].startswith("the final loss differs by ")
+    assert "of the reference's final loss" in late.reasons[0]
