@@ -50,6 +50,7 @@ def round_up(value: float) -> float:
 
 
 def collect(argv: list[str], reference: str) -> list[DriftRow]:
+    """The survey's rows against `reference`, printed as they come."""
     args = parser("drift").parse_args([*argv, "--reference", reference])
     print(f"\nhonest drift against {reference}\n\n{HEADER}", flush=True)
     rows = []
@@ -60,6 +61,7 @@ def collect(argv: list[str], reference: str) -> list[DriftRow]:
 
 
 def derive(against_fp32: list[DriftRow], against_fp64: list[DriftRow]) -> None:
+    """Print the floors and fallback tolerances the module docstring's rules give."""
     fp32 = [r for r in against_fp64 if r.dtype == "fp32"]
     fp32_loss = round_up(10 * max((max(r.loss_max, r.final_loss or 0) for r in fp32), default=0))
     fp32_norm = round_up(10 * max((r.grad_norm_max for r in fp32), default=0))
@@ -81,8 +83,10 @@ def derive(against_fp32: list[DriftRow], against_fp64: list[DriftRow]) -> None:
 
 
 def faults(presets: list[str], workloads: list[str]) -> None:
+    """Each fault plugin (and the healthy one) checked in fp32 and bf16 at each preset."""
     from harness.fidelity.jobs import check_fidelity
     from harness.fidelity.trajectory import resolved_params, train_baseline
+    from harness.results.fidelity import fidelity_steps
     from workloads.registry import get_workload
 
     sys.path.insert(0, str(PLUGINS))
@@ -93,8 +97,6 @@ def faults(presets: list[str], workloads: list[str]) -> None:
             model = get_workload(name)
             params = resolved_params(model, preset, None, None)
             for dtype in ("fp32", "bf16"):
-                from harness.results.fidelity import fidelity_steps
-
                 steps = fidelity_steps(preset)
                 base = train_baseline(model, dtype, preset, params, 0, steps, "cpu:fp32")
                 for device in FAULTS:
@@ -114,7 +116,9 @@ def main() -> None:
     run_faults = "--faults" in argv
     argv = [a for a in argv if a != "--faults"]
     against_fp32 = collect(argv, "cpu:fp32")
-    without_dtype = [a for i, a in enumerate(argv) if a != "--dtype" and argv[i - 1] != "--dtype"]
+    without_dtype = [
+        a for i, a in enumerate(argv) if a != "--dtype" and (i == 0 or argv[i - 1] != "--dtype")
+    ]
     against_fp64 = collect([*without_dtype, "--dtype", "fp32"], "cpu:fp64")
     derive(against_fp32, against_fp64)
     if run_faults:
