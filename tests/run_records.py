@@ -13,10 +13,9 @@ import numpy as np
 
 from backends.base import DeviceInfo
 from harness.analysis.mfu import apply_peaks
-from harness.fidelity.check import TOLERANCES
 from harness.measurement.timing import summarize
 from harness.results.config import RunConfig
-from harness.results.fidelity import FidelityResult
+from harness.results.fidelity import TOLERANCES, FidelityResult
 from harness.results.schema import (
     CaseError,
     CaseKey,

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from harness.cli.inputs import print_warnings
 from harness.errors import BenchError
+from harness.results.fidelity_judge import rejudge_record
 from harness.results.store import load_runs, prepare_out_dir
 
 
@@ -33,6 +34,8 @@ def report_command(
             f"no usable results in {', '.join(str(p) for p in results)}; "
             "run `bench run` first or name results files."
         )
+    # Fidelity verdicts under the current bands: a band or scale change reaches stored runs.
+    records = [rejudge_record(r) for r in records]
     paths = write_report(records, prepare_out_dir(out), warnings)
     where = f"{escape(str(paths.html))}, {escape(str(paths.markdown))}"
     Console().print(f"report of {len(records)} run(s): {where}", soft_wrap=True)

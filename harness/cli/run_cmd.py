@@ -27,7 +27,7 @@ from harness.cli.tables import (
 )
 from harness.dispatch import Outcome, start
 from harness.errors import BenchError
-from harness.fidelity.check import FidelitySpec
+from harness.fidelity.jobs import FidelitySpec
 from harness.results.config import RunConfig
 from harness.results.fidelity import FidelityResult
 from harness.results.schema import CaseResult, ScenarioResult

@@ -106,7 +106,7 @@ def fidelity_table(results: list[FidelityResult]) -> Table:
     for column in (
         "check",
         "steps",
-        "loss dev (x initial loss)",
+        "loss dev (x reference loss)",
         "grad-norm dev (x median)",
         "routing mismatch",
         "bitwise",

@@ -369,7 +369,8 @@ def fidelity_section(a: Answer, figures: dict[str, Figure]) -> Section:
             ]
         )  # fmt: skip
     cols = [
-        "system", "workload", "dtype", "preset", "reference", "steps", "loss dev (x initial loss)",
+        "system", "workload", "dtype", "preset", "reference", "steps",
+        "loss dev (x reference loss)",
         "grad-norm dev (x median)", "pass band at the last compared step (loss / grad norm)",
         "honest drift (loss / grad norm)", "routing mismatch (MoE)", "final loss ratio",
         "first NaN/Inf step", "bitwise repeatable", "verdict", "reasons", "note",
@@ -378,7 +379,9 @@ def fidelity_section(a: Answer, figures: dict[str, Figure]) -> Section:
         title="Training fidelity",
         paragraphs=[
             "N training steps on the target and on the reference from identical initial "
-            "weights and identical batches of real data. The pass band is measured in the run: "
+            "weights and identical batches of real data. Loss deviations are fractions of the "
+            "reference's loss at the step (the final loss: of its final loss); verdicts are "
+            "those of the current bands. The pass band is measured in the run: "
             "k x the drift of an honest run (the same training in the target dtype on the "
             "reference device) plus a floor, per step; `table` marks checks judged against "
             "the fixed per-dtype tolerances instead (docs/fidelity.md). Routing mismatch "

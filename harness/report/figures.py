@@ -15,9 +15,10 @@ from typing import Any
 
 from harness.analysis.answer import PENALTY_CAVEAT, PENALTY_NOT_READY, Answer
 from harness.analysis.phases import STACK_ORDER
-from harness.report.mpl import literal_figure, log_axes, plot_text
+from harness.report.mpl import literal_figure, log_axes, log_axis, plot_text
 from harness.report.render import Figure
 from harness.results.fidelity import FidelityResult
+from harness.results.fidelity_judge import loss_deviations
 from harness.units import time_unit
 
 MAX_LOSS_PANELS = 12
@@ -219,13 +220,12 @@ def memory_figure(answer: Answer, out: list[Figure]) -> None:
 
 def _shade_band(ax: Any, r: FidelityResult) -> None:
     """The loss pass and warn bands around the reference, over the compared steps (band
-    values are fractions of the reference's initial loss)."""
+    values are fractions of the reference's loss at each step)."""
     band = r.band
-    if band is None or not r.reference_loss or r.reference_loss[0] is None:
+    if band is None or not r.reference_loss:
         return
-    scale = abs(r.reference_loss[0])
     points = [
-        (s, v, p * scale, w * scale)
+        (s, v, p * abs(v), w * abs(v))
         for s, (v, p, w) in enumerate(
             zip(r.reference_loss, band.loss_pass, band.loss_warn, strict=False)
         )
@@ -260,18 +260,18 @@ def _shade_band(ax: Any, r: FidelityResult) -> None:
 
 
 def _deviation_panel(ax: Any, r: FidelityResult) -> None:
-    """|target - reference| loss per compared step (x initial loss, log scale) against the
-    pass and warn bands: where a narrow band is invisible on the loss curve, it shows here."""
+    """|target - reference| loss per compared step (x the reference's loss at the step, log
+    scale) against the pass and warn bands: where a narrow band is invisible on the loss
+    curve, it shows here."""
     band = r.band
     compared = r.compared_steps or 0
-    if not r.reference_loss or not r.reference_loss[0] or not compared:
+    if not r.reference_loss or not compared:
         ax.set_visible(False)
         return
-    scale = abs(r.reference_loss[0])
     devs = [
-        (s, max(abs(t - f) / scale, 1e-12))
-        for s, (t, f) in enumerate(zip(r.target_loss[:compared], r.reference_loss, strict=False))
-        if t is not None and f is not None
+        (s, max(d, 1e-12))
+        for s, d in enumerate(loss_deviations(r.target_loss, r.reference_loss, compared))
+        if d is not None
     ]
     if band is not None and band.loss_pass:
         steps = list(range(len(band.loss_pass)))
@@ -279,12 +279,12 @@ def _deviation_panel(ax: Any, r: FidelityResult) -> None:
         ax.fill_between(steps, 1e-12, band.loss_pass, color="C0", alpha=0.3, linewidth=0)
     if devs:
         ax.plot(*zip(*devs, strict=True), "o-", color="C1", ms=3, lw=1)
-    ax.set_yscale("log")
+    log_axis(ax, "y")
     shown = [d for _, d in devs] + (band.loss_pass + band.loss_warn if band else [])
     low = min([d for d in shown if d > 1e-12], default=1e-6)
     ax.set_ylim(low / 3, max(shown, default=1.0) * 3)
     ax.set_xlabel("training step (compared window)")
-    ax.set_ylabel("|loss dev| / initial", fontsize="small")
+    ax.set_ylabel("|loss dev| / reference", fontsize="small")
 
 
 def loss_figure(answer: Answer, out: list[Figure]) -> None:

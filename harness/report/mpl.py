@@ -43,14 +43,20 @@ def plot_text(text: str, limit: int = 60) -> str:
 
 
 def log_axes(ax: Any) -> None:
-    """Log scales on both axes with plain-number tick labels (1, 2, 5 per decade): the default
-    labels are mathtext (`$\\mathdefault{10^{11}}$`), which `literal_figure` would print as
-    written."""
+    """Log scales on both axes with plain-number tick labels (1, 2, 5 per decade)."""
+    log_axis(ax, "x", subs=(1.0, 2.0, 5.0))
+    log_axis(ax, "y", subs=(1.0, 2.0, 5.0))
+
+
+def log_axis(ax: Any, which: str, subs: tuple[float, ...] = (1.0,)) -> None:
+    """A log scale on one axis (`x` or `y`) with plain-number tick labels (`0.001`, `1e-06`)
+    at `subs` x each power of ten: the default labels are mathtext
+    (`$\\mathdefault{10^{-3}}$`), which `literal_figure` would print as written. Every log
+    axis of a figure goes through here."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        axis.set_minor_formatter(NullFormatter())
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    axis.set_major_locator(LogLocator(subs=subs, numticks=8))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())

@@ -1,7 +1,10 @@
-"""What a fidelity check stores: both training trajectories, their comparison and a verdict.
+"""What a fidelity check stores (both training trajectories, their comparison and a verdict)
+and the data it is judged by (the per-dtype tolerances, band factors and floors).
 
-Kept apart from harness/fidelity/check.py (which runs torch) so that the results schema and the
-analysis can read fidelity results without building anything.
+Kept apart from harness/fidelity (which runs torch) so that the results schema, the judge
+(harness.results.fidelity_judge) and the report read and re-judge fidelity results without
+building anything. The numbers are derived by tests/perf/derive_fidelity_floors.py
+(docs/fidelity.md).
 """
 
 from __future__ import annotations
@@ -10,12 +13,42 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from harness.errors import BenchError
+from harness.results.presets import PRESETS
+
 FidelityVerdict = Literal["pass", "warn", "fail", "skipped"]
+
+FIDELITY_WORKLOADS: tuple[str, ...] = ("gpt", "llama", "moe", "mlp", "convnet")
+"""Workloads whose training a run checks for fidelity (those registered here)."""
+
+COMPARE_STEPS = 20
+"""Leading steps compared one to one against the bands (the whole run: final loss)."""
+
+DETERMINISM_STEPS = 20
+"""The determinism check repeats at most this many steps on the target (bounds its cost)."""
+
+LOSS_SCALE_FLOOR = 0.1
+"""A loss deviation is divided by the reference's loss at the step, but never by less than
+this fraction of its initial loss: a loss that approaches zero (the convnet reaches 0.01)
+would otherwise turn rounding noise into a large relative deviation."""
+
+MAX_SKIPPED_FRACTION = 0.25
+"""fp16 steps skipped by the loss scaler (gradient overflow) beyond this fraction warn."""
+
+
+def fidelity_steps(preset: str, steps: int | None = None) -> int:
+    """Steps for a preset (its Preset.fidelity_steps: tiny 20, small 100) unless given."""
+    if steps is not None:
+        if steps < 1:
+            raise BenchError(f"fidelity steps must be >= 1, got {steps}.")
+        return steps
+    return PRESETS[preset].fidelity_steps  # type: ignore[index]
 
 
 class FidelityTolerance(BaseModel):
     """Largest relative deviation from the reference that still passes (`pass_*`) or only
-    warns (`warn_*`); beyond `warn_*` the check fails. Derived in docs/fidelity.md."""
+    warns (`warn_*`); beyond `warn_*` the check fails. Loss: x the reference's loss at the
+    same step; gradient norm: x the reference's median gradient norm."""
 
     loss_pass: float
     loss_warn: float
@@ -37,8 +70,9 @@ class FidelityBand(BaseModel):
     reference device) drifts from the reference by rounding alone; the pass band at step i is
     `k` x the largest honest deviation up to step i plus `floor`, the warn band `warn_factor`
     x the pass band. `table`: no honest run exists, the dtype's fixed tolerances
-    (harness.fidelity.check.TOLERANCES) apply at every step. Units as the deviations: loss
-    x the reference's initial loss, gradient norms x the reference's median norm."""
+    (TOLERANCES) apply at every step. Units as the deviations: loss x the reference's loss at
+    that step (final loss: x the reference's final loss), gradient norms x the reference's
+    median norm."""
 
     source: BandSource
     honest: str | None = None
@@ -54,7 +88,7 @@ class FidelityBand(BaseModel):
     group_grad_norm_pass: dict[str, list[float]] = Field(default_factory=dict)
     group_grad_norm_warn: dict[str, list[float]] = Field(default_factory=dict)
     final_loss_warn: float | None = None
-    """The largest final-loss deviation that does not fail."""
+    """The largest final-loss deviation (x the reference's final loss) that does not fail."""
 
 
 class FidelityResult(BaseModel):
@@ -94,13 +128,14 @@ class FidelityResult(BaseModel):
     """Leading steps compared one to one: at most 20, and only up to the first fp16 step the
     loss scaler skipped."""
     max_rel_loss_deviation: float | None = None
-    """max |target - reference| loss over the compared steps / the reference's initial loss."""
+    """max over the compared steps of |target - reference| loss / the reference's loss at
+    that step."""
     max_rel_grad_norm_deviation: float | None = None
     """max |target - reference| gradient norm / the reference's median gradient norm."""
     final_loss_ratio: float | None = None
     """Mean target loss over mean reference loss on the last tenth of the steps."""
     final_loss_deviation: float | None = None
-    """|mean target - mean reference| loss on the last tenth / the reference's initial loss."""
+    """|mean target - mean reference| loss on the last tenth / the mean reference loss there."""
 
     honest_loss: list[float | None] = Field(default_factory=list)
     honest_grad_norm: list[float | None] = Field(default_factory=list)
@@ -131,6 +166,10 @@ class FidelityResult(BaseModel):
     max_routing_mismatch: float | None = None
     """1 - the smallest routing match over the compared steps."""
 
+    fp32_downcasts: list[str] = Field(default_factory=list)
+    """Settings under which the target ran fp32 matmuls/convolutions in reduced precision
+    (e.g. TF32), named in the reasons of a failed fp32 check."""
+
     tolerance: FidelityTolerance | None = None
     """The dtype's fixed table: the fallback band when no honest run exists."""
     verdict: FidelityVerdict
@@ -142,3 +181,65 @@ class FidelityResult(BaseModel):
     @property
     def id(self) -> str:
         return f"{self.workload}/{self.dtype}/{self.preset} vs {self.reference}"
+
+
+TOLERANCES: dict[str, FidelityTolerance] = {
+    # The fallback band where no honest low-precision run exists. Loss x the reference's loss
+    # at the step; the rest as FidelityTolerance. fp32: 10x the largest fp32-vs-fp64 drift
+    # (other devices sum in other orders); bf16/fp16: 2.5x the largest honest drift over the
+    # compared window; warn 2-10x pass (tests/perf/derive_fidelity_floors.py prints them).
+    # Routing (MoE): largest fraction of tokens with another top-k expert set in a compared
+    # step; fp32 pass allows a near-tie flip per hundred tokens; bf16/fp16 pass is 2.5x the
+    # honest drift (up to 0.042), warn 2x pass.
+    "fp32": FidelityTolerance(
+        loss_pass=3e-4,
+        loss_warn=3e-3,
+        grad_norm_pass=3e-3,
+        grad_norm_warn=3e-2,
+        routing_pass=0.01,
+        routing_warn=0.05,
+    ),
+    "bf16": FidelityTolerance(
+        loss_pass=0.15,
+        loss_warn=0.3,
+        grad_norm_pass=0.5,
+        grad_norm_warn=1.0,
+        routing_pass=0.1,
+        routing_warn=0.2,
+    ),
+    "fp16": FidelityTolerance(
+        loss_pass=0.05,
+        loss_warn=0.15,
+        grad_norm_pass=0.3,
+        grad_norm_warn=0.6,
+        routing_pass=0.1,
+        routing_warn=0.2,
+    ),
+}
+TOLERANCES["fp64"] = TOLERANCES["fp32"]
+
+BAND_K = 4.0
+"""Pass band = BAND_K x the honest run's drift (running max up to the step) + the floor.
+Chosen from the spread of the honest drift across seeds (docs/fidelity.md)."""
+
+WARN_FACTOR = 3.0
+"""Warn band = WARN_FACTOR x the pass band; beyond it the check fails."""
+
+
+class BandFloor(BaseModel):
+    """The smallest pass band of a dtype: loss x the reference's loss at the step (and the
+    final loss x the reference's final loss), gradient norm x its median."""
+
+    loss: float
+    grad_norm: float
+
+
+BAND_FLOORS: dict[str, BandFloor] = {
+    # fp32: 10x the worst fp32-vs-fp64 drift (other devices sum in other orders).
+    # bf16/fp16: the largest drift one step of honest rounding causes (step 0, any
+    # workload), and never below fp32's. tests/perf/derive_fidelity_floors.py.
+    "fp32": BandFloor(loss=3e-4, grad_norm=3e-3),
+    "bf16": BandFloor(loss=6e-4, grad_norm=5e-3),
+    "fp16": BandFloor(loss=3e-4, grad_norm=3e-3),
+}
+BAND_FLOORS["fp64"] = BAND_FLOORS["fp32"]

@@ -6,24 +6,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.fidelity.check import (
-    FIDELITY_WORKLOADS,
-    Baseline,
+from harness.fidelity.jobs import (
     FidelitySpec,
-    Trajectory,
     TrajectoryAnswer,
     TrajectorySpec,
     failed_fidelity,
     fidelity_job,
-    fidelity_steps,
+    trajectory_job,
+)
+from harness.fidelity.trajectory import (
+    Baseline,
+    Trajectory,
     honest_is_reference,
     honest_name,
     parse_reference,
-    trajectory_job,
 )
 from harness.isolation.executor import Executor, WorkerFailure
 from harness.results.config import RunConfig
-from harness.results.fidelity import FidelityResult
+from harness.results.fidelity import (
+    FIDELITY_WORKLOADS,
+    FidelityResult,
+    fidelity_steps,
+)
 from harness.results.schema import RunRecord
 from harness.results.store import save_run
 from harness.run.plan import default_workloads, split_params
@@ -45,24 +49,24 @@ def plan_fidelity(config: RunConfig) -> list[FidelitySpec]:
     chosen = [name for name in FIDELITY_WORKLOADS if name in names and name in known]
     if not chosen:
         return []
-    size = config.defaults.fidelity_preset
+    preset = config.defaults.fidelity_preset
     note = (
         ""
-        if size == config.preset
-        else f"the run's preset is {config.preset}; fidelity ran at {size} to keep it bounded"
+        if preset == config.preset
+        else f"the run's preset is {config.preset}; fidelity ran at {preset} to keep it bounded"
     )
     routed = split_params(config.params, [get_workload(n) for n in names if n in known])
     specs: list[FidelitySpec] = []
     for name in chosen:
-        params = get_workload(name).resolve_params(size, routed.get(name, {}))
+        params = get_workload(name).resolve_params(preset, routed.get(name, {}))
         for dtype in config.dtypes:
             specs.append(
                 FidelitySpec(
                     backend=config.backend,
                     workload=name,
                     dtype=dtype,
-                    preset=size,
-                    steps=fidelity_steps(size, config.fidelity_steps),
+                    preset=preset,
+                    steps=fidelity_steps(preset, config.fidelity_steps),
                     reference=config.reference,
                     seed=config.seed,
                     params=params,

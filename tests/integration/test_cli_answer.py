@@ -167,3 +167,21 @@ def test_a_hang_during_fidelity_times_out_as_a_failed_check(
     (check,) = load_run(next(out.glob("*.json"))).fidelity
     assert check.verdict == "fail"
     assert check.error and "timeout" in check.error and "6 s" in check.error
+
+
+def test_report_judges_stored_fidelity_checks_again_under_the_current_bands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.run_records import fidelity
+
+    # stored as failed (say, under an older band); its trajectories are within today's
+    stale = fidelity("mlp", "cpu", verdict="fail", drift=1e-4)
+    save_run(record("cpu", "Xeon", checks=[stale]), tmp_path / "a.json")
+    out = tmp_path / "report"
+    result = invoke_bench(capsys, "report", str(tmp_path / "a.json"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    markdown = (out / "report.md").read_text()
+    assert "deliberate fail" not in markdown
+    row = next(line for line in markdown.splitlines() if "| mlp | fp32 | small |" in line)
+    assert "| pass |" in row
+    assert load_run(tmp_path / "a.json").fidelity[0].verdict == "fail"  # the file is untouched

@@ -11,7 +11,7 @@ import torch
 from backends.cpu import CPUBackend, cpu_settings, isa_features
 from backends.cuda import cuda_fp32_downcasts, cuda_settings
 from harness.analysis.compare import environment_differences
-from harness.fidelity.check import check_fidelity
+from harness.fidelity.jobs import check_fidelity
 from harness.run.session import describe_with_settings
 from tests.run_records import record
 from tests.unit.test_fidelity import FlippedGradientsBackend

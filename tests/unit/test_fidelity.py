@@ -11,14 +11,9 @@ import torch
 
 from backends.cpu import CPUBackend
 from harness.errors import BenchError
-from harness.fidelity.check import (
-    BAND_FLOORS,
-    BAND_K,
-    TOLERANCES,
-    WARN_FACTOR,
-    check_fidelity,
-    max_scaled_deviation,
-)
+from harness.fidelity.jobs import check_fidelity
+from harness.results.fidelity import BAND_FLOORS, BAND_K, TOLERANCES, WARN_FACTOR
+from harness.results.fidelity_judge import loss_deviations, norm_deviations, rejudge
 from workloads.base import WorkloadError
 from workloads.registry import get_workload
 
@@ -69,7 +64,9 @@ def test_cpu_fp32_against_the_cpu_fp32_reference_passes_bitwise() -> None:
 def test_cpu_fp32_against_the_fp64_reference_passes_with_a_tiny_drift() -> None:
     fp64 = check_fidelity("cpu", "mlp", "fp32", "tiny", steps=8, reference="cpu:fp64")
     assert fp64.verdict == "pass", fp64.reasons
-    assert 0.0 < fp64.max_rel_loss_deviation < 1e-5  # different arithmetic, same trajectory
+    # different arithmetic, same trajectory (the tiny mlp's losses agree to float32 rounding)
+    assert fp64.max_rel_loss_deviation < 1e-5
+    assert 0.0 < fp64.max_rel_grad_norm_deviation < 1e-5
 
 
 def test_bf16_is_judged_against_the_band_of_its_honest_run_and_passes() -> None:
@@ -141,11 +138,15 @@ def test_bad_inputs_name_the_choices() -> None:
         check_fidelity("cpu", "mlp", "fp32", "tiny", steps=0)
 
 
-def test_scaled_deviation_ignores_nonfinite_markers() -> None:
-    assert max_scaled_deviation([1.0, 2.2, None], [1.0, 2.0, 3.0], 4.0) == pytest.approx(0.05)
-    assert max_scaled_deviation([], [], 1.0) == 0.0
-    assert max_scaled_deviation([1.0], [2.0], None) == 0.0
-    assert not math.isnan(max_scaled_deviation([None], [None], 1.0))
+def test_deviations_are_on_the_loss_own_scale_and_skip_nonfinite_markers() -> None:
+    # the loss: x the reference's loss at that step; gradient norms: x the reference's median
+    assert loss_deviations([1.1, 2.2, None], [1.0, 2.0, 3.0], 3) == pytest.approx([0.1, 0.1, None])
+    assert norm_deviations([1.0, 2.2], [1.0, 2.0], 2) == pytest.approx([0.0, 0.1])
+    assert loss_deviations([], [], 2) == [None, None]
+    assert loss_deviations([1.0], [0.0], 1) == [None]  # no scale at a zero loss
+    # a loss near zero is not a scale: at least LOSS_SCALE_FLOOR (0.1) x the initial loss
+    assert loss_deviations([2.0, 0.02], [2.0, 0.01], 2) == pytest.approx([0.0, 0.05])
+    assert not any(math.isnan(d or 0.0) for d in loss_deviations([None], [None], 1))
 
 
 def test_a_base_run_plans_fidelity_at_small_and_says_so() -> None:
@@ -179,7 +180,7 @@ FAULT_STEPS = 3
 def test_wrong_backwards_fail_in_every_dtype_and_a_healthy_plugin_passes(
     workload: str, test_plugins: dict[str, str]
 ) -> None:
-    from harness.fidelity.check import train_baseline
+    from harness.fidelity.trajectory import train_baseline
 
     model = get_workload(workload)
     params = model.resolve_params("tiny", {})
@@ -234,7 +235,7 @@ def test_the_table_band_is_the_fallback_and_says_so() -> None:
 
 
 def test_the_honest_run_and_the_reference_are_trained_once_per_run() -> None:
-    from harness.fidelity.check import FidelitySpec
+    from harness.fidelity.jobs import FidelitySpec
     from harness.isolation.executor import Executor
     from harness.run.fidelity_suite import BaselineCache
 
@@ -308,7 +309,7 @@ def test_the_drift_tool_prints_the_honest_drift_per_dtype(
 
 
 def test_routing_match_compares_top_k_sets_per_layer_and_token() -> None:
-    from harness.fidelity.check import expert_load, routing_match
+    from harness.fidelity.trajectory import expert_load, routing_match
     from workloads.base import Routing
 
     # Two layers of two tokens, top-2 of 4 experts; sets sorted, token after token.
@@ -350,3 +351,54 @@ def test_a_router_with_reduced_precision_logits_is_flagged_by_routing_before_the
     assert any(r.startswith("routing diverges: in a compared step") for r in result.reasons)
     assert result.max_rel_loss_deviation <= tolerance.loss_pass
     assert result.max_rel_grad_norm_deviation <= tolerance.grad_norm_pass
+
+
+def test_a_stored_check_is_judged_again_under_the_current_bands(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness.results.fidelity import BandFloor, FidelityResult
+
+    result = check_fidelity("cpu", "mlp", "bf16", "tiny", steps=4, determinism=False)
+    stored = FidelityResult.model_validate_json(result.model_dump_json())
+    again = rejudge(stored)
+    assert again.verdict == result.verdict == "pass"
+    assert again.band == result.band and again.reasons == result.reasons
+    assert again.max_rel_loss_deviation == result.max_rel_loss_deviation
+    # figures stored under another scale are derived again from the trajectories
+    stale = stored.model_copy(update={"max_rel_loss_deviation": 99.0, "verdict": "fail"})
+    assert rejudge(stale).max_rel_loss_deviation == result.max_rel_loss_deviation
+    assert rejudge(stale).verdict == "pass"
+    # a narrower floor (and no honest drift allowance) now fails the same trajectories
+    monkeypatch.setitem(BAND_FLOORS, "bf16", BandFloor(loss=1e-9, grad_norm=1e-9))
+    monkeypatch.setattr("harness.results.fidelity_judge.BAND_K", 0.0)
+    narrow = rejudge(stored)
+    assert narrow.verdict == "fail" and narrow.band is not None
+    assert narrow.band.loss_pass == [1e-9] * 4
+    assert stored.verdict == "pass"  # the stored result itself is left as it was
+    skipped = stored.model_copy(update={"verdict": "skipped", "reasons": ["why"]})
+    assert rejudge(skipped) is skipped
+
+
+def test_a_gradient_fault_from_step_30_fails_at_small_by_its_final_loss(
+    test_plugins: dict[str, str],
+) -> None:
+    """grads-late-last-eighth zeroes the last eighth of every gradient from step 30: the
+    compared window (steps 0-19) is clean, and the final loss, judged against the reference's
+    final loss, fails it; a healthy device on the same baseline passes."""
+    from harness.fidelity.trajectory import resolved_params, train_baseline
+
+    model = get_workload("mlp")
+    params = resolved_params(model, "small", None, None)
+    baseline = train_baseline(model, "fp32", "small", params, 0, 100, "cpu:fp32")
+    late, healthy = (
+        check_fidelity(name, model, "fp32", "small", determinism=False, baseline=baseline)
+        for name in ("grads-late-last-eighth", "healthy-cpu")
+    )
+    assert healthy.verdict == "pass", healthy.reasons
+    assert late.steps == 100 and late.max_rel_loss_deviation == 0.0  # the window is clean
+    assert late.verdict == "fail"
+    assert late.final_loss_deviation is not None and late.band is not None
+    assert late.final_loss_deviation > late.band.final_loss_warn  # type: ignore[operator]
+    assert len(late.reasons) == 1, late.reasons
+    assert late.reasons[0].startswith("the final loss differs by ")
+    assert "of the reference's final loss" in late.reasons[0]

@@ -175,3 +175,23 @@ def test_systems_say_how_steady_the_machine_was_by_the_yardsticks(report: Path) 
     markdown = " ".join((report / "report.md").read_text().split())
     assert "machine steady: yardsticks within 2% (p90/p10)" in markdown
     assert "machine moved: train yardstick 1.50x (p90/p10)" in markdown
+
+
+def test_log_axis_ticks_are_plain_numbers_not_mathtext_in_the_fidelity_panel() -> None:
+    """The fidelity figure's deviation panel (log scale) as a user sees it in an SVG: text
+    kept as text, so any mathtext tick label would show as `$\\mathdefault{10^{-3}}$`."""
+    import matplotlib
+
+    from harness.report.figures import _deviation_panel
+    from harness.results.fidelity_judge import rejudge
+
+    check = rejudge(fidelity("mlp", "cpu", drift=1e-3))
+    with literal_figure() as fig, matplotlib.rc_context({"svg.fonttype": "none"}):
+        ax = fig.add_subplot(1, 1, 1)
+        _deviation_panel(ax, check)
+        svg = io.StringIO()
+        fig.savefig(svg, format="svg")
+        labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert labels and not any("$" in label or "mathdefault" in label for label in labels)
+    assert "mathdefault" not in svg.getvalue()
+    assert any(re.fullmatch(r"[0-9.e+-]+", label) for label in labels), labels
