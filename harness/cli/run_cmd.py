@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harness.cli.scenario_options import scenario_settings
 from harness.cli.tables import (
+    convergence_table,
     fidelity_table,
     print_device_facts,
     print_distributed,
@@ -206,6 +207,26 @@ def run_command(
     scenario_time: Annotated[
         float | None, typer.Option(help="Server: time budget of the max-rate search (s).")
     ] = None,
+    seeds: Annotated[
+        int | None,
+        typer.Option(min=1, help="--mode converge: seeds per case (default: tiny 3, small 5)."),
+    ] = None,
+    target_step: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="--mode converge: the reference step whose median eval loss is the target "
+            "(default: tiny 60, small 300).",
+        ),
+    ] = None,
+    soak_steps: Annotated[
+        int | None,
+        typer.Option(min=1, help="--mode converge: train the first seed on to this many steps."),
+    ] = None,
+    soak_s: Annotated[
+        float | None,
+        typer.Option(min=1, help="--mode converge: ...or for this many seconds of training."),
+    ] = None,
 ) -> None:
     """Measure workloads on one backend; write results/<time>-<backend>-<id>.json."""
     if isolate not in ("none", "worker", "case"):
@@ -268,6 +289,10 @@ def run_command(
         profile=profile,
         profile_trace=profile_trace,
         scenario=settings,
+        seeds=seeds,
+        target_step=target_step,
+        soak_steps=soak_steps,
+        soak_s=soak_s,
     )
     console = Console(width=None if sys.stdout.isatty() else 160)
     if settings is not None:
@@ -288,6 +313,8 @@ def run_command(
         print_distributed(console, outcome.record)
         if outcome.record.fidelity:
             console.print(fidelity_table(outcome.record.fidelity))
+        if any(c.convergence for c in outcome.record.cases):
+            console.print(convergence_table(outcome.record.cases))
         console.print(f"results: {escape(str(outcome.path))}")
         report_hint(console, outcome, default_suite=not split_list(workload))
     if outcome.failed_cases:

@@ -40,7 +40,7 @@ class ConvergeSettings(BaseModel):
 
 
 CONVERGE_PRESETS: dict[str, ConvergeSettings] = {
-    "tiny": ConvergeSettings(seeds=3, target_step=100, eval_every=10, eval_batches=4),
+    "tiny": ConvergeSettings(seeds=3, target_step=60, eval_every=10, eval_batches=4),
     "small": ConvergeSettings(seeds=5, target_step=300, eval_every=20, eval_batches=8),
 }
 """`base` trains at the small settings."""
@@ -49,17 +49,31 @@ CONVERGE_PRESETS: dict[str, ConvergeSettings] = {
 def converge_settings(
     preset: str,
     seeds: int | None = None,
+    target_step: int | None = None,
     soak_steps: int | None = None,
     soak_s: float | None = None,
 ) -> ConvergeSettings:
     """The preset's settings with the run's overrides (`--seeds`, `--soak-steps`, `--soak-s`)."""
-    for name, value in (("--seeds", seeds), ("--soak-steps", soak_steps), ("--soak-s", soak_s)):
+    options = (
+        ("--seeds", seeds),
+        ("--target-step", target_step),
+        ("--soak-steps", soak_steps),
+        ("--soak-s", soak_s),
+    )
+    for name, value in options:
         if value is not None and value <= 0:
             raise BenchError(f"{name} must be > 0, got {value}.")
     base = CONVERGE_PRESETS.get(preset, CONVERGE_PRESETS["small"])
+    step = target_step or base.target_step
+    if step % base.eval_every:
+        raise BenchError(
+            f"--target-step must be a multiple of the eval interval {base.eval_every} "
+            f"at the {preset} preset, got {step}."
+        )
     return base.model_copy(
         update={
             "seeds": seeds or base.seeds,
+            "target_step": step,
             "soak_steps": soak_steps,
             "soak_s": soak_s,
         }

@@ -44,6 +44,10 @@ PRESET_INTERLEAVE: dict[str, Interleave] = {"tiny": "run", "small": "run", "base
 PRESET_CASE_TIMEOUT_S: dict[str, float] = {"tiny": 60.0, "small": 180.0, "base": 900.0}
 
 
+CONVERGE_TIMEOUT_FACTOR = 20.0
+"""A converge case trains 2-3 runs per seed to the target (hundreds of steps): it gets this
+many case timeouts."""
+
 FIDELITY_TIMEOUT_FACTOR = 3.0
 """A fidelity check trains about three runs' worth of steps: by default it gets this many
 case timeouts."""
@@ -207,6 +211,16 @@ class RunConfig(BaseModel):
     scenario: ScenarioSettings | None = None
     """Set by `--scenario`: the run measures inference scenarios instead of timed cases."""
 
+    # --mode converge (harness.convergence): None means the preset's setting.
+    seeds: int | None = Field(None, ge=1)
+    """Seeds each converge case trains on the device and on the reference (tiny 3, small 5)."""
+    target_step: int | None = Field(None, ge=1)
+    """The reference step whose median eval loss is the target (tiny 60, small 300)."""
+    soak_steps: int | None = Field(None, ge=1)
+    """The first device seed of each converge case trains on to this many steps."""
+    soak_s: float | None = Field(None, gt=0)
+    """...or for this many seconds of training (whichever ends first)."""
+
     def measure_settings(self) -> MeasureSettings:
         return self.measure or PRESET_MEASURE.get(self.preset, MeasureSettings())
 
@@ -221,3 +235,7 @@ class RunConfig(BaseModel):
 
     def fidelity_timeout(self) -> float:
         return self.fidelity_timeout_s or FIDELITY_TIMEOUT_FACTOR * self.case_timeout()
+
+    def converge_timeout(self) -> float:
+        """Seconds per converge case: CONVERGE_TIMEOUT_FACTOR x the case timeout."""
+        return CONVERGE_TIMEOUT_FACTOR * self.case_timeout()
