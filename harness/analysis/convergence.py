@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import BaseModel
 
 from harness.measurement.stats import (
     bootstrap_median_ratio_ci,
@@ -15,6 +18,7 @@ from harness.measurement.stats import (
     rank_trend,
 )
 from harness.results.schema import (
+    CaseResult,
     Convergence,
     ConvergenceBand,
     ConvergenceEvent,
@@ -252,3 +256,72 @@ def effective_penalty(
     return value, product_ci(
         result.steps_ratio, ratio_ci, penalty, penalty_ci or (penalty, penalty)
     )
+
+
+class ConvergenceComparison(BaseModel):
+    """One converge case in two runs: steps and time to the target, judged against the seed
+    spread (the noise of steps-to-target)."""
+
+    case: str
+    base_steps: list[int | None]
+    new_steps: list[int | None]
+    steps_ratio: float | None = None
+    """Median new steps-to-target over median base (unreached seeds at the cap)."""
+    time_ratio: float | None = None
+    """Median new time-to-target over median base (seconds of training; machine-dependent)."""
+    verdict: Literal["regressed", "improved", "unchanged", "not comparable"]
+    reason: str = ""
+
+
+def compare_convergence(case: str, base: Convergence, new: Convergence) -> ConvergenceComparison:
+    """Regressed when every new seed needs more steps than every base seed (the seeds' spread
+    is the noise), improved when every new seed needs fewer, else unchanged; not comparable
+    when the targets differ (another reference, preset or target step)."""
+    out = ConvergenceComparison(
+        case=case,
+        base_steps=base.steps_to_target,
+        new_steps=new.steps_to_target,
+        verdict="unchanged",
+    )
+    if (base.target_step, base.eval_every) != (new.target_step, new.eval_every) or abs(
+        base.target_loss - new.target_loss
+    ) > 1e-6 * max(1.0, abs(base.target_loss)):
+        out.verdict = "not comparable"
+        out.reason = (
+            f"the targets differ ({base.target_loss:.4g} at step {base.target_step} vs "
+            f"{new.target_loss:.4g} at step {new.target_step})"
+        )
+        return out
+    cap = max(base.step_cap, new.step_cap) + 1
+    b, n = censored(base.steps_to_target, cap), censored(new.steps_to_target, cap)
+    if not b or not n:
+        out.verdict = "not comparable"
+        out.reason = "no seeds"
+        return out
+    out.steps_ratio = statistics.median(n) / statistics.median(b)
+    tb = [t for t in base.time_to_target_s if t is not None]
+    tn = [t for t in new.time_to_target_s if t is not None]
+    if tb and tn:
+        out.time_ratio = statistics.median(tn) / statistics.median(tb)
+    if min(n) > max(b):
+        out.verdict = "regressed"
+        out.reason = f"every new seed needs more steps ({min(n):g} > {max(b):g})"
+    elif max(n) < min(b):
+        out.verdict = "improved"
+        out.reason = f"every new seed needs fewer steps ({max(n):g} < {min(b):g})"
+    else:
+        out.reason = "within the seeds' spread"
+    return out
+
+
+def compare_runs_convergence(
+    base_cases: Sequence[CaseResult], new_cases: Sequence[CaseResult]
+) -> list[ConvergenceComparison]:
+    """compare_convergence for every converge case present in both runs (matched by key)."""
+    by_key = {c.key.identity(): c for c in base_cases if c.convergence is not None}
+    out = []
+    for case in new_cases:
+        old = by_key.get(case.key.identity())
+        if case.convergence is not None and old is not None and old.convergence is not None:
+            out.append(compare_convergence(case.key.id, old.convergence, case.convergence))
+    return out

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.analysis.compare import CaseComparison, RunComparison
+from harness.analysis.convergence import ConvergenceComparison
 from harness.analysis.device_facts import energy_not_measured, peak_kind, sustain_summary
 from harness.analysis.scenario_compare import ScenarioComparison
 from harness.results.fidelity import FidelityResult
@@ -378,5 +379,28 @@ def convergence_table(cases: list[CaseResult]) -> Table:
             ratio,
             events,
             f"[{style}]{c.verdict}[/] " + escape("; ".join(c.reasons)),
+        )
+    return table
+
+
+def convergence_comparison_table(rows: list[ConvergenceComparison]) -> Table:
+    """Converge cases in both runs: steps to the target per seed, the ratios, the verdict."""
+    table = Table(title="train to target: base -> new")
+    for column in ("case", "steps (base seeds)", "steps (new seeds)", "steps ratio",
+                   "time-to-train ratio", "verdict"):  # fmt: skip
+        table.add_column(column, overflow="fold")
+
+    def steps(values: list[int | None]) -> str:
+        return ", ".join("-" if v is None else str(v) for v in values)
+
+    for r in rows:
+        table.add_row(
+            escape(r.case),
+            steps(r.base_steps),
+            steps(r.new_steps),
+            format_number(r.steps_ratio),
+            format_number(r.time_ratio),
+            _COMPARISON_STYLE.get(r.verdict, r.verdict)
+            + (f" {escape(r.reason)}" if r.reason else ""),
         )
     return table
