@@ -216,7 +216,7 @@ def run_command(
         typer.Option(
             min=1,
             help="--mode converge: the reference step whose median eval loss is the target "
-            "(default: tiny 60, small 300).",
+            "(default: tiny 100, small 300).",
         ),
     ] = None,
     soak_steps: Annotated[

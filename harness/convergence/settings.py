@@ -40,7 +40,7 @@ class ConvergeSettings(BaseModel):
 
 
 CONVERGE_PRESETS: dict[str, ConvergeSettings] = {
-    "tiny": ConvergeSettings(seeds=3, target_step=60, eval_every=10, eval_batches=4),
+    "tiny": ConvergeSettings(seeds=3, target_step=100, eval_every=10, eval_batches=4),
     "small": ConvergeSettings(seeds=5, target_step=300, eval_every=20, eval_batches=8),
 }
 """`base` trains at the small settings."""

@@ -215,7 +215,7 @@ class RunConfig(BaseModel):
     seeds: int | None = Field(None, ge=1)
     """Seeds each converge case trains on the device and on the reference (tiny 3, small 5)."""
     target_step: int | None = Field(None, ge=1)
-    """The reference step whose median eval loss is the target (tiny 60, small 300)."""
+    """The reference step whose median eval loss is the target (tiny 100, small 300)."""
     soak_steps: int | None = Field(None, ge=1)
     """The first device seed of each converge case trains on to this many steps."""
     soak_s: float | None = Field(None, gt=0)
