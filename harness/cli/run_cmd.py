@@ -268,7 +268,12 @@ def run_command(
         preset=preset,
         params=parse_params(param),
         compile=compile,
-        fidelity=(fidelity if fidelity is not None else not split_list(workload))
+        fidelity=(
+            fidelity
+            if fidelity is not None
+            # A converge run trains to a target instead: fidelity only when asked for.
+            else not split_list(workload) and "converge" not in split_list(mode)
+        )
         and settings is None,
         reference=reference,
         fidelity_steps=fidelity_steps,
