@@ -131,3 +131,15 @@ def test_older_case_results_load_without_convergence() -> None:
         }
     )
     assert case.convergence is None
+
+
+def test_compare_uses_the_seed_spread_as_noise() -> None:
+    base = _result([30, 40, 30], [30, 40, 30])
+    slower = _result([60, 70, 60], [30, 40, 30])
+    overlapping = _result([40, 50, 40], [30, 40, 30])
+    assert judge.compare_convergence("c", base, slower).verdict == "regressed"
+    assert judge.compare_convergence("c", slower, base).verdict == "improved"
+    same = judge.compare_convergence("c", base, overlapping)
+    assert same.verdict == "unchanged" and same.reason == "within the seeds' spread"
+    other = base.model_copy(update={"target_loss": 3.0})
+    assert judge.compare_convergence("c", base, other).verdict == "not comparable"
