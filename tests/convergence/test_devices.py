@@ -58,7 +58,9 @@ def test_healthy_device_passes_in_bf16_against_the_honest_run(
 def test_gradient_spikes_are_events_at_their_steps(test_plugins: dict[str, str]) -> None:
     c = converge("converge-spike", soak_steps=80)
     outliers = [e.step for e in c.events if e.kind == "grad_outlier"]
-    assert outliers == [24, 49, 74]
+    trained = next(curve.steps_trained for curve in c.curves if curve.run == "device")
+    assert trained >= 80
+    assert outliers == list(range(24, trained, 25))
     assert all(e.value and e.value > 50 for e in c.events if e.kind == "grad_outlier")
     assert c.verdict == "unstable"
     assert "gradient-norm outlier" in " ".join(c.reasons)
