@@ -442,7 +442,7 @@ def build_report(records: list[RunRecord], warnings: list[str] | None = None) ->
         mfu_section(a, figures),
         memory_section(a, figures),
         fidelity_section(a, figures),
-        convergence_section(a, figures),
+        *([convergence_section(a, figures)] if a.convergence else []),
         roofline_section(a, figures),
     ]
     notes = [*(warnings or []), *a.notes]
@@ -536,8 +536,7 @@ def convergence_section(a: Answer, figures: dict[str, Figure]) -> Section:
             "run's) steps-to-target, one eval interval wider on each side. Slower than the band "
             "fails with the steps ratio; faster is suspicious (MLPerf's RCP rule). Effective "
             "penalty = steps ratio x the step-time training penalty. docs/convergence.md."
-        ]
-        + ([] if rows else ["No converge cases in these runs (bench run --mode converge)."]),
+        ],
         tables=tables,
         figures=_figures(figures, "convergence.png"),
     )
