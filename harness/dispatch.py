@@ -50,9 +50,11 @@ class Outcome(BaseModel):
 
 def with_defaults(config: RunConfig) -> RunConfig:
     """`config` with the request-wide defaults decided: fidelity checks are on for the default
-    suite of a timed run (no workload named, no scenario) unless the config says otherwise,
-    and never for a scenario run."""
-    fidelity = config.fidelity if config.fidelity is not None else not config.workloads
+    suite of a timed run (no workload named, no scenario, no converge mode) unless the config
+    says otherwise, and never for a scenario run."""
+    # A converge run trains to a target instead: fidelity checks only when asked for.
+    default = not config.workloads and "converge" not in config.modes
+    fidelity = config.fidelity if config.fidelity is not None else default
     return config.model_copy(update={"fidelity": fidelity and config.scenario is None})
 
 

@@ -5,6 +5,7 @@ either uses them without importing the other."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
@@ -586,3 +587,52 @@ def compare_quantiles(
     )
     ci = (float(result.confidence_interval.low), float(result.confidence_interval.high))
     return SampleComparison(ratio, ci, p_value)
+
+
+def product_ci(
+    a: float, a_ci: tuple[float, float], b: float, b_ci: tuple[float, float]
+) -> tuple[float, float]:
+    """An approximate CI of the product a x b of two independent positive estimates: their
+    log-scale half-widths added in quadrature (the delta method on log a + log b), each side
+    separately, around log(a x b). Degenerate (a x b, a x b) when both CIs are points."""
+    if a <= 0 or b <= 0 or min(a_ci) <= 0 or min(b_ci) <= 0:
+        return a * b, a * b
+    center = math.log(a) + math.log(b)
+    low = math.hypot(math.log(a) - math.log(a_ci[0]), math.log(b) - math.log(b_ci[0]))
+    high = math.hypot(math.log(a_ci[1]) - math.log(a), math.log(b_ci[1]) - math.log(b))
+    return math.exp(center - low), math.exp(center + high)
+
+
+def first_at_or_below(
+    steps: Sequence[int], values: Sequence[float | None], target: float
+) -> int | None:
+    """The first step whose value is at or below `target` (values None are not finite and
+    never reach it); None when no step does."""
+    for step, value in zip(steps, values, strict=False):
+        if value is not None and value <= target:
+            return step
+    return None
+
+
+def jump_ratios(values: Sequence[float | None], window: int) -> list[float | None]:
+    """values[t] / median(values[t-window:t]) for each t >= window whose window holds at
+    least window/2 known positive values (None elsewhere): how far a step jumps above the
+    running median of the steps before it."""
+    out: list[float | None] = []
+    for t, value in enumerate(values):
+        if t < window or value is None:
+            out.append(None)
+            continue
+        known = [v for v in values[t - window : t] if v is not None and v > 0]
+        out.append(value / float(np.median(known)) if len(known) * 2 >= window else None)
+    return out
+
+
+def rank_trend(values: Sequence[float]) -> float:
+    """Spearman's rank correlation of values against their order (nan for < 3 values or a
+    constant series): +1 for a series that only grows."""
+    if len(values) < 3 or np.ptp(np.asarray(values, dtype=float)) == 0.0:
+        return float("nan")
+    from scipy import stats as sps
+
+    return float(sps.spearmanr(np.arange(len(values)), values).statistic)

@@ -17,8 +17,9 @@ from harness import stats
 from harness.analysis.device_facts import energy_not_measured
 from harness.analysis.mfu import peaks
 from harness.analysis.phases import OpShiftRow, PhaseRow, op_shift_rows, phase_rows
+from harness.results import convergence_judge as converge
 from harness.results.fidelity import FidelityResult
-from harness.results.schema import CaseResult, RunRecord
+from harness.results.schema import CaseResult, Convergence, RunRecord
 
 PENALTY_CAVEAT = 2.0
 """A training penalty above this flags training as 'caveats' (docs/answer.md)."""
@@ -26,6 +27,8 @@ PENALTY_NOT_READY = 4.0
 """A training penalty above this means training is 'not ready'."""
 
 TRAIN_MODES = ("train",)
+CONVERGE_MODES = ("converge",)
+"""Train to a target (harness.convergence): judged by steps, not timed; neither train nor infer."""
 LLM_MODES = ("prefill", "decode")
 PROBES = ("matmul", "bandwidth", "allreduce")
 """Micro-probes: they build the roofline and the peaks, they are not models to judge."""
@@ -81,6 +84,9 @@ class TrainInferRow(BaseModel):
     """(E_train / E_infer) / (FLOPs_train / FLOPs_infer), like the training penalty."""
     items_per_joule_infer: float | None = None
     """Inference items (tokens, samples, images) per joule."""
+    effective_penalty: float | None = None
+    """The converge case's steps ratio x `penalty` (ConvergenceRow), where both were run."""
+    effective_penalty_ci: tuple[float, float] | None = None
 
 
 class ModeRow(BaseModel):
@@ -152,6 +158,8 @@ class Answer(BaseModel):
     """Train cases with a phase breakdown next to their inference forward."""
     op_shifts: list[OpShiftRow] = Field(default_factory=list)
     """Profiled train/infer pairs: the operators whose share grows most in training."""
+    convergence: list[ConvergenceRow] = Field(default_factory=list)
+    """Converge cases: steps to the target against the reference, the effective penalty."""
 
 
 def _system_id(record: RunRecord) -> str:
@@ -189,7 +197,7 @@ def _is_model(case: CaseResult) -> bool:
 
 def _is_infer(case: CaseResult) -> bool:
     """Every mode of a model that is not a training step (infer, prefill, decode, sample...)."""
-    return _is_model(case) and case.key.mode not in TRAIN_MODES
+    return _is_model(case) and case.key.mode not in (*TRAIN_MODES, *CONVERGE_MODES)
 
 
 def _ok(case: CaseResult) -> bool:
@@ -478,6 +486,7 @@ def trend_notes(cases: list[CaseResult]) -> list[str]:
 def answer(records: list[RunRecord]) -> Answer:
     """Everything the report shows, per system (backend and device), from `records`."""
     systems, verdicts, rows, modes, roofs, points, fidelity = [], [], [], [], [], [], []
+    convergence: list[ConvergenceRow] = []
     notes: list[str] = []
     phase_list: list[PhaseRow] = []
     shifts: list[OpShiftRow] = []
@@ -494,11 +503,14 @@ def answer(records: list[RunRecord]) -> Answer:
         shifts += op_shift_rows(sid, cases)
         points += roofline_points(sid, cases)
         fidelity += [SystemFidelity(system=sid, result=f) for f in checks]
+        converged = convergence_rows(sid, cases, mine)
+        convergence += converged
+        training = training_verdict(cases, mine, checks)
         verdicts.append(
             SystemVerdict(
                 system=system,
                 inference=inference_verdict(cases),
-                training=training_verdict(cases, mine, checks),
+                training=convergence_verdict(training, converged, cases),
             )
         )
         over = [c for c in cases if _ok(c) and _is_model(c) and c.mfu_status == "above_100"]
@@ -523,4 +535,111 @@ def answer(records: list[RunRecord]) -> Answer:
         notes=notes,
         phases=phase_list,
         op_shifts=shifts,
+        convergence=convergence,
     )
+
+
+# --- Train to a target (converge cases) ---------------------------------------------------
+
+
+class ConvergenceRow(BaseModel):
+    """One converge case: steps to the target against the reference's, and the effective
+    training penalty (steps ratio x step-time penalty of the same workload, dtype and batch
+    in the same answer, where its train and infer cases were run)."""
+
+    system: str
+    workload: str
+    dtype: str
+    batch: int
+    preset: str
+    result: Convergence
+    penalty: float | None = None
+    penalty_ci: tuple[float, float] | None = None
+    effective_penalty: float | None = None
+    effective_penalty_ci: tuple[float, float] | None = None
+
+
+def convergence_rows(
+    system: str, cases: list[CaseResult], rows: list[TrainInferRow]
+) -> list[ConvergenceRow]:
+    """A row per ok converge case, its effective penalty from the matching train/infer row
+    (same workload, dtype, batch, preset), which also gets the effective penalty."""
+    out: list[ConvergenceRow] = []
+    for case in cases:
+        c = case.convergence
+        if case.key.mode not in CONVERGE_MODES or c is None:
+            continue
+        key = case.key
+        row = ConvergenceRow(
+            system=system,
+            workload=key.workload,
+            dtype=key.dtype,
+            batch=key.batch,
+            preset=key.preset,
+            result=c,
+        )
+        match = next(
+            (
+                r
+                for r in rows
+                if (r.workload, r.dtype, r.batch, r.preset)
+                == (key.workload, key.dtype, key.batch, key.preset)
+                and r.penalty is not None
+            ),
+            None,
+        )
+        if match is not None and match.penalty is not None:
+            effective = converge.effective_penalty(c, match.penalty, match.penalty_ci)
+            row.penalty, row.penalty_ci = match.penalty, match.penalty_ci
+            if effective is not None:
+                row.effective_penalty, row.effective_penalty_ci = effective
+                match.effective_penalty, match.effective_penalty_ci = effective
+        out.append(row)
+    return out
+
+
+def convergence_verdict(
+    training: Verdict, rows: list[ConvergenceRow], cases: list[CaseResult]
+) -> Verdict:
+    """The training verdict with the converge cases folded in: a case that is slow, not
+    reached, unstable or failed (or could not run) makes training not ready, with the steps
+    ratio in the reason; one that converges faster than the band is a caveat."""
+    blocking: list[str] = []
+    caveats: list[str] = []
+    for case in cases:
+        if case.key.mode in CONVERGE_MODES and case.status == "failed":
+            message = case.error.message if case.error else "failed"
+            blocking.append(f"converge {case.key.id} did not complete: {message}")
+    for row in rows:
+        c = row.result
+        where = f"{row.workload}/{row.dtype}/b{row.batch}"
+        ratio = f"{c.steps_ratio:.2f}x the steps" if c.steps_ratio is not None else "more steps"
+        effective = (
+            f" (effective penalty {row.effective_penalty:.2f})"
+            if row.effective_penalty is not None
+            else ""
+        )
+        if c.verdict in ("slow", "not_reached"):
+            blocking.append(
+                f"not training-ready: {where} needs {ratio} of the reference to reach eval loss "
+                f"{c.target_loss:.4g}{effective}: {'; '.join(c.reasons)}"
+            )
+        elif c.verdict in ("unstable", "failed"):
+            blocking.append(f"converge {c.verdict} for {where}: {'; '.join(c.reasons)}")
+        elif c.verdict == "fast":
+            caveats.append(f"converge {where}: {'; '.join(c.reasons)}")
+    if not blocking and not caveats:
+        if rows and training.status == "no data":
+            return Verdict(
+                status="ready",
+                reasons=[f"{len(rows)} converge case(s) reached the target within the band"],
+            )
+        return training
+    if blocking:
+        return Verdict(status="not ready", reasons=blocking + training.reasons)
+    if training.status in ("not ready",):
+        return Verdict(status=training.status, reasons=training.reasons + caveats)
+    return Verdict(status="caveats", reasons=caveats + [r for r in training.reasons])
+
+
+Answer.model_rebuild()

@@ -486,10 +486,11 @@ def compare_runs(
             f"device differs ({base.device.count}x {base.device.name} vs "
             f"{new.device.count}x {new.device.name})"
         )
-    base_exact = {case.key.identity(): case for case in base.cases}
+    # Converge cases are not timed: harness.results.convergence_judge compares them by steps.
+    base_exact = {case.key.identity(): case for case in base.cases if case.convergence is None}
     paired: list[tuple[CaseResult, CaseResult]] = []
     new_left: list[CaseResult] = []
-    for case in new.cases:
+    for case in (c for c in new.cases if c.convergence is None):
         match = base_exact.pop(case.key.identity(), None)
         if match is None:
             new_left.append(case)

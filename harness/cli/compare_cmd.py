@@ -21,8 +21,13 @@ from harness.analysis.compare import (
 )
 from harness.analysis.scenario_compare import compare_scenarios
 from harness.cli.inputs import resolve_run
-from harness.cli.tables import comparison_table, scenario_comparison_table
+from harness.cli.tables import (
+    comparison_table,
+    convergence_comparison_table,
+    scenario_comparison_table,
+)
 from harness.errors import BenchError
+from harness.results.convergence_judge import compare_runs_convergence
 from harness.results.schema import RunRecord
 from harness.results.store import load_runs
 
@@ -101,6 +106,9 @@ def compare_command(
     scenarios = compare_scenarios(base_run, new_run, limits)
     if scenarios:
         console.print(scenario_comparison_table(scenarios))
+    converged = compare_runs_convergence(base_run.cases, new_run.cases)
+    if converged:
+        console.print(convergence_comparison_table(converged))
     unseen = [
         entry
         for entry in result.cases
@@ -116,6 +124,7 @@ def compare_command(
         )
     failures = [entry.case_id for entry in result.gate_failures()]
     failures += [f"{row.case_id} {row.figure}" for row in scenarios if row.verdict in GATE_VERDICTS]
+    failures += [f"{row.case} steps to target" for row in converged if row.verdict == "regressed"]
     if failures:
         names = ", ".join(escape(name) for name in failures)
         console.print(f"[bold red]{len(failures)} case(s) regressed or failed:[/] {names}")

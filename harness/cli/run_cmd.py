@@ -19,6 +19,7 @@ from harness.cli.endpoint_run import endpoint_table, failed_requests, print_audi
 from harness.cli.run_config import Option, build_config, read_config_file, rerun_base
 from harness.cli.scenario_options import SCENARIO_OPTIONS
 from harness.cli.tables import (
+    convergence_table,
     fidelity_table,
     print_device_facts,
     print_distributed,
@@ -39,6 +40,7 @@ CASES = "Cases"
 MEASUREMENT = "Measurement"
 FIDELITY = "Fidelity"
 DISTRIBUTED = "Distributed"
+CONVERGE = "Train to a target"
 SCENARIOS = "Scenarios"
 OUTPUT = "Output"
 
@@ -453,6 +455,39 @@ def run_command(
             "--round-seed); options given here override it.",
         ),
     ] = None,
+    seeds: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="--mode converge: seeds per case (default: tiny 3, small 5).",
+            rich_help_panel=CONVERGE,
+        ),
+    ] = None,
+    target_step: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="--mode converge: the reference step whose median eval loss is the target "
+            "(default: tiny 100, small 300).",
+            rich_help_panel=CONVERGE,
+        ),
+    ] = None,
+    soak_steps: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="--mode converge: train the first seed on to this many steps.",
+            rich_help_panel=CONVERGE,
+        ),
+    ] = None,
+    soak_s: Annotated[
+        float | None,
+        typer.Option(
+            min=1,
+            help="--mode converge: ...or for this many seconds of training.",
+            rich_help_panel=CONVERGE,
+        ),
+    ] = None,
 ) -> None:
     """Measure workloads on one backend; write results/<time>-<backend>-<id>.json."""
     values = dict(locals())  # every option by its parameter name (a comprehension has its own)
@@ -496,6 +531,8 @@ def print_outcome(console: Console, outcome: Outcome, config: RunConfig) -> None
         print_distributed(console, record)
         if record.fidelity:
             console.print(fidelity_table(record.fidelity))
+        if any(c.convergence for c in record.cases):
+            console.print(convergence_table(record.cases))
     console.print(f"results: {escape(str(outcome.path))}")
     if outcome.report is not None:
         markdown = outcome.report.with_suffix(".md")

@@ -11,6 +11,7 @@ from rich.table import Table
 from harness.analysis.compare import CaseComparison, RunComparison
 from harness.analysis.device_facts import energy_not_measured, peak_kind, sustain_summary
 from harness.analysis.scenario_compare import ScenarioComparison
+from harness.results.convergence_judge import ConvergenceComparison
 from harness.results.fidelity import FidelityResult
 from harness.results.schema import CaseResult, RunRecord, ScenarioPoint, ScenarioResult
 from harness.units import (
@@ -329,4 +330,77 @@ def scenario_comparison_table(rows: list[ScenarioComparison]) -> Table:
         verdict = _COMPARISON_STYLE[row.verdict] + (f": {escape(row.reason)}" if row.reason else "")
         p_value = f"{row.p_value:.2g}" if row.p_value is not None else "-"
         table.add_row(escape(row.case_id), row.figure, *shown, ratio, p_value, verdict)
+    return table
+
+
+_CONVERGENCE_STYLE = {
+    "pass": "green",
+    "fast": "yellow",
+    "slow": "red",
+    "not_reached": "red",
+    "unstable": "red",
+    "failed": "red",
+}
+
+
+def convergence_table(cases: list[CaseResult]) -> Table:
+    """One row per converge case: the target, the device's and the reference's steps to it
+    per seed, the band, the steps ratio with its CI, the stability events, the verdict."""
+    table = Table(title="train to target (--mode converge)")
+    columns = ("case", "target (eval loss)", "steps (device)", "steps (reference)", "band",
+               "steps ratio (95% CI)", "events", "verdict")  # fmt: skip
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for case in cases:
+        c = case.convergence
+        if c is None:
+            continue
+
+        def steps(values: list[int | None]) -> str:
+            return ", ".join("-" if v is None else str(v) for v in values)
+
+        ratio = "-"
+        if c.steps_ratio is not None:
+            ratio = f"{c.steps_ratio:.2f}x"
+            if c.steps_ratio_ci is not None:
+                ratio += f" ({c.steps_ratio_ci[0]:.2f}-{c.steps_ratio_ci[1]:.2f})"
+        kinds: dict[str, int] = {}
+        for event in c.events:
+            if event.run == "device":
+                kinds[event.kind] = kinds.get(event.kind, 0) + 1
+        events = ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items())) or "-"
+        style = _CONVERGENCE_STYLE.get(c.verdict, "white")
+        table.add_row(
+            escape(case.key.id),
+            f"{c.target_loss:.4g} (ref step {c.target_step})",
+            steps(c.steps_to_target),
+            steps(c.reference_steps_to_target),
+            f"{c.band.low}-{c.band.high}" if c.band else "-",
+            ratio,
+            events,
+            f"[{style}]{c.verdict}[/] " + escape("; ".join(c.reasons)),
+        )
+    return table
+
+
+def convergence_comparison_table(rows: list[ConvergenceComparison]) -> Table:
+    """Converge cases in both runs: steps to the target per seed, the ratios, the verdict."""
+    table = Table(title="train to target: base -> new")
+    for column in ("case", "steps (base seeds)", "steps (new seeds)", "steps ratio",
+                   "time-to-train ratio", "verdict"):  # fmt: skip
+        table.add_column(column, overflow="fold")
+
+    def steps(values: list[int | None]) -> str:
+        return ", ".join("-" if v is None else str(v) for v in values)
+
+    for r in rows:
+        table.add_row(
+            escape(r.case),
+            steps(r.base_steps),
+            steps(r.new_steps),
+            format_number(r.steps_ratio),
+            format_number(r.time_ratio),
+            _COMPARISON_STYLE.get(r.verdict, r.verdict)
+            + (f" {escape(r.reason)}" if r.reason else ""),
+        )
     return table

@@ -1,8 +1,9 @@
 """Fidelity checks: does training on a backend follow the same trajectory as on a trusted
 reference? `check_fidelity` trains the target (trajectory.py), takes the reference and honest
-runs (trained here or shared by the caller), and has the judge (harness.results.
-fidelity_judge, pure, beside the stored models so that reports can re-judge) compare them against the bands of harness.results.fidelity; the isolation jobs
-run one check, or one trusted run, in a worker process.
+runs (trained here or shared by the caller), and has the judge (harness.results.fidelity_judge:
+pure, beside the stored models, so that reports re-judge too) compare them against the bands
+of harness.results.fidelity; the isolation jobs run one check, or one trusted run, in a worker
+process.
 """
 
 from __future__ import annotations

@@ -159,6 +159,7 @@ def train_infer_section(
                 format_number(r.time_ratio),
                 format_number(r.flops_ratio),
                 format_number(r.penalty) + ci,
+                _effective_text(r.effective_penalty, r.effective_penalty_ci),
                 format_rate(r.throughput_infer, r.throughput_unit),
                 format_rate(r.throughput_train, r.throughput_unit),
                 format_number(r.energy_penalty),
@@ -169,7 +170,8 @@ def train_infer_section(
             rows[-1].append(serves.get((r.system, r.workload, r.dtype), "-"))
     cols = [
         "system", "workload", "dtype", "batch", "preset", "t infer", "t train",
-        "time ratio", "FLOPs ratio", "training penalty (95% CI)", "infer throughput",
+        "time ratio", "FLOPs ratio", "training penalty (95% CI)",
+        "effective penalty (x steps to target)", "infer throughput",
         "train throughput", "energy penalty", "infer per joule",
     ]  # fmt: skip
     if serves:
@@ -449,6 +451,7 @@ def build_report(records: list[RunRecord], warnings: list[str] | None = None) ->
         mfu_section(a, figures),
         memory_section(a, figures),
         fidelity_section(a, figures),
+        *([convergence_section(a, figures)] if a.convergence else []),
         roofline_section(a, figures),
     ]
     notes = [*(warnings or []), *a.notes]
@@ -475,3 +478,74 @@ def write_report(
     page = out / "report.html"
     page.write_text(render_html(report), encoding="utf-8")
     return ReportPaths(markdown=markdown, html=page, figures=written)
+
+
+def _effective_text(value: float | None, ci: tuple[float, float] | None) -> str:
+    """'2.70 (2.1-3.4)' or '-' (no converge case for the row)."""
+    if value is None:
+        return "-"
+    return format_number(value) + (
+        f" ({format_number(ci[0])}-{format_number(ci[1])})" if ci else ""
+    )
+
+
+def _steps_text(steps: list[int | None]) -> str:
+    return ", ".join("-" if s is None else str(s) for s in steps)
+
+
+def convergence_section(a: Answer, figures: dict[str, Figure]) -> Section:
+    """Converge cases: steps and time to the target with CIs, the effective penalty beside
+    the step-time penalty, the verdict; and the table of stability events."""
+    rows, events = [], []
+    for row in a.convergence:
+        c = row.result
+        ratio = "-"
+        if c.steps_ratio is not None:
+            ratio = format_number(c.steps_ratio)
+            if c.steps_ratio_ci:
+                ratio += (
+                    f" ({format_number(c.steps_ratio_ci[0])}-{format_number(c.steps_ratio_ci[1])})"
+                )
+        times = [t for t in c.time_to_target_s if t is not None]
+        rows.append(
+            [
+                row.system, row.workload, row.dtype, str(row.batch), row.preset,
+                f"{c.target_loss:.4g} (step {c.target_step})", _steps_text(c.steps_to_target),
+                _steps_text(c.reference_steps_to_target),
+                f"{c.band.low}-{c.band.high}" if c.band else "-", ratio,
+                format_seconds(sorted(times)[len(times) // 2]) if times else "-",
+                _effective_text(row.penalty, row.penalty_ci),
+                _effective_text(row.effective_penalty, row.effective_penalty_ci),
+                c.verdict, "; ".join(c.reasons),
+            ]
+        )  # fmt: skip
+        for e in c.events:
+            if e.run == "device":
+                events.append(
+                    [row.system, f"{row.workload}/{row.dtype}", str(e.seed), str(e.step), e.kind,
+                     format_number(e.value)]
+                )  # fmt: skip
+    cols = [
+        "system", "workload", "dtype", "batch", "preset", "target (eval loss)",
+        "steps to target (device seeds)", "steps (reference seeds)", "band", "steps ratio (95% CI)",
+        "time to target (median seed)", "training penalty", "effective penalty", "verdict",
+        "reasons",
+    ]  # fmt: skip
+    tables = [Table(columns=cols, rows=rows)] if rows else []
+    if events:
+        tables.append(
+            Table(columns=["system", "case", "seed", "step", "event", "value"], rows=events[:200])
+        )
+    return Section(
+        title="Train to a target",
+        paragraphs=[
+            "Each seed trains on the device until its held-out eval loss reaches the target: "
+            "the reference's (cpu:fp32) median eval loss over the same seeds at the target "
+            "step. The band is the spread of the reference's (and, in low precision, the honest "
+            "run's) steps-to-target, one eval interval wider on each side. Slower than the band "
+            "fails with the steps ratio; faster is suspicious (MLPerf's RCP rule). Effective "
+            "penalty = steps ratio x the step-time training penalty. docs/convergence.md."
+        ],
+        tables=tables,
+        figures=_figures(figures, "convergence.png"),
+    )

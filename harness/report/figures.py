@@ -390,6 +390,52 @@ def all_figures(answer: Answer) -> dict[str, Figure]:
         memory_figure,
         loss_figure,
         roofline_figure,
+        convergence_figure,
     ):
         make(answer, out)
     return {f.name: f for f in out}
+
+
+def convergence_figure(answer: Answer, out: list[Figure]) -> None:
+    """Per converge case: each device seed's eval loss against the reference seeds' (thin
+    grey) and the honest low-precision seeds' (dotted), the target line and the band of
+    steps-to-target (shaded)."""
+    rows = answer.convergence[:MAX_LOSS_PANELS]
+    if not rows:
+        return
+    cols = min(3, len(rows))
+    lines = (len(rows) + cols - 1) // cols
+    caption = (
+        "Train to a target: held-out eval loss of each device seed (colour) against the "
+        "reference seeds (grey) and the honest low-precision seeds (dotted); dashed: the "
+        "target (the reference's median eval loss at the target step); shaded: the band of "
+        "the reference's steps-to-target"
+    )
+    with _figure("convergence.png", caption, out, figsize=(5 * cols, 3.8 * lines)) as fig:
+        for i, row in enumerate(rows):
+            c = row.result
+            ax = fig.add_subplot(lines, cols, i + 1)
+            if c.band is not None:
+                ax.axvspan(c.band.low, c.band.high, color="tab:green", alpha=0.12, label="band")
+            for curve in c.curves:
+                points = [
+                    (s, v) for s, v in zip(curve.eval_steps, curve.eval_loss, strict=False)
+                    if v is not None
+                ]  # fmt: skip
+                if not points:
+                    continue
+                if curve.run == "reference":
+                    ax.plot(*zip(*points, strict=True), color="0.6", lw=1)
+                elif curve.run == "honest":
+                    ax.plot(*zip(*points, strict=True), ":", color="0.4", lw=1)
+                else:
+                    ax.plot(*zip(*points, strict=True), lw=1.6, label=f"seed {curve.seed}")
+            ax.axhline(c.target_loss, color="black", linestyle="--", lw=1, label="target")
+            ax.set_title(
+                plot_text(f"{row.system}: {row.workload} {row.dtype} — {c.verdict}", 70),
+                fontsize="medium",
+            )
+            ax.set_xlabel("training step")
+            ax.set_ylabel("eval loss (held-out)")
+            ax.legend(fontsize="x-small")
+        fig.suptitle("Steps to the target: device seeds against the reference band")

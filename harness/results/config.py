@@ -194,6 +194,16 @@ class RunConfig(BaseModel):
         """The defaults of this config's preset (harness.results.presets)."""
         return PRESETS[self.preset]
 
+    # --mode converge (harness.convergence): None means the preset's setting.
+    seeds: int | None = Field(None, ge=1)
+    """Seeds each converge case trains on the device and on the reference (tiny 3, small 5)."""
+    target_step: int | None = Field(None, ge=1)
+    """The reference step whose median eval loss is the target (tiny 100, small 300)."""
+    soak_steps: int | None = Field(None, ge=1)
+    """The first device seed of each converge case trains on to this many steps."""
+    soak_s: float | None = Field(None, gt=0)
+    """...or for this many seconds of training (whichever ends first)."""
+
     def measure_settings(self) -> MeasureSettings:
         return self.measure or self.defaults.measure
 
@@ -210,6 +220,10 @@ class RunConfig(BaseModel):
         return (
             self.fidelity_timeout_s or self.defaults.fidelity_timeout_factor * self.case_timeout()
         )
+
+    def converge_timeout(self) -> float:
+        """Seconds per converge case: the preset's converge_timeout_factor x the case timeout."""
+        return self.defaults.converge_timeout_factor * self.case_timeout()
 
 
 def config_problems(exc: ValidationError, name: Any = None) -> str:

@@ -63,6 +63,28 @@ class ScenarioDefaults(BaseModel):
     """A server point issues at least rate x this many requests."""
 
 
+class ConvergeSettings(BaseModel):
+    """How a converge case trains: seeds, the reference step whose eval loss is the target,
+    the eval interval and batches, the step cap, and an optional soak of the first seed."""
+
+    seeds: int = Field(3, ge=1)
+    target_step: int = Field(100, ge=1)
+    """The reference's median eval loss (over seeds) at this step is the target."""
+    eval_every: int = Field(10, ge=1)
+    eval_batches: int = Field(4, ge=1)
+    """Held-out batches of each eval (indices training never reaches: EVAL_OFFSET + i)."""
+    cap_factor: float = Field(3.0, gt=1.0)
+    """The step cap is cap_factor x target_step: a device needing more is `not_reached`."""
+    soak_steps: int | None = Field(None, ge=1)
+    """The first device seed keeps training to this many steps after the target (stability)."""
+    soak_s: float | None = Field(None, gt=0)
+    """...or for this many seconds of training, whichever ends first (both None: no soak)."""
+
+    @property
+    def step_cap(self) -> int:
+        return int(self.cap_factor * self.target_step)
+
+
 class Preset(BaseModel):
     """Every default a run takes from its preset; each is overridable in RunConfig."""
 
@@ -85,6 +107,11 @@ class Preset(BaseModel):
     fidelity_steps: int = Field(ge=1)
     """Training steps of each fidelity check."""
     scenario: ScenarioDefaults
+    converge: ConvergeSettings
+    """How `--mode converge` trains (harness.convergence); base trains at small's settings."""
+    converge_timeout_factor: float = Field(20.0, gt=0)
+    """A converge case trains 2-3 runs per seed to the target (hundreds of steps): it gets
+    this many case timeouts."""
 
 
 DEFAULT_SUITE: tuple[str, ...] = ("mlp", "convnet", "gpt", "dit", "matmul", "bandwidth")
@@ -101,6 +128,7 @@ PRESETS: dict[PresetName, Preset] = {
         suite=(*DEFAULT_SUITE[:3], "llama", "moe", *DEFAULT_SUITE[3:]),
         fidelity_preset="tiny",
         fidelity_steps=20,
+        converge=ConvergeSettings(seeds=3, target_step=100, eval_every=10, eval_batches=4),
         scenario=ScenarioDefaults(
             targets=LatencyTargets(ttft_s=0.05, tpot_s=0.02, latency_s=0.05),
             max_wait_s=0.002,
@@ -119,6 +147,7 @@ PRESETS: dict[PresetName, Preset] = {
         suite=DEFAULT_SUITE,
         fidelity_preset="small",
         fidelity_steps=100,
+        converge=ConvergeSettings(seeds=5, target_step=300, eval_every=20, eval_batches=8),
         scenario=ScenarioDefaults(
             targets=LatencyTargets(ttft_s=0.2, tpot_s=0.05, latency_s=0.2),
             max_wait_s=0.005,
@@ -138,6 +167,7 @@ PRESETS: dict[PresetName, Preset] = {
         suite=DEFAULT_SUITE,
         fidelity_preset="small",
         fidelity_steps=100,
+        converge=ConvergeSettings(seeds=5, target_step=300, eval_every=20, eval_batches=8),
         # MLPerf's server bounds for LLMs (Llama 2 70B: TTFT 2 s, TPOT 200 ms).
         scenario=ScenarioDefaults(
             targets=LatencyTargets(ttft_s=2.0, tpot_s=0.2, latency_s=1.0),

@@ -363,11 +363,9 @@ class CaseResult(BaseModel):
     """Seconds per call of each yardstick (harness.measurement.yardstick, by name) read right
     before each round of the case, in round order: how fast the machine was as the round
     began. None for results written before yardsticks existed and for distributed cases."""
-    trend: SampleTrend | None = None
-    """Whether the samples trend within rounds (state-dependent cost); None when not
-    estimated."""
-    denormals: DenormalCount | None = None
-    """Train cases on the CPU: denormal values at the end of the case; None when not counted."""
+    convergence: Convergence | None = None
+    """`--mode converge` cases: training to a target against the reference band (models at
+    the end of this module); None for every other mode and for older files."""
 
 
 class Percentiles(BaseModel):
@@ -521,3 +519,91 @@ class RunRecord(BaseModel):
     """Training-fidelity checks against the reference (`bench run --fidelity`)."""
     scenarios: list[ScenarioResult] = Field(default_factory=list)
     """LoadGen-style inference scenarios (`bench run --scenario`)."""
+
+
+# --- Train to a target (`--mode converge`, harness.convergence) ---------------------------
+
+ConvergenceVerdict = Literal["pass", "slow", "fast", "not_reached", "unstable", "failed"]
+EventKind = Literal[
+    "spike", "grad_outlier", "nonfinite", "skipped", "memory_growth", "step_time_drift"
+]
+
+
+class ConvergenceEvent(BaseModel):
+    """Something that happened at one step of one seed's run: a loss spike (value: the loss
+    over the running median), a gradient-norm outlier (value: the norm over the running
+    median), a non-finite loss/gradient/weight, a step the fp16 loss scaler skipped, memory
+    growth over the run (value: bytes grown), a drift of the step time (value: the last
+    quarter's median step time over the first quarter's)."""
+
+    seed: int
+    step: int
+    kind: EventKind
+    value: float | None = None
+    run: Literal["device", "reference", "honest"] = "device"
+
+
+class SeedCurve(BaseModel):
+    """One seed's training run: the eval loss at every evaluated step, and where it stopped."""
+
+    seed: int
+    run: Literal["device", "reference", "honest"] = "device"
+    eval_steps: list[int] = Field(default_factory=list)
+    """Steps after which the held-out eval ran (the step count trained so far)."""
+    eval_loss: list[float | None] = Field(default_factory=list)
+    steps_trained: int = 0
+    steps_to_target: int | None = None
+    time_to_target_s: float | None = None
+    """Seconds of training steps (evals excluded) up to steps_to_target."""
+    step_time_s: float | None = None
+    """Median seconds per training step over the run."""
+    memory_bytes: list[int] = Field(default_factory=list)
+    """Memory in use at each eval point (device allocator, or the process RSS on the host)."""
+
+
+class ConvergenceBand(BaseModel):
+    """Where a healthy device's steps-to-target lie: the reference's steps-to-target over
+    the seeds (and the honest low-precision run's, where there is one), widened by one eval
+    interval on each side (steps-to-target is only known to the eval interval)."""
+
+    low: int
+    high: int
+    reference: list[int | None] = Field(default_factory=list)
+    honest: list[int | None] = Field(default_factory=list)
+    honest_name: str | None = None
+    margin: int = 0
+
+
+class Convergence(BaseModel):
+    """A converge case: the device trained each seed to the target derived from the
+    reference, its steps and time to get there, the stability events, and the verdict."""
+
+    target_loss: float
+    target_step: int
+    """The reference step whose median eval loss (over seeds) is the target."""
+    eval_every: int
+    eval_batches: int
+    step_cap: int
+    seeds: list[int]
+    reference: str = "cpu:fp32"
+    steps_to_target: list[int | None] = Field(default_factory=list)
+    """One per seed, None when the seed did not reach the target within step_cap."""
+    reference_steps_to_target: list[int | None] = Field(default_factory=list)
+    band: ConvergenceBand | None = None
+    steps_ratio: float | None = None
+    """Median device steps-to-target over median reference steps-to-target."""
+    steps_ratio_ci: tuple[float, float] | None = None
+    effective_penalty: float | None = None
+    """steps_ratio x the run's step-time training penalty (set at analysis time)."""
+    effective_penalty_ci: tuple[float, float] | None = None
+    time_to_target_s: list[float | None] = Field(default_factory=list)
+    spike_threshold: float | None = None
+    grad_outlier_threshold: float | None = None
+    curves: list[SeedCurve] = Field(default_factory=list)
+    events: list[ConvergenceEvent] = Field(default_factory=list)
+    soak_steps: int | None = None
+    verdict: ConvergenceVerdict = "pass"
+    reasons: list[str] = Field(default_factory=list)
+
+
+CaseResult.model_rebuild()

@@ -5,6 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from backends.base import DTYPES
+from harness.convergence.job import ConvergeSpec, check_reference
+from harness.convergence.settings import (
+    CONVERGE_MODE,
+    CONVERGE_SUITE,
+    CONVERGE_WORKLOADS,
+    converge_settings,
+)
 from harness.errors import BenchError
 from harness.results.config import RUN_DTYPES, RunConfig
 from harness.results.presets import PRESETS, PresetName
@@ -53,6 +60,11 @@ def plan_cases(config: RunConfig) -> list[CaseSpec]:
     The config validated its own options; this raises BenchError (or WorkloadError) naming
     the valid choices for what depends on the workloads: their names, modes and parameters.
     """
+    if CONVERGE_MODE in config.modes:
+        timed = [m for m in config.modes if m != CONVERGE_MODE]
+        if not timed:
+            return []
+        config = config.model_copy(update={"modes": timed})
     names = config.workloads or default_workloads(config.preset)
     workloads = [get_workload(name) for name in names]
     if config.modes and not any(m in w.modes for w in workloads for m in config.modes):
@@ -107,3 +119,57 @@ def check_dtypes_supported(config: RunConfig, supported: list[str]) -> None:
 def supported_dtype_names(backend: Any) -> list[str]:
     """The dtype names (of RUN_DTYPES) that `backend.supports()` accepts."""
     return [name for name in RUN_DTYPES if backend.supports(DTYPES[name])]
+
+
+# --- Converge cases (`--mode converge`, harness.convergence) ------------------------------
+
+
+def plan_converge(config: RunConfig) -> list[ConvergeSpec]:
+    """The converge cases of the run: trainable workload x dtype (batch as the preset's, or
+    each of --batch), when `converge` is among the modes; [] otherwise.
+
+    Raises BenchError naming the valid choices for a workload that does not train to a
+    target, a bad reference or bad converge options."""
+    if CONVERGE_MODE not in config.modes:
+        return []
+    names = config.workloads or [n for n in CONVERGE_SUITE if n in all_workloads()]
+    others = [m for m in config.modes if m != CONVERGE_MODE]
+    untrainable = [n for n in names if n not in CONVERGE_WORKLOADS]
+    if untrainable and not others:
+        raise BenchError(
+            f"--mode converge trains {', '.join(CONVERGE_WORKLOADS)}; "
+            f"'{untrainable[0]}' does not train to a target."
+        )
+    check_reference(config.reference)
+    settings = converge_settings(
+        config.preset, config.seeds, config.target_step, config.soak_steps, config.soak_s
+    )
+    routed = split_params(config.params, [get_workload(n) for n in names])
+    specs: list[ConvergeSpec] = []
+    for name in names:
+        if name not in CONVERGE_WORKLOADS:
+            continue
+        workload = get_workload(name)
+        params = workload.resolve_params(config.preset, routed[name])
+        for dtype in config.dtypes:
+            for batch in config.batches or [params["batch"]]:
+                key = CaseKey(
+                    workload=name,
+                    workload_version=workload.version,
+                    mode=CONVERGE_MODE,
+                    dtype=dtype,
+                    batch=batch,
+                    preset=config.preset,
+                    params={k: v for k, v in params.items() if k != "batch"},
+                )
+                specs.append(
+                    ConvergeSpec(
+                        backend=config.backend,
+                        key=key,
+                        params={**params, "batch": batch},
+                        seed=config.seed,
+                        reference=config.reference,
+                        settings=settings,
+                    )
+                )
+    return specs

@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+from pathlib import Path
 
+from harness.convergence.job import ConvergeSpec, converge_job
+from harness.errors import failed_result
 from harness.isolation.executor import Executor, WorkerFailure
 from harness.results.config import RunConfig
-from harness.results.schema import CaseResult
+from harness.results.schema import CaseResult, RunRecord
 from harness.results.store import save_run
 from harness.run.case import RoundResult, RoundSpec
 from harness.run.execute import clear_cache, clear_cache_job, failed_round, round_job
 from harness.run.fidelity_suite import FidelityProgressFn, plan_fidelity, run_fidelity_checks
 from harness.run.fold import fold_rounds
-from harness.run.plan import plan_cases
+from harness.run.plan import plan_cases, plan_converge
 from harness.run.schedule import round_schedule
 from harness.run.session import (
     ProgressFn,
@@ -60,6 +63,7 @@ def run(
         }
     )
     specs = plan_cases(config)
+    converge_specs = plan_converge(config)
     fidelity_specs = plan_fidelity(config)
     record, path = open_run(config, command)
     timeout = config.case_timeout()
@@ -92,6 +96,7 @@ def run(
                         progress(done, total, spec, results[job.case])
                     done += 1
                 _clear(executor, timeout)
+            _run_converge(executor, converge_specs, record, path, config.converge_timeout())
             run_fidelity_checks(
                 executor,
                 fidelity_specs,
@@ -105,6 +110,25 @@ def run(
         finish(record, path, "incomplete")
         raise
     return finish(record, path, "complete")
+
+
+def _run_converge(
+    executor: Executor,
+    specs: list[ConvergeSpec],
+    record: RunRecord,
+    path: Path,
+    timeout: float,
+) -> None:
+    """Each converge case in one isolation job (harness.convergence.job.converge_job), after
+    the timed cases; the file is saved after each. A crash or hang fails the case."""
+    for spec in specs:
+        try:
+            answer = executor.run(converge_job, spec.model_dump_json(), timeout)
+            case = CaseResult.model_validate_json(answer)
+        except WorkerFailure as exc:
+            case = failed_result(CaseResult, spec.key, exc.kind, str(exc))
+        record.cases.append(case)
+        save_run(record, path)
 
 
 def _run_round(executor: Executor, job: RoundSpec, timeout: float) -> RoundResult:
