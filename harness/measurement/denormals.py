@@ -4,6 +4,7 @@ cause of a CPU training step that slows as it trains)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -65,7 +66,11 @@ def _activation_counter(model: torch.nn.Module) -> Iterator[list[int]]:
     handles = [m.register_forward_hook(outputs) for m in leaves]
     handles += [m.register_full_backward_hook(gradients) for m in leaves]
     try:
-        yield found
+        with warnings.catch_warnings():
+            # The first layer's hook fires on its output gradient although its input needs
+            # none: that is the gradient counted here, so torch's notice of it is noise.
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            yield found
     finally:
         for handle in handles:
             handle.remove()

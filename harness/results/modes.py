@@ -9,8 +9,18 @@ CollectiveMode = Literal["all_reduce", "all_gather", "reduce_scatter", "broadcas
 """Modes of the collectives probe (workloads/allreduce.py)."""
 
 Mode = Literal[
-    "infer", "train", "prefill", "decode", "sample", "probe", "copy", "triad", CollectiveMode
+    "infer",
+    "train",
+    "prefill",
+    "decode",
+    "sample",
+    "probe",
+    "copy",
+    "triad",
+    "converge",
+    CollectiveMode,
 ]
+"""`converge` trains to a target (harness.convergence) instead of timing a step."""
 
 COLLECTIVE_MODES: tuple[str, ...] = get_args(CollectiveMode)
 MODES: tuple[str, ...] = get_args(Mode)

@@ -363,6 +363,11 @@ class CaseResult(BaseModel):
     """Seconds per call of each yardstick (harness.measurement.yardstick, by name) read right
     before each round of the case, in round order: how fast the machine was as the round
     began. None for results written before yardsticks existed and for distributed cases."""
+    trend: SampleTrend | None = None
+    """Whether the samples trend within rounds (state-dependent cost); None when not
+    estimated."""
+    denormals: DenormalCount | None = None
+    """Train cases on the CPU: denormal values at the end of the case; None when not counted."""
     convergence: Convergence | None = None
     """`--mode converge` cases: training to a target against the reference band (models at
     the end of this module); None for every other mode and for older files."""
