@@ -4,7 +4,6 @@ cause of a CPU training step that slows as it trains)."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -51,26 +50,28 @@ def _state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
 
 @contextmanager
 def _activation_counter(model: torch.nn.Module) -> Iterator[list[int]]:
-    """Counts denormal values in every module's outputs (forward hooks) and output gradients
-    (full backward hooks) while the context is open; yields the one-element running total."""
+    """Counts denormal values in every module's outputs (forward hooks) and in their
+    gradients (a hook on each output tensor that requires grad) while the context is open;
+    yields the one-element running total. Tensor hooks, not module backward hooks: the latter
+    wrap outputs in a custom autograd function, which in-place operations after them (an
+    in-place ReLU after a batch norm) may not modify."""
     found = [0]
 
-    def outputs(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
-        tensors = output if isinstance(output, tuple) else (output,)
-        found[0] += denormal_values(t for t in tensors if isinstance(t, torch.Tensor))
+    def count_gradient(grad: torch.Tensor) -> None:
+        found[0] += denormal_values([grad])
 
-    def gradients(_module: torch.nn.Module, _grad_in: Any, grad_out: Any) -> None:
-        found[0] += denormal_values(t for t in grad_out if isinstance(t, torch.Tensor))
+    def outputs(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
+        tensors = [t for t in (output if isinstance(output, tuple) else (output,))]
+        tensors = [t for t in tensors if isinstance(t, torch.Tensor)]
+        found[0] += denormal_values(tensors)
+        for tensor in tensors:
+            if tensor.requires_grad:
+                tensor.register_hook(count_gradient)
 
     leaves = [m for m in model.modules() if not list(m.children())]
     handles = [m.register_forward_hook(outputs) for m in leaves]
-    handles += [m.register_full_backward_hook(gradients) for m in leaves]
     try:
-        with warnings.catch_warnings():
-            # The first layer's hook fires on its output gradient although its input needs
-            # none: that is the gradient counted here, so torch's notice of it is noise.
-            warnings.filterwarnings("ignore", message="Full backward hook is firing")
-            yield found
+        yield found
     finally:
         for handle in handles:
             handle.remove()
