@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,19 @@ def test_a_real_step_that_sleeps_longer_each_call_is_flagged() -> None:
     assert trend.cause is not None and "3 in gradients" in trend.cause
 
 
+@pytest.fixture
+def ieee_denormals() -> Iterator[None]:
+    """This thread keeps IEEE denormals for the test (a test before it in this process may
+    have set flush-to-zero, which would flush the values the test plants), then gets back
+    the setting it had."""
+    smallest = torch.ones(1, dtype=torch.int32).view(torch.float32)  # one element: this thread
+    flushing = bool((smallest * 1.0 == 0).item())
+    torch.set_flush_denormal(False)
+    yield
+    torch.set_flush_denormal(flushing)
+
+
+@pytest.mark.usefixtures("ieee_denormals")
 def test_denormals_are_counted_in_parameters_gradients_optimizer_state_and_activations() -> None:
     tiny = torch.finfo(torch.float32).tiny
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
@@ -101,10 +115,13 @@ def test_denormals_are_counted_in_parameters_gradients_optimizer_state_and_activ
     counted = count_denormals(model, optimizer)
     assert (counted.gradients, counted.optimizer_state) == (1, 1)
     assert (counted.parameters, counted.activations, counted.values) == (3, None, 3 * 30)
-    assert denormal_values([torch.tensor([0.0, tiny, -tiny / 2, 1e-45])]) == 2
-    assert denormal_values([torch.tensor([1e-6, 1e-40], dtype=torch.bfloat16)]) == 1
+    # Denormal constants are computed here, not written as literals: a literal such as 1e-320
+    # is parsed when the module is compiled, and reads 0.0 if that thread flushed denormals.
+    assert denormal_values([torch.tensor([0.0, tiny, -tiny / 2, tiny / 2**20])]) == 2
+    assert denormal_values([torch.tensor([1e-6, tiny / 128], dtype=torch.bfloat16)]) == 1
     assert denormal_values([torch.tensor([1e-6, 1e-3], dtype=torch.float16)]) == 1
-    assert denormal_values([torch.tensor([1e-320], dtype=torch.float64)]) == 1
+    fp64_denormal = torch.finfo(torch.float64).tiny / 2**20
+    assert denormal_values([torch.tensor([fp64_denormal], dtype=torch.float64)]) == 1
     with_step = count_denormals(model, optimizer, step=step)
     assert with_step.activations is not None
 
