@@ -120,7 +120,7 @@ def test_the_max_rate_matches_a_queueing_prediction(
     targets = LatencyTargets(ttft_s=bound, tpot_s=1.0, latency_s=1.0)
     result = endpoint_run(
         tmp_path, server.url, lengths=FIXED, requests=requests, targets=targets,
-        search_steps=4, min_duration_s=0.5, time_budget_s=120.0,
+        search_steps=3, min_duration_s=0.5, time_budget_s=120.0,
     )  # fmt: skip
     assert result.status == "ok" and result.max_rate is not None, result.search_note
     single, offline = result.single_stream, result.offline
