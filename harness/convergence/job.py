@@ -5,8 +5,6 @@ isolation job that runs it (a ConvergeSpec as JSON in, a CaseResult as JSON out)
 from __future__ import annotations
 
 import gc
-import time
-from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -15,12 +13,12 @@ from backends.base import DTYPES, Backend
 from backends.cpu import CPUBackend
 from backends.registry import get_backend
 from harness.convergence.train import SeedRun, start, train
-from harness.errors import BenchError, failure
+from harness.errors import BenchError, failed_result
 from harness.measurement.fallbacks import host_fallbacks
+from harness.measurement.guard import never_raises
 from harness.results import convergence_judge as judge
 from harness.results.presets import ConvergeSettings
 from harness.results.schema import (
-    CaseError,
     CaseKey,
     CaseResult,
     Convergence,
@@ -239,35 +237,23 @@ def converge(spec: ConvergeSpec) -> Convergence:
 
 
 def run_converge_case(spec: ConvergeSpec) -> CaseResult:
-    """The CaseResult of one converge case; never raises: an exception, an unsupported dtype
-    or a bad reference is a failed (or unsupported) case with the message."""
-    started = datetime.now(timezone.utc)
-    t0 = time.perf_counter()
-    try:
+    """The CaseResult of one converge case; never raises (harness.measurement.guard): an
+    exception, an unsupported dtype or a bad reference is a failed (or unsupported) case with
+    the message."""
+
+    def run() -> CaseResult:
         with host_fallbacks() as fallbacks:
             convergence = converge(spec)
-        result = CaseResult(
+        return CaseResult(
             key=spec.key,
             status="ok",
             convergence=convergence,
             host_fallbacks=sorted(fallbacks) or None,
         )
-    except CaseUnsupported as exc:
-        result = CaseResult(
-            key=spec.key,
-            status="unsupported",
-            error=CaseError(kind="unsupported", message=str(exc)),
-        )
-    except Exception as exc:
-        kind, message = failure(exc)
-        result = CaseResult(
-            key=spec.key,
-            status="failed",
-            error=CaseError(kind=kind, message=message),  # type: ignore[arg-type]
-        )
-    result.started_at = started
-    result.duration_s = time.perf_counter() - t0
-    return result
+
+    return never_raises(
+        run, lambda kind, message: failed_result(CaseResult, spec.key, kind, message)
+    )
 
 
 def converge_job(payload: str) -> str:

@@ -8,7 +8,6 @@ process.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -28,6 +27,7 @@ from harness.fidelity.trajectory import (
     train_baseline,
     train_trajectory,
 )
+from harness.measurement.guard import never_raises
 from harness.results.fidelity import (
     COMPARE_STEPS,
     DETERMINISM_STEPS,
@@ -156,10 +156,11 @@ def check_fidelity(
 
 
 def run_fidelity_spec(spec: FidelitySpec) -> FidelityResult:
-    """`check_fidelity` for a spec; never raises: any exception is a failed result."""
-    start = time.perf_counter()
-    try:
-        result = check_fidelity(
+    """`check_fidelity` for a spec; never raises (harness.measurement.guard): any exception
+    is a failed result naming it."""
+
+    def run() -> FidelityResult:
+        return check_fidelity(
             spec.backend,
             spec.workload,
             spec.dtype,
@@ -174,10 +175,8 @@ def run_fidelity_spec(spec: FidelitySpec) -> FidelityResult:
             band=spec.band,
             baseline=spec.baseline,
         )
-    except Exception as exc:
-        result = failed_fidelity(spec, describe_exception(exc))
-    result.duration_s = time.perf_counter() - start
-    return result
+
+    return never_raises(run, lambda _kind, message: failed_fidelity(spec, message))
 
 
 def failed_fidelity(spec: FidelitySpec, error: str) -> FidelityResult:
