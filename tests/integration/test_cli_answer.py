@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.results.store import load_run, save_run
-from tests.conftest import SuiteRun, invoke_bench, run_bench
+from tests.conftest import invoke_bench, run_bench
 from tests.run_records import HOSTILE, record
 
 
@@ -111,27 +111,6 @@ def test_report_of_an_empty_folder_exits_2(
     result = invoke_bench(capsys, "report", str(tmp_path), "--out", str(tmp_path / "r"))
     assert result.returncode == 2
     assert _flat("no usable results in") in _flat(result.stderr)
-
-
-def test_the_default_suite_checks_fidelity_and_writes_the_report_beside_the_results(
-    tiny_suite_run: SuiteRun,
-) -> None:
-    result, out = tiny_suite_run
-    assert result.returncode == 0, result.stderr
-    (path,) = out.glob("*.json")
-    run = load_run(path)
-    assert run.config.fidelity is True and run.fidelity
-    assert {f.workload for f in run.fidelity} <= {"gpt", "llama", "moe", "mlp", "convnet"}
-    (moe,) = [f for f in run.fidelity if f.workload == "moe"]
-    assert len(moe.routing_match) == moe.steps and moe.max_routing_mismatch == 0.0
-    folder = out / f"{path.stem}-report"
-    assert (folder / "report.html").is_file() and (folder / "report.md").is_file()
-    markdown = (folder / "report.md").read_text()
-    assert "Verdict" in markdown
-    assert f"{run.run_id[:8]} (complete; 5 rounds, seed {run.config.round_seed}; machine " in (
-        markdown
-    )  # ... steady or moved: the yardsticks were read before every round
-    assert _flat(f"report: {folder / 'report.html'}") in _flat(result.stdout)
 
 
 def test_fidelity_steps_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:

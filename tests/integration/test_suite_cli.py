@@ -10,6 +10,12 @@ from harness.measurement.yardstick import YARDSTICKS
 from harness.results.store import load_run
 from tests.conftest import SuiteRun, invoke_bench
 
+
+def _flat(text: str) -> str:
+    """Text without whitespace: rich wraps long lines (and paths) at the console width."""
+    return "".join(text.split())
+
+
 SUITE = {
     "mlp": ("infer", "train"),
     "convnet": ("infer", "train"),
@@ -102,3 +108,24 @@ def test_a_dtype_the_backend_lacks_gives_unsupported_cases_for_new_workloads(
     }
     error = statuses[("gpt", "fp16")].error
     assert error and "backend 'nofp16' does not support fp16" in error.message
+
+
+def test_the_default_suite_checks_fidelity_and_writes_the_report_beside_the_results(
+    tiny_suite_run: SuiteRun,
+) -> None:
+    result, out = tiny_suite_run
+    assert result.returncode == 0, result.stderr
+    (path,) = out.glob("*.json")
+    run = load_run(path)
+    assert run.config.fidelity is True and run.fidelity
+    assert {f.workload for f in run.fidelity} <= {"gpt", "llama", "moe", "mlp", "convnet"}
+    (moe,) = [f for f in run.fidelity if f.workload == "moe"]
+    assert len(moe.routing_match) == moe.steps and moe.max_routing_mismatch == 0.0
+    folder = out / f"{path.stem}-report"
+    assert (folder / "report.html").is_file() and (folder / "report.md").is_file()
+    markdown = (folder / "report.md").read_text()
+    assert "Verdict" in markdown
+    assert f"{run.run_id[:8]} (complete; 5 rounds, seed {run.config.round_seed}; machine " in (
+        markdown
+    )  # ... steady or moved: the yardsticks were read before every round
+    assert _flat(f"report: {folder / 'report.html'}") in _flat(result.stdout)
