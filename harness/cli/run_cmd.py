@@ -201,7 +201,10 @@ def run_command(
     case_timeout: Annotated[
         float | None,
         typer.Option(
-            help="Seconds per case before it is killed (default: by preset).",
+            help=(
+                "Seconds per round of a case before it is killed (default: by preset); a new "
+                "worker's start and imports do not count."
+            ),
             rich_help_panel=MEASUREMENT,
         ),
     ] = None,

@@ -7,6 +7,12 @@ timeout for the answer. A worker that dies is reported with its signal; one that
 killed. Either way the next job gets a fresh worker. So does the job after one that hit a
 sticky device error (illegal address, device-side assert, ACL error): that error leaves the
 worker's device context unusable, so the worker is replaced once its answer is in.
+
+A caller may hand in a preparation: one more job with its payload that every fresh worker
+runs before its first job, under the start timeout rather than a job's timeout. What every
+job of a run shares (importing torch and the caller's modules, process-wide settings) then
+happens once per worker, and a job's timeout measures the job: the interpreter's start and
+its imports (seconds on a loaded host) no longer eat into it.
 """
 
 from __future__ import annotations
@@ -62,12 +68,17 @@ def describe_exit(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
+Preparation = tuple[Job, str]
+"""A job and its payload that a fresh worker runs before its first job (its answer unused)."""
+
+
 class Worker:
-    """One spawned worker process and its pipe."""
+    """One spawned worker process and its pipe, prepared (see the module's docstring) when
+    `prepare` is given."""
 
     START_TIMEOUT_S = 120.0
 
-    def __init__(self) -> None:
+    def __init__(self, prepare: Preparation | None = None) -> None:
         self.poisoned: str | None = None
         """The sticky device error this worker hit, once it has: it must not run more jobs."""
         context = mp.get_context("spawn")
@@ -85,6 +96,12 @@ class Worker:
             raise WorkerFailure(
                 "crash", f"the worker process {describe_exit(self.process.exitcode)} at start"
             ) from None
+        if prepare is not None:
+            job, payload = prepare
+            try:
+                self.run(job, payload, self.START_TIMEOUT_S)
+            except WorkerFailure as exc:
+                raise WorkerFailure(exc.kind, f"{exc} (while preparing the worker)") from None
 
     def run(self, job: Job, payload: str, timeout_s: float) -> str:
         """Send one job and return its answer; raises WorkerFailure on a crash or timeout
@@ -125,19 +142,26 @@ class Executor:
     """Runs jobs under an isolation policy: in this process, in one reused worker, or in a
     fresh worker per job."""
 
-    def __init__(self, isolate: Isolation = "worker") -> None:
+    def __init__(self, isolate: Isolation = "worker", prepare: Preparation | None = None) -> None:
         self.isolate = isolate
+        self.prepare = prepare
         self._worker: Worker | None = None
 
-    def run(self, job: Job, payload: str, timeout_s: float) -> str:
+    def run(self, job: Job, payload: str, timeout_s: float, fresh: bool = False) -> str:
         """`job(payload)`, run under the isolation policy; raises WorkerFailure when the
-        worker crashed or hung."""
+        worker crashed or hung. `fresh` starts the job in a new worker even where the policy
+        would reuse one (it cannot apply in this process: isolate none ignores it)."""
+        if fresh and self.isolate != "none":
+            self.close()
         if self.isolate == "none":
+            if self.prepare is not None:
+                prepare, self.prepare = self.prepare, None  # this process: once
+                prepare[0](prepare[1])
             return job(payload)
         if self._worker is None or not self._worker.usable():
             if self._worker is not None:
                 self._worker.stop()
-            self._worker = Worker()
+            self._worker = Worker(self.prepare)
         try:
             return self._worker.run(job, payload, timeout_s)
         except WorkerFailure:

@@ -58,6 +58,17 @@ def prime_process(backend: str) -> None:
     gc.freeze()
 
 
+def prime_job(payload: str) -> str:
+    """The isolation preparation of a worker for the backend named by `payload`:
+    `prime_process` there. Never raises: a failure is returned as text (and unused), so that
+    the case that meets it again in `prime_process` fails with its own words."""
+    try:
+        prime_process(payload)
+    except Exception as exc:  # the first case reports it (see the docstring)
+        return f"{type(exc).__name__}: {exc}"
+    return ""
+
+
 _BUILT: dict[str, BuiltCase] = {}
 """Built cases of this process by `case_cache_key`; emptied by `clear_cache`."""
 

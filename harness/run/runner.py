@@ -17,6 +17,7 @@ import contextlib
 import secrets
 from pathlib import Path
 
+from backends.registry import get_backend_class
 from harness.convergence.job import ConvergeSpec, converge_job
 from harness.errors import failed_result
 from harness.isolation.executor import Executor, WorkerFailure
@@ -24,7 +25,13 @@ from harness.results.config import RunConfig
 from harness.results.schema import CaseResult, RunRecord
 from harness.results.store import save_run
 from harness.run.case import RoundResult, RoundSpec
-from harness.run.execute import clear_cache, clear_cache_job, failed_round, round_job
+from harness.run.execute import (
+    clear_cache,
+    clear_cache_job,
+    failed_round,
+    prime_job,
+    round_job,
+)
 from harness.run.fidelity_suite import FidelityProgressFn, plan_fidelity, run_fidelity_checks
 from harness.run.fold import fold_rounds
 from harness.run.plan import plan_cases, plan_converge
@@ -68,6 +75,10 @@ def run(
     record, path = open_run(config, command)
     timeout = config.case_timeout()
     rounds = config.rounds_count()
+    # A runtime that warns of a host fallback once per operator per process records a
+    # case's fallbacks completely only where the case runs first in a fresh worker; later
+    # rounds may share one (the case's record is the union over its rounds).
+    fresh_per_case = get_backend_class(config.backend).warns_once_per_process
     assert config.round_seed is not None
     segments = round_schedule(
         [s.key for s in specs], rounds, config.round_seed, config.interleave_mode()
@@ -77,7 +88,7 @@ def run(
     results: dict[int, CaseResult] = {}
     done = 0
     try:
-        with signals_raise(), Executor(config.isolate) as executor:
+        with signals_raise(), Executor(config.isolate, (prime_job, config.backend)) as executor:
             for segment in segments:
                 for job in segment.jobs:
                     spec, previous = specs[job.case], results.get(job.case)
@@ -87,8 +98,9 @@ def run(
                     if progress:
                         progress(done, total, spec, None)
                     round_spec = RoundSpec(case=spec, round=job.round, rounds=rounds)
+                    fresh = fresh_per_case and job.case not in rounds_of
                     case_rounds = rounds_of.setdefault(job.case, [])
-                    case_rounds.append(_run_round(executor, round_spec, timeout))
+                    case_rounds.append(_run_round(executor, round_spec, timeout, fresh))
                     results[job.case] = fold_rounds(spec.key, case_rounds, spec.measure.precision)
                     record.cases = [results[i] for i in sorted(results)]
                     save_run(record, path)
@@ -131,11 +143,14 @@ def _run_converge(
         save_run(record, path)
 
 
-def _run_round(executor: Executor, job: RoundSpec, timeout: float) -> RoundResult:
-    """One round job under the case timeout; a crash or hang of the worker fails the round
-    (later round jobs of other cases rebuild in the fresh worker)."""
+def _run_round(
+    executor: Executor, job: RoundSpec, timeout: float, fresh: bool = False
+) -> RoundResult:
+    """One round job under the case timeout, in a new worker when `fresh`; a crash or hang
+    of the worker fails the round (later round jobs of other cases rebuild in the fresh
+    worker)."""
     try:
-        answer = executor.run(round_job, job.model_dump_json(), timeout)
+        answer = executor.run(round_job, job.model_dump_json(), timeout, fresh)
     except WorkerFailure as exc:
         return failed_round(job, exc.kind, str(exc))
     return RoundResult.model_validate_json(answer)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from backends.registry import get_backend_class
 from harness.isolation.executor import Executor, WorkerFailure
 from harness.results.config import RunConfig, ScenarioSettings
 from harness.results.schema import ScenarioResult
 from harness.results.store import save_run
+from harness.run.execute import prime_job
 from harness.run.plan import plan_cases
 from harness.run.session import RunInterrupted, RunOutcome, finish, open_run, signals_raise
 from harness.scenarios.job import ScenarioSpec, failed, scenario_job
@@ -66,7 +68,7 @@ def run_scenarios(
     specs = plan_scenarios(config)
     record, path = open_run(config, command)
     try:
-        with signals_raise(), Executor(config.isolate) as executor:
+        with signals_raise(), Executor(config.isolate, (prime_job, config.backend)) as executor:
             for index, spec in enumerate(specs):
                 if progress:
                     progress(index, len(specs), spec, None)
@@ -84,7 +86,10 @@ def run_scenarios(
 
 def _run_one(executor: Executor, spec: ScenarioSpec, timeout: float) -> ScenarioResult:
     try:
-        answer = executor.run(scenario_job, spec.model_dump_json(), timeout)
+        # each scenario case in a fresh worker where host fallbacks are warned of only once
+        # per process (see harness.run.runner)
+        fresh = get_backend_class(spec.backend).warns_once_per_process
+        answer = executor.run(scenario_job, spec.model_dump_json(), timeout, fresh)
     except WorkerFailure as exc:
         return failed(spec, exc.kind, str(exc))
     return ScenarioResult.model_validate_json(answer)
