@@ -84,7 +84,8 @@ def torch_profiler_window(
 ) -> ProfileWindow:
     """`iterations` calls of `step` under torch.profiler with `activities`: a row per event,
     its self device time (kernels it launched) and self CPU time; the Chrome trace written to
-    `trace_path` when given."""
+    `trace_path` when given. Where a device activity was asked for and no event has device
+    time, the note says that host time is ranked."""
     from torch.profiler import ProfilerActivity, profile
 
     synchronize()
@@ -103,10 +104,11 @@ def torch_profiler_window(
         for event in prof.events()
         if not event.is_async
     ]
-    device = any(a != ProfilerActivity.CPU for a in activities)
-    return ProfileWindow(
+    window = ProfileWindow(
         activities=[a.name for a in activities],
-        device_profiled=device,
+        device_profiled=any(a != ProfilerActivity.CPU for a in activities),
         rows=rows,
-        note="" if not device or any(r.device_us > 0 for r in rows) else NO_DEVICE_ROWS,
     )
+    if window.device_profiled and not window.device_rows_seen():
+        window.note = NO_DEVICE_ROWS
+    return window
