@@ -15,14 +15,17 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import torch
 
 from backends.accelerator import AcceleratorBackend
+from backends.ascend_profiler import torch_npu_window
 from backends.base import Availability, EnergyMeter, NoEnergy
 from backends.energy import PowerSampler
+from backends.profiling import ProfileWindow
 from backends.settings import env_settings, torch_settings
 
 ASCEND_ENV = (
@@ -178,6 +181,25 @@ class AscendBackend(AcceleratorBackend):
 
     def energy_meter(self) -> EnergyMeter:
         return npu_smi_power_meter(self.npu_smi_target())
+
+    def profile_window(
+        self, step: Callable[[], object], iterations: int, trace_path: Path | None = None
+    ) -> ProfileWindow:
+        """torch_npu's own profiler (backends.ascend_profiler): torch.profiler's PrivateUse1
+        activity does not see NPU kernels. Without torch_npu.profiler, torch.profiler's host
+        view, with a note saying so."""
+        try:
+            profiler = importlib.import_module("torch_npu.profiler")
+        except Exception as exc:
+            window = super().profile_window(step, iterations, trace_path)
+            if window.device_rows_seen():
+                return window
+            note = (
+                f"torch_npu.profiler is unavailable ({type(exc).__name__}: {exc}): operators "
+                "are ranked by host self time"
+            )
+            return window.model_copy(update={"note": note})
+        return torch_npu_window(profiler, step, iterations, self.synchronize, trace_path)
 
     def telemetry(self) -> dict[str, float]:
         try:

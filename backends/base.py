@@ -7,11 +7,13 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from backends.profiling import ProfileWindow, torch_profiler_window
 from harness.results.device import DeviceInfo
 
 DTYPES: dict[str, torch.dtype] = {
@@ -203,6 +205,17 @@ class Backend(ABC):
         """What torch.profiler must record to see this backend's work: the host only, by
         default (a host-synchronous device)."""
         return [torch.profiler.ProfilerActivity.CPU]
+
+    def profile_window(
+        self, step: Callable[[], object], iterations: int, trace_path: Path | None = None
+    ) -> ProfileWindow:
+        """Run `step` `iterations` times under this backend's profiler and return a row per
+        operator call (backends.profiling), writing the Chrome trace to `trace_path` when
+        given. Default: torch.profiler with `profiler_activities()`; a backend whose device
+        torch.profiler cannot see overrides this with its own profiler."""
+        return torch_profiler_window(
+            step, iterations, self.profiler_activities(), self.synchronize, trace_path
+        )
 
     @abstractmethod
     def describe(self) -> DeviceInfo:

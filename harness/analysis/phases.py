@@ -192,6 +192,8 @@ class OpShiftRow(BaseModel):
     dtype: str
     batch: int
     time_kind: str
+    note: str = ""
+    """Why the profile ranks host time where device time was expected (OpProfile.note)."""
     shifts: list[OpShift]
 
 
@@ -229,6 +231,7 @@ def op_shift_rows(system: str, cases: list[CaseResult], top: int = 3) -> list[Op
                 dtype=train.key.dtype,
                 batch=train.key.batch,
                 time_kind=train.profile.time_kind,
+                note=train.profile.note,
                 shifts=[s for s in shifts[:top] if s.growth > 0],
             )
         )

@@ -161,7 +161,7 @@ def check_profiler(ctx: KitContext) -> str:
     top = profile.ops[0].name if profile.ops else "nothing"
     figure = f"ranks {profile.time_kind} time over {', '.join(profile.activities)}; top: {top}"
     if profile.time_kind != "device":
-        raise CheckFailed(figure)
+        raise CheckFailed(f"{figure} ({profile.note})" if profile.note else figure)
     return figure
 
 

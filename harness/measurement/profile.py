@@ -1,12 +1,13 @@
-"""`bench run --profile`: the top operators of a step, from torch.profiler.
+"""`bench run --profile`: the top operators of a step, from the backend's profiler.
 
 The step is profiled in iterations of its own (after the headline measurement) with the
-backend's profiler activities. Each operator's time is its self time: device time where the
-device was profiled and kernels were seen, else self CPU time. Operators are placed in the
-step by their ancestors in the profiler's call tree: inside an autograd node (`MmBackward0`)
-they are backward and belong to that node's forward operator (`mm`); inside
-`Optimizer.step` they are the optimizer, inside `Optimizer.zero_grad` zero_grad; everything
-else is forward and belongs to itself.
+backend's profiler (`Backend.profile_window`: torch.profiler, or torch_npu's on Ascend). Each
+operator's time is its self time: device time where the device was profiled and kernels were
+seen, else host self time (and the profile's note says why when device time was expected).
+Operators are placed in the step by their ancestors in the profiler's call tree: inside an
+autograd node (`MmBackward0`) they are backward and belong to that node's forward operator
+(`mm`); inside `Optimizer.step` they are the optimizer, inside `Optimizer.zero_grad`
+zero_grad; everything else is forward and belongs to itself.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from backends.base import Backend
 from harness.results.schema import OpProfile, ProfiledOp
@@ -52,20 +52,18 @@ def backward_owner(node: str) -> str | None:
     return None
 
 
-def place(event: Any) -> tuple[str, str]:
-    """(phase, forward operator) of a profiler event, from its ancestors (module docstring)."""
-    node: Any = event
-    while node is not None:
-        name = node.name
-        if name.startswith("Optimizer.step"):
-            return "optimizer", forward_name(event.name)
-        if name.startswith("Optimizer.zero_grad"):
-            return "zero_grad", forward_name(event.name)
-        owner = backward_owner(name)
+def place(name: str, ancestors: tuple[str, ...]) -> tuple[str, str]:
+    """(phase, forward operator) of an operator call named `name` whose enclosing operators
+    are `ancestors` (nearest first), from the call itself outwards (module docstring)."""
+    for enclosing in (name, *ancestors):
+        if enclosing.startswith("Optimizer.step"):
+            return "optimizer", forward_name(name)
+        if enclosing.startswith("Optimizer.zero_grad"):
+            return "zero_grad", forward_name(name)
+        owner = backward_owner(enclosing)
         if owner is not None:
             return "backward", owner
-        node = node.cpu_parent
-    return "forward", forward_name(event.name)
+    return "forward", forward_name(name)
 
 
 def profile_step(
@@ -76,31 +74,22 @@ def profile_step(
     trace_path: Path | None = None,
     top: int = PROFILE_TOP,
 ) -> OpProfile:
-    """Profile `iterations` calls of `step` with the backend's activities; return the `top`
-    operators per step by time (module docstring), and write the Chrome trace to
-    `trace_path` when given. Call it on a warm step (after its measurement): nothing is
-    run unprofiled first, to keep `--profile`'s cost to the profiled calls."""
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = backend.profiler_activities()
-    backend.synchronize()
-    with profile(activities=activities) as prof:
-        for _ in range(iterations):
-            step()
-        backend.synchronize()
-    if trace_path is not None:
-        trace_path.parent.mkdir(parents=True, exist_ok=True)
-        prof.export_chrome_trace(str(trace_path))
-    events = [e for e in prof.events() if not e.is_async]
-    device = any(a != ProfilerActivity.CPU for a in activities)
-    device = device and sum(e.self_device_time_total for e in events) > 0
+    """Profile `iterations` calls of `step` with the backend's profiler
+    (`Backend.profile_window`); return the `top` operators per step by time (module
+    docstring), and write the trace to `trace_path` when given. Call it on a warm step
+    (after its measurement): nothing is run unprofiled first, to keep `--profile`'s cost to
+    the profiled calls. The profile ranks device time only when the backend's profiler
+    returned device rows; otherwise host self time, with the window's note saying why where
+    device time was expected."""
+    window = backend.profile_window(step, iterations, trace_path)
+    device = window.device_rows_seen()
     totals: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for event in events:
-        micros = event.self_device_time_total if device else event.self_cpu_time_total
+    for row in window.rows:
+        micros = row.device_us if device else row.host_us
         if micros <= 0:
             continue
-        phase, owner = place(event)
-        entry = totals[(event.name, phase, owner)]
+        phase, owner = place(row.name, row.ancestors)
+        entry = totals[(row.name, phase, owner)]
         entry[0] += micros
         entry[1] += 1
     total_s = sum(t for t, _ in totals.values()) / 1e6 / iterations
@@ -117,8 +106,9 @@ def profile_step(
     ]
     ops.sort(key=lambda op: op.seconds, reverse=True)
     return OpProfile(
-        activities=[a.name for a in activities],
+        activities=window.activities,
         time_kind="device" if device else "self cpu",
+        note=window.note,
         iterations=iterations,
         total_s=total_s,
         ops=ops[:top],

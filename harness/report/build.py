@@ -279,7 +279,7 @@ def op_shift_table(a: Answer) -> Table:
             r.workload,
             r.dtype,
             str(r.batch),
-            r.time_kind,
+            f"{r.time_kind} ({r.note})" if r.note else r.time_kind,
             "; ".join(
                 f"{s.op} {format_percent(s.infer_share)} -> {format_percent(s.train_share)}"
                 for s in r.shifts

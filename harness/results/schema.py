@@ -249,10 +249,15 @@ class ProfiledOp(BaseModel):
 
 
 class OpProfile(BaseModel):
-    """The top operators of one case's step (torch.profiler), not the trace."""
+    """The top operators of one case's step (the backend's profiler), not the trace."""
 
     activities: list[str]
     time_kind: Literal["device", "self cpu"]
+    """What `seconds` rank: the device time of each operator's own kernels, or its host self
+    time."""
+    note: str = ""
+    """Why the time is host time where device time was expected (the device profiler is
+    missing or saw no kernels)."""
     iterations: int
     total_s: float
     """Per step, all profiled operators together (of `time_kind`)."""

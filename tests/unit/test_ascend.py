@@ -24,6 +24,8 @@ import torch
 from backends.accelerator import EventTimer
 from backends.ascend import AscendBackend
 from backends.peaks import TERA
+from harness.measurement.profile import profile_step
+from tests.unit import fake_torch_npu_profiler as fake_profiler
 
 REAL_NPU = importlib.util.find_spec("torch_npu") is not None
 OWN_INTERPRETER = "ACCELBENCH_ASCEND_STANDIN"
@@ -107,8 +109,11 @@ class FakeNPU(types.ModuleType):
         return {"CANN": "8.0.RC3", "DRIVER": "24.1.rc3"}[module]
 
 
-def install_stand_in(monkeypatch: pytest.MonkeyPatch, npu: FakeNPU, version: str = "") -> None:
-    """What `import torch_npu` does, for this test: register torch.npu and the 'npu' name."""
+def install_stand_in(
+    monkeypatch: pytest.MonkeyPatch, npu: FakeNPU, version: str = "", profiler: bool = True
+) -> None:
+    """What `import torch_npu` does, for this test: register torch.npu and the 'npu' name,
+    and (unless `profiler` is False) torch_npu.profiler (tests/unit/fake_torch_npu_profiler)."""
     if torch._C._get_privateuse1_backend_name() != "npu":
         torch.utils.rename_privateuse1_backend("npu")
     torch_npu = types.ModuleType("torch_npu")
@@ -116,6 +121,11 @@ def install_stand_in(monkeypatch: pytest.MonkeyPatch, npu: FakeNPU, version: str
     torch_npu.npu = npu  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "torch_npu", torch_npu)
     monkeypatch.setattr(torch, "npu", npu, raising=False)
+    if profiler:
+        torch_npu.profiler = fake_profiler  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "torch_npu.profiler", fake_profiler)
+    else:
+        monkeypatch.delitem(sys.modules, "torch_npu.profiler", raising=False)
 
 
 @pytest.fixture
@@ -222,6 +232,62 @@ def test_910b3_peak_comes_with_its_source(monkeypatch: pytest.MonkeyPatch) -> No
     info = AscendBackend().describe()
     assert info.peak_flops == {"bf16": 294.91 * TERA, "fp16": 294.91 * TERA}
     assert "torchtitan-npu" in info.peak_sources["bf16"]
+
+
+def _training_step() -> Any:
+    """A tiny training step on host tensors: two linear layers, SGD without foreach."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, foreach=False)
+    x, y = torch.randn(8, 16), torch.randn(8, 4)
+
+    def step() -> None:
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+
+    return step
+
+
+def test_npu_profile_ranks_npu_time_from_torch_npus_own_profiler(
+    npu: FakeNPU, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fake_profiler.STATE, "analysed", [])
+    trace = tmp_path / "traces" / "case.json"
+    profile = profile_step(_training_step(), AscendBackend(), iterations=2, trace_path=trace)
+    assert (profile.activities, profile.time_kind) == (["CPU", "NPU"], "device")
+    assert profile.note == ""
+    # the stand-in's kernels: 400 us per addmm (two per step, forward), 300 us per mm (three
+    # per step, the two layers' backward: grad input of the second, grad weight of both)
+    ranked = [(op.name, op.phase, op.forward_op, op.calls) for op in profile.ops[:2]]
+    assert ranked == [("aten::mm", "backward", "addmm", 3), ("aten::addmm", "forward", "addmm", 2)]
+    assert [op.seconds for op in profile.ops[:2]] == [pytest.approx(900e-6), pytest.approx(800e-6)]
+    assert {"forward", "backward", "optimizer"} <= {op.phase for op in profile.ops}
+    assert sum(op.share for op in profile.ops) == pytest.approx(1.0)
+    # one parse, after the recorded steps, in a folder that is removed; the trace is kept
+    (output,) = fake_profiler.STATE.analysed
+    assert output.name == "ASCEND_PROFILER_OUTPUT" and output.parent.name.endswith("_ascend_pt")
+    assert not output.exists()
+    assert trace.is_file()
+
+
+def test_npu_profile_without_npu_rows_says_it_ranks_host_time(
+    npu: FakeNPU, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fake_profiler.STATE, "device_kernels", False)
+    profile = profile_step(_training_step(), AscendBackend(), iterations=1)
+    assert profile.activities == ["CPU", "NPU"]
+    assert profile.time_kind == "self cpu" and profile.ops
+    assert "torch_npu's profiler saw no NPU kernels" in profile.note
+    assert "ranked by host self time" in profile.note
+
+
+def test_npu_profile_without_torch_npu_profiler_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    install_stand_in(monkeypatch, FakeNPU(), profiler=False)
+    profile = profile_step(_training_step(), AscendBackend(), iterations=1)
+    assert profile.time_kind == "self cpu"
+    assert profile.note.startswith("torch_npu.profiler is unavailable (")
+    assert "ranked by host self time" in profile.note
 
 
 FAKE_NPU_SMI = """#!/bin/sh
