@@ -36,14 +36,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from backends.base import dtype_name as dtype_name_of
 from workloads import flops
 from workloads.base import (
+    TRAIN_MODE,
     BuildContext,
     CaseUnsupported,
     FidelityStep,
     Instance,
     Routing,
     WorkloadError,
+    weight_bytes,
+    weight_dtype,
 )
 from workloads.gpt import GPTWorkload
 from workloads.llama import (
@@ -90,11 +94,12 @@ class MoEMLP(nn.Module):
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(top-k weights [N, k], experts [N, k], all probabilities [N, E]) of tokens x [N, d],
-        the router logits and softmax in the router weights' precision (fp32, or fp64 on
-        an fp64 reference) whatever the autocast dtype."""
+        the router logits and softmax in at least fp32 (fp64 on an fp64 reference) whatever
+        the autocast dtype and the dtype the weights are stored in."""
         precision = torch.promote_types(self.router.weight.dtype, torch.float32)
         with torch.autocast(x.device.type, enabled=False):
-            logits = self.router(x.to(precision))
+            # An inference model's router weights are in the case dtype (as built): up-cast.
+            logits = F.linear(x.to(precision), self.router.weight.to(precision))
         probs = logits.softmax(dim=-1)
         weights, experts = probs.topk(self.top_k, dim=-1)
         if self.norm_topk:
@@ -300,11 +305,10 @@ def expert_group() -> Any:
     return group
 
 
-WEIGHT_BYTES = 4
-"""Bytes per parameter as built: fp32 weights (autocast computes in the case dtype)."""
-TRAIN_BYTES = 16
-"""Bytes per parameter a training step holds at least: fp32 weights, gradients and AdamW's
-two moments (activations come on top)."""
+TRAIN_COPIES = 4
+"""Copies of the weights a training step holds at least, each in the weights' dtype
+(`workloads.base.weight_dtype`, fp32 for training): weights, gradients and AdamW's two
+moments (activations come on top)."""
 
 
 SPLIT_HEADROOM = 0.85
@@ -327,33 +331,66 @@ def _size(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
+def copy_bytes(params: dict[str, Any], mode: str, dtype_name: str, world: int) -> int:
+    """Bytes one rank's built copy of a `mode` case in `dtype_name` holds at least: its
+    parameters at the bytes per parameter the build uses (`weight_bytes`: fp32 for train,
+    the case dtype for the inference modes), times `TRAIN_COPIES` for train."""
+    per_param = weight_bytes(dtype_name, mode) * (TRAIN_COPIES if mode == TRAIN_MODE else 1)
+    return per_rank_parameters(params, world) * per_param
+
+
+def _held(params: dict[str, Any], mode: str, dtype_name: str) -> str:
+    """What a copy of a `mode` case holds, in words."""
+    dtype = dtype_name_of(weight_dtype(dtype_name, mode))
+    if mode == TRAIN_MODE:
+        return f"{dtype} weights, gradients and AdamW state"
+    return f"{dtype} weights"
+
+
 def memory_refusal(
-    params: dict[str, Any], mode: str, device_bytes: int | None, world: int
+    params: dict[str, Any],
+    mode: str,
+    device_bytes: int | None,
+    world: int,
+    dtype_name: str = "fp32",
+    alive_with: list[tuple[str, str]] | None = None,
 ) -> str | None:
-    """Why a `mode` case of the MoE decoder of `params` cannot fit a device of
-    `device_bytes` with experts over `world` ranks, else None. The estimate is a lower bound
-    (weights, and for train gradients and AdamW state; no activations), so a refused case
-    could never have run; the reason names the smallest `--nproc` with expert parallelism
-    whose per-rank share fits, where one does."""
+    """Why a `mode` case in `dtype_name` of the MoE decoder of `params` cannot fit a device
+    of `device_bytes` with experts over `world` ranks, beside the other copies of the model
+    the run keeps built in the same process (`alive_with`, (mode, dtype) each), else None.
+    The estimate is a lower bound (`copy_bytes`: weights, and for train gradients and AdamW
+    state; no activations), so a refused case could never have run. The reason names
+    `--interleave case` when this copy alone would fit, else the smallest `--nproc` with
+    expert parallelism whose per-rank share fits, where one does."""
     if not device_bytes:
         return None
-    per_param = TRAIN_BYTES if mode == "train" else WEIGHT_BYTES
-    what = "fp32 weights, gradients and AdamW state" if mode == "train" else "fp32 weights"
-    need = per_rank_parameters(params, world) * per_param
+    own = copy_bytes(params, mode, dtype_name, world)
+    others = [copy_bytes(params, m, d, world) for m, d in alive_with or []]
+    need = own + sum(others)
     if need <= device_bytes:
         return None
     count = per_rank_parameters(params, world)
     held = f"{count / 1e9:.2f}B" if count >= 1e8 else f"{count / 1e6:.2f}M"
+    per_param = own // count
+    ranks = f" on each of {world} ranks" if world > 1 else ""
+    if others and own <= device_bytes:
+        return (
+            f"moe {mode} needs {_size(own)} per device ({held} parameters{ranks}, "
+            f"{per_param} bytes each: {_held(params, mode, dtype_name)}), and the run keeps "
+            f"{len(others)} other built cop{'y' if len(others) == 1 else 'ies'} of the model "
+            f"alive beside it ({_size(sum(others))}): {_size(need)} in all, but the device "
+            f"has {_size(device_bytes)}. Run with --interleave case, which keeps one built "
+            "case at a time."
+        )
     reason = (
-        f"moe {mode} needs at least {_size(need)} per device ({per_param} bytes per "
-        f"parameter: {what}, for {held} parameters"
-        f"{f' on each of {world} ranks' if world > 1 else ''}) but the device has "
-        f"{_size(device_bytes)}."
+        f"moe {mode} needs at least {_size(own)} per device ({per_param} bytes "
+        f"per parameter: {_held(params, mode, dtype_name)}, for {held} parameters{ranks}) "
+        f"but the device has {_size(device_bytes)}."
     )
     n_expert = params["n_expert"]
     split = {**params, "expert_parallel": True}
     for n in range(max(world, 1) + 1, n_expert + 1):
-        split_need = per_rank_parameters(split, n) * per_param
+        split_need = copy_bytes(split, mode, dtype_name, n)
         if n_expert % n == 0 and split_need <= SPLIT_HEADROOM * device_bytes:
             return (
                 f"{reason} With expert parallelism over {n} devices it needs "
@@ -382,9 +419,17 @@ class MoEInstance(LlamaInstance):
 
     def refuse_if_too_large(self, mode: str) -> None:
         """CaseUnsupported with `memory_refusal`'s reason when a `mode` step cannot fit the
-        device: a clear reason before any allocation, never an out-of-memory midway."""
+        device: a clear reason before any allocation, never an out-of-memory midway. The
+        weights count in the dtype they are built in: the case dtype for an inference case,
+        fp32 for a context built for any mode (`BuildContext.mode` None)."""
+        ctx = self.ctx
         reason = memory_refusal(
-            self.p, mode, self.ctx.backend.describe().memory_bytes, expert_parallel_world()
+            self.p,
+            mode,
+            ctx.backend.describe().memory_bytes,
+            expert_parallel_world(),
+            ctx.dtype_name if ctx.mode is not None else "fp32",
+            ctx.alive_with,
         )
         if reason is not None:
             raise CaseUnsupported(reason)
@@ -398,8 +443,10 @@ class MoEInstance(LlamaInstance):
     def make_model(self, params: dict[str, Any]) -> nn.Module:
         """The MoE decoder; under --nproc > 1 (and expert_parallel) with its experts sharded
         over the ranks. Built whole first, so every rank's experts have the weights of the
-        single-process model. Refused before building when even its weights cannot fit."""
-        self.refuse_if_too_large("infer")
+        single-process model. Refused before building when the case it is built for (its
+        copy, beside the copies the run keeps alive; the weights alone for a context of any
+        mode) cannot fit."""
+        self.refuse_if_too_large(self.ctx.mode or "infer")
         model = build_moe(params)
         world = expert_parallel_world()
         if params["expert_parallel"] and world > 1:
