@@ -35,6 +35,7 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 from torch.nn.parallel import DistributedDataParallel
 
 from backends.base import dtype_name as dtype_name_of
@@ -122,9 +123,13 @@ class MoEMLP(nn.Module):
         the router logits and softmax in at least fp32 (fp64 on an fp64 reference) whatever
         the autocast dtype and the dtype the weights are stored in."""
         precision = torch.promote_types(self.router.weight.dtype, torch.float32)
+        weight = self.router.weight
         with torch.autocast(x.device.type, enabled=False):
-            # An inference model's router weights are in the case dtype (as built): up-cast.
-            logits = F.linear(x.to(precision), self.router.weight.to(precision))
+            if weight.dtype == precision:
+                logits = self.router(x.to(precision))
+            else:  # an inference model's weights are in the case dtype: read them up-cast
+                up = {"weight": weight.to(precision)}
+                logits = functional_call(self.router, up, (x.to(precision),))
         probs = logits.softmax(dim=-1)
         weights, experts = probs.topk(self.top_k, dim=-1)
         if self.norm_topk:
