@@ -4,14 +4,19 @@ counts every copy of the model the run keeps alive, and refuses naming --interle
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from backends.registry import get_backend
 from harness.results.config import RunConfig
+from harness.results.schema import CaseResult
+from harness.results.store import load_run
 from harness.run.case import RoundSpec
 from harness.run.execute import _BUILT, clear_cache, execute_round
 from harness.run.plan import plan_cases
 from harness.run.schedule import alive_together, case_groups, round_schedule
+from tests.conftest import invoke_bench
 from workloads.base import CaseUnsupported
 from workloads.moe import MoEWorkload, copy_bytes, memory_refusal
 from workloads.registry import get_workload
@@ -119,3 +124,30 @@ def test_moe_counts_the_copies_alive_and_names_interleave_case(
     with pytest.raises(CaseUnsupported, match="Run with --interleave case"):
         build_all("workload")
     build_all("case")
+
+
+MODES = ("infer", "prefill", "decode")
+
+
+def test_bench_run_refuses_copies_that_cannot_fit_together_and_runs_them_one_at_a_time(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, test_plugins: dict[str, str]
+) -> None:
+    def bench_run(interleave: str) -> dict[str, CaseResult]:
+        out = tmp_path / interleave
+        result = invoke_bench(
+            capsys, "run", "--backend", "small-memory", "--workload", "moe", "--param",
+            "d_expert=512", "--mode", ",".join(MODES), "--preset", "tiny", "--rounds", "2",
+            "--interleave", interleave, "--isolate", "none", "--no-fidelity", "--out", str(out),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        (path,) = out.glob("*.json")
+        return {c.key.mode: c for c in load_run(path).cases}
+
+    together = bench_run("workload")  # three 1.8 MiB copies alive at once: 5.4 MiB
+    assert {c.status for c in together.values()} == {"unsupported"}
+    for case in together.values():
+        assert case.error is not None
+        assert "the run keeps 2 other built copies of the model alive" in case.error.message
+        assert "Run with --interleave case" in case.error.message
+    alone = bench_run("case")
+    assert {mode: c.status for mode, c in alone.items()} == dict.fromkeys(MODES, "ok")
