@@ -72,11 +72,14 @@ TRAIN_MODE = "train"
 def weight_dtype(dtype_name: str, mode: str | None) -> torch.dtype:
     """The dtype a model's parameters are built in, the one rule for every model workload:
     fp32 master weights for training (and where the mode is not known: a context built for
-    any mode), the case dtype itself for the inference modes (infer, prefill, decode, ...),
-    which never update their weights. Buffers (norm statistics, rotary tables) are not cast."""
-    if mode is None or mode == TRAIN_MODE:
+    any mode), the case dtype itself for the inference modes (infer, prefill, decode, ...)
+    in a reduced precision (bf16, fp16), since they never update their weights; fp32 for
+    wider case dtypes (autocast does not run those). Buffers (rotary tables, noise schedules)
+    are not cast, except batch-norm statistics (`cast_parameters`)."""
+    case = DTYPES[dtype_name]
+    if mode is None or mode == TRAIN_MODE or case.itemsize >= 4:
         return torch.float32
-    return DTYPES[dtype_name]
+    return case
 
 
 def weight_bytes(dtype_name: str, mode: str | None) -> int:
