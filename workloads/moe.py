@@ -404,7 +404,8 @@ def memory_refusal(
 ) -> str | None:
     """Why a `mode` case in `dtype_name` of the MoE decoder of `params` cannot fit a device
     of `device_bytes` with experts over `world` ranks, beside the other copies of the model
-    the run keeps built in the same process (`alive_with`, (mode, dtype) each), else None.
+    the run keeps built in the same process (`alive_with`, (mode, dtype) each; those too
+    large to fit alone are refused too, never built, so they do not count), else None.
     The estimate is a lower bound (`copy_bytes`: weights, and for train gradients and AdamW
     state; no activations), so a refused case could never have run. The reason names
     `--interleave case` when this copy alone would fit, else the smallest `--nproc` with
@@ -412,7 +413,9 @@ def memory_refusal(
     if not device_bytes:
         return None
     own = copy_bytes(params, mode, dtype_name, world)
+    # A copy too large on its own is refused before it allocates: it is never alive.
     others = [copy_bytes(params, m, d, world) for m, d in alive_with or []]
+    others = [n for n in others if n <= device_bytes]
     need = own + sum(others)
     if need <= device_bytes:
         return None

@@ -106,6 +106,9 @@ def test_moe_counts_the_copies_alive_and_names_interleave_case(
     assert reason is not None
     assert "2 other built copies of the model" in reason
     assert reason.endswith("Run with --interleave case, which keeps one built case at a time.")
+    # A training copy (16 bytes per parameter) cannot fit alone: refused, it is never alive.
+    assert copy_bytes(params, "train", "fp32", 1) > device
+    assert memory_refusal(params, "infer", device, 1, "fp32", [("train", "fp32")]) is None
 
     backend = get_backend("small-memory")
 
