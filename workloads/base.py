@@ -65,6 +65,42 @@ class FidelityStep(BaseModel):
 
 ContextT = TypeVar("ContextT", bound="BuildContext")
 
+TRAIN_MODE = "train"
+"""The mode that trains: it keeps fp32 master weights (autocast computes in the case dtype)."""
+
+
+def weight_dtype(dtype_name: str, mode: str | None) -> torch.dtype:
+    """The dtype a model's parameters are built in, the one rule for every model workload:
+    fp32 master weights for training (and where the mode is not known: a context built for
+    any mode), the case dtype itself for the inference modes (infer, prefill, decode, ...)
+    in a reduced precision (bf16, fp16), since they never update their weights; fp32 for
+    wider case dtypes (autocast does not run those). Buffers (rotary tables, noise schedules)
+    are not cast, except batch-norm statistics (`cast_parameters`)."""
+    case = DTYPES[dtype_name]
+    if mode is None or mode == TRAIN_MODE or case.itemsize >= 4:
+        return torch.float32
+    return case
+
+
+def weight_bytes(dtype_name: str, mode: str | None) -> int:
+    """Bytes per parameter as built (`weight_dtype`): what memory estimates count."""
+    return weight_dtype(dtype_name, mode).itemsize
+
+
+def cast_parameters(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Put every floating-point parameter of `model` in `dtype`, in place (shared parameters,
+    such as a tied head, stay shared), and the running statistics of its batch norms, which
+    torch's batch_norm wants in its weights' dtype. Other buffers keep their dtype."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.is_floating_point() and parameter.dtype != dtype:
+                parameter.data = parameter.data.to(dtype)
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                for name, buffer in module.named_buffers(recurse=False):
+                    if buffer.is_floating_point():
+                        setattr(module, name, buffer.to(dtype))
+
 
 class BuildContext(BaseModel):
     """Everything a workload needs to build one case; nothing device-specific is named."""
@@ -78,6 +114,13 @@ class BuildContext(BaseModel):
     params: dict[str, Any]
     seed: int = 0
     compile: bool = False
+    mode: str | None = None
+    """The mode the case is built for; it decides the weights' dtype (`weight_dtype`). None:
+    a model that may run any mode (fp32 weights)."""
+    alive_with: list[tuple[str, str]] = Field(default_factory=list)
+    """(mode, dtype) of the other copies of this model (same workload, preset and parameters)
+    the run keeps built in this process while this case is built: what a workload's memory
+    estimate adds to its own copy (harness.run.schedule.alive_together)."""
 
     @classmethod
     def seeded(
@@ -90,6 +133,8 @@ class BuildContext(BaseModel):
         params: dict[str, Any],
         seed: int = 0,
         compile: bool = False,
+        mode: str | None = None,
+        alive_with: list[tuple[str, str]] | None = None,
     ) -> ContextT:
         """The context of one case, after seeding `backend` (and torch) with `seed`: the one
         way the harness builds a context, so every build starts from the same random state.
@@ -103,6 +148,8 @@ class BuildContext(BaseModel):
             params=params,
             seed=seed,
             compile=compile,
+            mode=mode,
+            alive_with=alive_with or [],
         )
 
     @property
@@ -113,17 +160,27 @@ class BuildContext(BaseModel):
     def dtype(self) -> torch.dtype:
         return DTYPES[self.dtype_name]
 
+    @property
+    def weight_dtype(self) -> torch.dtype:
+        """The dtype this case's model parameters are built in (`weight_dtype`)."""
+        return weight_dtype(self.dtype_name, self.mode)
+
     def autocast(self) -> Any:
         """The backend's mixed-precision context for this case's dtype."""
         return self.backend.autocast(self.dtype)
 
     def materialize(self, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
-        """Build a model on the CPU under this case's seed, move it to the device, prepare it.
+        """Build a model on the CPU under this case's seed, put its parameters in the case's
+        weight dtype (`weight_dtype`: fp32 for training, the case dtype for inference), move
+        it to the device, prepare it.
 
-        Building on the CPU makes the initial weights identical on every backend.
+        Building on the CPU makes the initial weights identical on every backend; casting
+        before the move means the device never holds an fp32 copy of an inference model.
         """
         torch.manual_seed(self.seed)
-        model = build().to(self.device)
+        model = build()
+        cast_parameters(model, self.weight_dtype)
+        model = model.to(self.device)
         return self.backend.prepare(model)
 
     def for_training(self, model: torch.nn.Module) -> torch.nn.Module:

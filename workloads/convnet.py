@@ -215,7 +215,7 @@ class ConvNetInstance(TrainableInstance):
 
 class ConvNetWorkload(Workload):
     name = "convnet"
-    version = "2"  # 2: torchvision's ResNet initialisation
+    version = "3"  # 2: torchvision's ResNet initialisation; 3: inference weights in the case dtype
     description = "ResNet-style classifier (basic/bottleneck blocks) on procedural images, SGD"
     modes = ("infer", "train")
     presets = {

@@ -217,7 +217,7 @@ class DiTInstance(TrainableInstance):
 
 class DiTWorkload(Workload):
     name = "dit"
-    version = "2"  # 2: DiT's initialisation
+    version = "3"  # 2: DiT's initialisation; 3: inference weights in the case dtype
     description = "Diffusion transformer denoiser (patchify, adaLN-Zero), noise-prediction MSE"
     modes = ("infer", "train", "sample")
     presets = {

@@ -110,9 +110,9 @@ def serving_bytes(
     transformer, `new_tokens` per sequence entering a KV cache that already holds
     `cached_tokens`, with the vocabulary head applied to `head_rows` rows:
 
-    - `weights` parameters read once, as fp32 master values (4 bytes each), plus, below fp32,
-      the autocast copy written and read (2 * a bytes per weight, a = bytes per activation
-      element of `dtype`);
+    - `weights` parameters read once, in `dtype` (a bytes each, a = bytes per element of
+      `dtype`): a serving step is an inference case, whose weights are built in the case
+      dtype (workloads.base.weight_dtype), so autocast makes no copy of them;
     - KV cache: the new tokens' K and V written, and every position attended read,
       2 * n_layer * batch * (cached_tokens + new_tokens) * kv_width elements (kv_width =
       KV heads x head size; prefill: the prompt written; decode: cache + 1 read);
@@ -122,7 +122,7 @@ def serving_bytes(
     Caches are ignored: on a CPU a small model's weights can stay in L2/L3, which puts its
     points to the left of where they really are."""
     act = ELEMENT_BYTES[dtype]
-    weight_bytes = weights * 4 + (weights * 2 * act if act < 4 else 0)
+    weight_bytes = weights * act
     kv = 2 * n_layer * batch * (cached_tokens + new_tokens) * kv_width
     activations = batch * new_tokens * n_layer * activation_width + 2 * head_rows * vocab
     return float(weight_bytes + (kv + activations) * act)

@@ -302,7 +302,7 @@ class GPTInstance(DecoderInstance):
 
 class GPTWorkload(Workload):
     name = "gpt"
-    version = "2"  # 2: GPT-2 initialisation
+    version = "3"  # 2: GPT-2 initialisation; 3: inference weights in the case dtype
     description = "GPT decoder (pre-norm, causal SDPA, KV cache) on byte text, AdamW"
     modes = ("infer", "train", "prefill", "decode")
     presets = {

@@ -131,10 +131,17 @@ initializer_range), norm weights 1."""
 
 def normal_init(model: nn.Module, std: float) -> None:
     """Every weight matrix of `model` (each parameter of 2 or more dimensions: linear layers,
-    embeddings, stacked experts) drawn from N(0, std); vectors (norm weights) keep their
-    initialisation."""
+    embeddings) drawn from N(0, std), in parameter order, each shared one once; vectors (norm
+    weights) and the parameters a module names in its `own_init` (initialised by the module
+    itself) keep their initialisation."""
+    own = {
+        id(parameter)
+        for module in model.modules()
+        for name in getattr(module, "own_init", ())
+        if (parameter := getattr(module, name, None)) is not None
+    }
     for parameter in model.parameters():
-        if parameter.dim() >= 2:
+        if parameter.dim() >= 2 and id(parameter) not in own:
             nn.init.normal_(parameter, 0.0, std)
 
 

@@ -66,6 +66,7 @@ class MLPInstance(TrainableInstance):
 class MLPWorkload(Workload):
     name = "mlp"
     description = "MLP next-byte classifier (Linear+GELU), AdamW"
+    version = "2"  # 2: inference weights in the case dtype
     modes = ("infer", "train")
     presets = {
         "tiny": {"batch": 16, "context": 32, "hidden": 64, "layers": 2, "lr": 1e-3},

@@ -25,6 +25,7 @@ published 15.7B, 2.42B active per token (input embedding table excluded) against
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -34,16 +35,21 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 from torch.nn.parallel import DistributedDataParallel
 
+from backends.base import dtype_name as dtype_name_of
 from workloads import flops
 from workloads.base import (
+    TRAIN_MODE,
     BuildContext,
     CaseUnsupported,
     FidelityStep,
     Instance,
     Routing,
     WorkloadError,
+    weight_bytes,
+    weight_dtype,
 )
 from workloads.gpt import GPTWorkload
 from workloads.llama import (
@@ -59,6 +65,12 @@ class MoEMLP(nn.Module):
     """Routed experts (weights stacked [n_expert, ...]) chosen per token by a softmax router
     computed in fp32, plus optional shared experts (one SwiGLU of n_shared x d_expert).
 
+    The module holds the routed experts `experts` (default all; expert parallelism builds
+    each rank with its own range only, `local_experts`, so no rank allocates the others).
+    Each expert's weights are drawn from its own generator (`expert_generator`: seed, layer
+    and expert), so an expert has the same weights whichever rank builds it and whatever
+    else is built; `normal_init` leaves them alone (`own_init`).
+
     After each forward it keeps what the harness reports: `last_experts` ([N, top_k] chosen
     experts, in order of probability), `aux_loss` (the load-balancing loss without its
     coefficient; None outside training) and `dropped` (token slots over capacity)."""
@@ -72,14 +84,20 @@ class MoEMLP(nn.Module):
         n_shared: int,
         capacity_factor: float,
         norm_topk: bool = False,
+        experts: range | None = None,
+        layer: int = 0,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         self.n_expert, self.top_k = n_expert, top_k
         self.capacity_factor, self.norm_topk = capacity_factor, norm_topk
         self.router = nn.Linear(d_model, n_expert, bias=False)
-        self.w_gate = nn.Parameter(_uniform(n_expert, d_model, d_expert))
-        self.w_up = nn.Parameter(_uniform(n_expert, d_model, d_expert))
-        self.w_down = nn.Parameter(_uniform(n_expert, d_expert, d_model))
+        self.experts = experts if experts is not None else range(n_expert)
+        held = len(self.experts)
+        self.w_gate = nn.Parameter(torch.empty(held, d_model, d_expert))
+        self.w_up = nn.Parameter(torch.empty(held, d_model, d_expert))
+        self.w_down = nn.Parameter(torch.empty(held, d_expert, d_model))
+        self.init_experts(layer, torch.initial_seed() if seed is None else seed)
         self.shared = SwiGLU(d_model, n_shared * d_expert) if n_shared else None
         self.group: Any = None
         self.world = 1
@@ -88,13 +106,30 @@ class MoEMLP(nn.Module):
         self.dropped: torch.Tensor | None = None
         self.slots = 0
 
+    own_init = ("w_gate", "w_up", "w_down")
+    """Parameters this module initialises itself (`init_experts`); `normal_init` skips them."""
+
+    def init_experts(self, layer: int, seed: int) -> None:
+        """Draw each held expert's gate, up and down weights from N(0, DEEPSEEK_INIT_STD)
+        with its own generator (`expert_generator(seed, layer, expert)`)."""
+        with torch.no_grad():
+            for index, expert in enumerate(self.experts):
+                generator = expert_generator(seed, layer, expert)
+                for weight in (self.w_gate, self.w_up, self.w_down):
+                    weight[index].normal_(0.0, DEEPSEEK_INIT_STD, generator=generator)
+
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(top-k weights [N, k], experts [N, k], all probabilities [N, E]) of tokens x [N, d],
-        the router logits and softmax in the router weights' precision (fp32, or fp64 on
-        an fp64 reference) whatever the autocast dtype."""
+        the router logits and softmax in at least fp32 (fp64 on an fp64 reference) whatever
+        the autocast dtype and the dtype the weights are stored in."""
         precision = torch.promote_types(self.router.weight.dtype, torch.float32)
+        weight = self.router.weight
         with torch.autocast(x.device.type, enabled=False):
-            logits = self.router(x.to(precision))
+            if weight.dtype == precision:
+                logits = self.router(x.to(precision))
+            else:  # an inference model's weights are in the case dtype: read them up-cast
+                up = {"weight": weight.to(precision)}
+                logits = functional_call(self.router, up, (x.to(precision),))
         probs = logits.softmax(dim=-1)
         weights, experts = probs.topk(self.top_k, dim=-1)
         if self.norm_topk:
@@ -158,19 +193,21 @@ class MoEMLP(nn.Module):
         return torch.cat(outputs)
 
     def shard(self, rank: int, world: int, group: Any) -> None:
-        """Keep only this rank's n_expert / world experts (expert parallelism over `group`):
-        rank r holds experts r * E/world .. (r + 1) * E/world - 1 and receives their tokens
-        from every rank through all_to_all_single."""
-        local = self.n_expert // world
-        start = rank * local
+        """Run as rank `rank`'s share of expert parallelism over `group`: rank r holds experts
+        r * E/world .. (r + 1) * E/world - 1 (`local_experts`; the module must have been built
+        with exactly those) and receives their tokens from every rank through
+        all_to_all_single."""
+        expected = local_experts(self.n_expert, rank, world)
+        if self.experts != expected:
+            raise ValueError(
+                f"rank {rank} of {world} holds experts {expected.start}..{expected.stop - 1}, "
+                f"but this layer was built with {self.experts.start}..{self.experts.stop - 1}"
+            )
         for name in ("w_gate", "w_up", "w_down"):
-            weight = getattr(self, name)
-            shard = nn.Parameter(weight.detach()[start : start + local].clone())
             # Each rank's loss is the mean over its own tokens and data-parallel training
             # averages the replicated gradients over ranks; an expert's gradient arrives
             # summed over every rank's tokens, so it is averaged the same way.
-            shard.register_hook(lambda grad: grad / world)
-            setattr(self, name, shard)
+            getattr(self, name).register_hook(lambda grad: grad / world)
         self.group, self.world = group, world
 
     def exchange(self, h: torch.Tensor, counts: list[int]) -> torch.Tensor:
@@ -201,10 +238,17 @@ class MoEMLP(nn.Module):
         )
 
 
-def _uniform(*shape: int) -> torch.Tensor:
-    """nn.Linear's default initialisation for a stack of [fan_in, fan_out] matrices."""
-    bound = 1.0 / math.sqrt(shape[-2])
-    return torch.empty(shape).uniform_(-bound, bound)
+def local_experts(n_expert: int, rank: int, world: int) -> range:
+    """The routed experts rank `rank` of `world` holds under expert parallelism: a contiguous
+    n_expert / world of them (`world` 1: all)."""
+    local = n_expert // world
+    return range(rank * local, (rank + 1) * local)
+
+
+def expert_generator(seed: int, layer: int, expert: int) -> torch.Generator:
+    """A CPU generator of its own for expert `expert` of MoE layer `layer` under `seed`."""
+    digest = hashlib.blake2b(f"moe-expert/{seed}/{layer}/{expert}".encode(), digest_size=8)
+    return torch.Generator().manual_seed(int.from_bytes(digest.digest()) & (2**63 - 1))
 
 
 def moe_layers(model: nn.Module) -> list[MoEMLP]:
@@ -217,10 +261,15 @@ DEEPSEEK_INIT_STD = 0.006
 hyper-parameters; its published configs' initializer_range), norm weights 1."""
 
 
-def build_moe(params: dict[str, Any]) -> Llama:
+def build_moe(params: dict[str, Any], experts: range | None = None) -> Llama:
     """The MoE decoder of a parameter set (see MoEWorkload.presets), initialised as
-    DeepSeek-V2 (`DEEPSEEK_INIT_STD`)."""
+    DeepSeek-V2 (`DEEPSEEK_INIT_STD`), holding the routed experts `experts` of each MoE layer
+    (default all: expert parallelism passes a rank's `local_experts`). Every other weight
+    comes from torch's global generator as seeded, the experts from their own
+    (`expert_generator` under `torch.initial_seed()`), so the experts a rank holds equal
+    those of the whole model built under the same seed."""
     d_model = params["d_model"]
+    seed = torch.initial_seed()
 
     def make_mlp(layer: int) -> nn.Module:
         if layer < params["first_dense"]:
@@ -233,6 +282,9 @@ def build_moe(params: dict[str, Any]) -> Llama:
             params["n_shared"],
             params["capacity_factor"],
             params["norm_topk"],
+            experts=experts,
+            layer=layer,
+            seed=seed,
         )
 
     return Llama(
@@ -300,11 +352,10 @@ def expert_group() -> Any:
     return group
 
 
-WEIGHT_BYTES = 4
-"""Bytes per parameter as built: fp32 weights (autocast computes in the case dtype)."""
-TRAIN_BYTES = 16
-"""Bytes per parameter a training step holds at least: fp32 weights, gradients and AdamW's
-two moments (activations come on top)."""
+TRAIN_COPIES = 4
+"""Copies of the weights a training step holds at least, each in the weights' dtype
+(`workloads.base.weight_dtype`, fp32 for training): weights, gradients and AdamW's two
+moments (activations come on top)."""
 
 
 SPLIT_HEADROOM = 0.85
@@ -327,33 +378,69 @@ def _size(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
+def copy_bytes(params: dict[str, Any], mode: str, dtype_name: str, world: int) -> int:
+    """Bytes one rank's built copy of a `mode` case in `dtype_name` holds at least: its
+    parameters at the bytes per parameter the build uses (`weight_bytes`: fp32 for train,
+    the case dtype for the inference modes), times `TRAIN_COPIES` for train."""
+    per_param = weight_bytes(dtype_name, mode) * (TRAIN_COPIES if mode == TRAIN_MODE else 1)
+    return per_rank_parameters(params, world) * per_param
+
+
+def _held(params: dict[str, Any], mode: str, dtype_name: str) -> str:
+    """What a copy of a `mode` case holds, in words."""
+    dtype = dtype_name_of(weight_dtype(dtype_name, mode))
+    if mode == TRAIN_MODE:
+        return f"{dtype} weights, gradients and AdamW state"
+    return f"{dtype} weights"
+
+
 def memory_refusal(
-    params: dict[str, Any], mode: str, device_bytes: int | None, world: int
+    params: dict[str, Any],
+    mode: str,
+    device_bytes: int | None,
+    world: int,
+    dtype_name: str = "fp32",
+    alive_with: list[tuple[str, str]] | None = None,
 ) -> str | None:
-    """Why a `mode` case of the MoE decoder of `params` cannot fit a device of
-    `device_bytes` with experts over `world` ranks, else None. The estimate is a lower bound
-    (weights, and for train gradients and AdamW state; no activations), so a refused case
-    could never have run; the reason names the smallest `--nproc` with expert parallelism
-    whose per-rank share fits, where one does."""
+    """Why a `mode` case in `dtype_name` of the MoE decoder of `params` cannot fit a device
+    of `device_bytes` with experts over `world` ranks, beside the other copies of the model
+    the run keeps built in the same process (`alive_with`, (mode, dtype) each; those too
+    large to fit alone are refused too, never built, so they do not count), else None.
+    The estimate is a lower bound (`copy_bytes`: weights, and for train gradients and AdamW
+    state; no activations), so a refused case could never have run. The reason names
+    `--interleave case` when this copy alone would fit, else the smallest `--nproc` with
+    expert parallelism whose per-rank share fits, where one does."""
     if not device_bytes:
         return None
-    per_param = TRAIN_BYTES if mode == "train" else WEIGHT_BYTES
-    what = "fp32 weights, gradients and AdamW state" if mode == "train" else "fp32 weights"
-    need = per_rank_parameters(params, world) * per_param
+    own = copy_bytes(params, mode, dtype_name, world)
+    # A copy too large on its own is refused before it allocates: it is never alive.
+    others = [copy_bytes(params, m, d, world) for m, d in alive_with or []]
+    others = [n for n in others if n <= device_bytes]
+    need = own + sum(others)
     if need <= device_bytes:
         return None
     count = per_rank_parameters(params, world)
     held = f"{count / 1e9:.2f}B" if count >= 1e8 else f"{count / 1e6:.2f}M"
+    per_param = own // count
+    ranks = f" on each of {world} ranks" if world > 1 else ""
+    if others and own <= device_bytes:
+        return (
+            f"moe {mode} needs {_size(own)} per device ({held} parameters{ranks}, "
+            f"{per_param} bytes each: {_held(params, mode, dtype_name)}), and the run keeps "
+            f"{len(others)} other built cop{'y' if len(others) == 1 else 'ies'} of the model "
+            f"alive beside it ({_size(sum(others))}): {_size(need)} in all, but the device "
+            f"has {_size(device_bytes)}. Run with --interleave case, which keeps one built "
+            "case at a time."
+        )
     reason = (
-        f"moe {mode} needs at least {_size(need)} per device ({per_param} bytes per "
-        f"parameter: {what}, for {held} parameters"
-        f"{f' on each of {world} ranks' if world > 1 else ''}) but the device has "
-        f"{_size(device_bytes)}."
+        f"moe {mode} needs at least {_size(own)} per device ({per_param} bytes "
+        f"per parameter: {_held(params, mode, dtype_name)}, for {held} parameters{ranks}) "
+        f"but the device has {_size(device_bytes)}."
     )
     n_expert = params["n_expert"]
     split = {**params, "expert_parallel": True}
     for n in range(max(world, 1) + 1, n_expert + 1):
-        split_need = per_rank_parameters(split, n) * per_param
+        split_need = copy_bytes(split, mode, dtype_name, n)
         if n_expert % n == 0 and split_need <= SPLIT_HEADROOM * device_bytes:
             return (
                 f"{reason} With expert parallelism over {n} devices it needs "
@@ -364,9 +451,10 @@ def memory_refusal(
 
 
 def shard_experts(model: nn.Module, world: int) -> None:
-    """Expert parallelism: every MoE layer of `model` keeps this rank's experts, exchanged
-    over this process's expert group (`expert_group`, apart from data parallelism's gradient
-    all-reduce); data-parallel training (DDP) is told to leave the sharded weights alone."""
+    """Expert parallelism on a model built with this rank's experts only (`build_moe` with
+    `local_experts`): every MoE layer exchanges tokens over this process's expert group
+    (`expert_group`, apart from data parallelism's gradient all-reduce); data-parallel
+    training (DDP) is told to leave the sharded weights alone."""
     group = expert_group()
     rank = dist.get_rank()
     ignored = []
@@ -382,9 +470,17 @@ class MoEInstance(LlamaInstance):
 
     def refuse_if_too_large(self, mode: str) -> None:
         """CaseUnsupported with `memory_refusal`'s reason when a `mode` step cannot fit the
-        device: a clear reason before any allocation, never an out-of-memory midway."""
+        device: a clear reason before any allocation, never an out-of-memory midway. The
+        weights count in the dtype they are built in: the case dtype for an inference case,
+        fp32 for a context built for any mode (`BuildContext.mode` None)."""
+        ctx = self.ctx
         reason = memory_refusal(
-            self.p, mode, self.ctx.backend.describe().memory_bytes, expert_parallel_world()
+            self.p,
+            mode,
+            ctx.backend.describe().memory_bytes,
+            expert_parallel_world(),
+            ctx.dtype_name if ctx.mode is not None else "fp32",
+            ctx.alive_with,
         )
         if reason is not None:
             raise CaseUnsupported(reason)
@@ -397,19 +493,23 @@ class MoEInstance(LlamaInstance):
 
     def make_model(self, params: dict[str, Any]) -> nn.Module:
         """The MoE decoder; under --nproc > 1 (and expert_parallel) with its experts sharded
-        over the ranks. Built whole first, so every rank's experts have the weights of the
-        single-process model. Refused before building when even its weights cannot fit."""
-        self.refuse_if_too_large("infer")
-        model = build_moe(params)
+        over the ranks: each rank builds only its own experts (`local_experts`), whose
+        weights are those of the single-process model (`build_moe`), so a rank's memory
+        holds its share, never the whole model. Refused before building when the case it is
+        built for (its copy, beside the copies the run keeps alive; the weights alone for a
+        context of any mode) cannot fit."""
+        self.refuse_if_too_large(self.ctx.mode or "infer")
         world = expert_parallel_world()
-        if params["expert_parallel"] and world > 1:
-            if params["n_expert"] % world:
-                raise WorkloadError(
-                    f"moe: n_expert ({params['n_expert']}) must be divisible by the number of "
-                    f"processes ({world}) for expert parallelism; pass "
-                    "--param expert_parallel=false to replicate the experts instead."
-                )
-            shard_experts(model, world)
+        if not params["expert_parallel"] or world == 1:
+            return build_moe(params)
+        if params["n_expert"] % world:
+            raise WorkloadError(
+                f"moe: n_expert ({params['n_expert']}) must be divisible by the number of "
+                f"processes ({world}) for expert parallelism; pass "
+                "--param expert_parallel=false to replicate the experts instead."
+            )
+        model = build_moe(params, local_experts(params["n_expert"], dist.get_rank(), world))
+        shard_experts(model, world)
         return model
 
     def loss(self, batch: object) -> torch.Tensor:
@@ -498,6 +598,8 @@ class MoEInstance(LlamaInstance):
 
 class MoEWorkload(GPTWorkload):
     name = "moe"
+    # 3: inference weights in the case dtype; 4: each expert drawn from its own generator
+    version = "4"
     description = (
         "DeepSeek-style MoE decoder (routed top-k + shared experts, aux loss, capacity) "
         "on the llama block, byte text, AdamW"

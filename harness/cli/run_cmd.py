@@ -193,8 +193,10 @@ def run_command(
     interleave: Annotated[
         str | None,
         typer.Option(
-            help="run | workload: interleave rounds across the whole run, or one workload "
-            "group at a time (default: run; workload for base).",
+            help="run | workload | case: interleave rounds across the whole run, one "
+            "workload group at a time, or not at all (each case's rounds back to back, one "
+            "model alive at a time: for a model the device holds once) (default: run; "
+            "workload for base).",
             rich_help_panel=MEASUREMENT,
         ),
     ] = None,

@@ -18,10 +18,12 @@ GPU user would run."""
 
 PRESET_NAMES: tuple[PresetName, ...] = get_args(PresetName)
 
-Interleave = Literal["run", "workload"]
+Interleave = Literal["run", "workload", "case"]
 """How rounds interleave: across every case of the run (`run`: all built cases stay alive in
-the worker), or one workload group at a time (`workload`: the cache is emptied between
-groups, so only one model's cases are alive at once: for big presets)."""
+the worker), one workload group at a time (`workload`: the cache is emptied between groups,
+so only one group's modes are alive at once: for big presets), or not at all (`case`: each
+case's rounds back to back, one built case alive at a time: for models of which the device
+holds one copy only)."""
 
 
 class MeasureSettings(BaseModel):

@@ -30,6 +30,15 @@ if TYPE_CHECKING:
     from workloads.base import BuildContext
 
 
+class ModelCopy(BaseModel):
+    """One built copy of a model, by what decides its size: the mode and dtype of its case."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: str
+    dtype: str
+
+
 class CaseSpec(BaseModel):
     """Everything a worker needs to run one case; plain data, sent as JSON."""
 
@@ -42,6 +51,13 @@ class CaseSpec(BaseModel):
     """Profile the step after its measurement (`bench run --profile`)."""
     trace_dir: str | None = None
     """Where the profiled step's Chrome trace goes (`--profile-trace`); None: no trace."""
+    alive_with: list[ModelCopy] = Field(default_factory=list)
+    """The other copies of this case's model (same workload, preset and parameters) that the
+    run keeps built in the same process beside it (interleave `run` or `workload`): the
+    workload's memory estimate counts them (harness.run.schedule.alive_together)."""
+    built_alone: bool = False
+    """The run keeps no other case built beside this one (interleave `case`): a worker drops
+    its other built cases before building it."""
 
     def unsupported_reason(self, backend: Backend) -> str | None:
         """Why `backend` cannot run this case's dtype, or None when it can."""
@@ -67,6 +83,8 @@ class CaseSpec(BaseModel):
             params=self.params,
             seed=self.seed,
             compile=key.compile,
+            mode=key.mode,
+            alive_with=[(copy.mode, copy.dtype) for copy in self.alive_with],
         )
 
 

@@ -4,7 +4,9 @@ A case is measured either in one go (`execute_case`, `case_job`) or in rounds (`
 a round job measures one case for one round and keeps the built case in this process's
 cache (`_BUILT`), so the case's later rounds reuse it; `clear_cache_job` empties the cache.
 The cache lives in whatever process runs the jobs (a worker, or the runner with
-`--isolate none`); a fresh process simply rebuilds on its first round of a case. A round job
+`--isolate none`); a fresh process simply rebuilds on its first round of a case. A case the
+run builds alone (`CaseSpec.built_alone`, interleave `case`) empties the cache before it is
+built, so no other model's memory is held beside it. A round job
 returns the round's raw RoundResult; the parent folds a case's rounds (harness.run.fold).
 """
 
@@ -101,6 +103,8 @@ def execute_round(job: RoundSpec) -> RoundResult:
         prime_process(job.case.backend)
         built = _BUILT.get(cache_key)
         if built is None:
+            if job.case.built_alone:
+                clear_cache()  # the run needs no other case alive: free its memory first
             built = build_case(job.case, get_backend(job.case.backend), LOCAL)
             _BUILT[cache_key] = built
         return measure_round(built, job, LOCAL)

@@ -16,7 +16,8 @@ from harness.errors import BenchError
 from harness.results.config import RUN_DTYPES, RunConfig
 from harness.results.presets import PRESETS, PresetName
 from harness.results.schema import CaseKey
-from harness.run.case import CaseSpec
+from harness.run.case import CaseSpec, ModelCopy
+from harness.run.schedule import alive_together
 from workloads.base import Workload
 from workloads.registry import all_workloads, get_workload
 
@@ -104,7 +105,29 @@ def plan_cases(config: RunConfig) -> list[CaseSpec]:
                             trace_dir=str(config.out / "traces") if config.profile_trace else None,
                         )
                     )
-    return specs
+    return _with_copies_alive(config, specs)
+
+
+def _with_copies_alive(config: RunConfig, specs: list[CaseSpec]) -> list[CaseSpec]:
+    """`specs` told which copies of their model the run keeps built beside them
+    (`alive_together` under the run's interleaving) and whether they are built alone. A
+    distributed run or a fresh process per job (`--isolate case`) builds one case at a
+    time."""
+    interleave = config.interleave_mode()
+    if config.distributed or config.isolate == "case":
+        interleave = "case"
+    alive = alive_together([s.key for s in specs], interleave)
+    return [
+        spec.model_copy(
+            update={
+                "alive_with": [
+                    ModelCopy(mode=specs[j].key.mode, dtype=specs[j].key.dtype) for j in others
+                ],
+                "built_alone": interleave == "case",
+            }
+        )
+        for spec, others in zip(specs, alive, strict=True)
+    ]
 
 
 def check_dtypes_supported(config: RunConfig, supported: list[str]) -> None:

@@ -24,7 +24,8 @@ class RoundJob(BaseModel):
 
 class Segment(BaseModel):
     """Jobs that share the worker's cache of built cases; the cache is emptied after each
-    segment. One segment per run with interleave `run`, one per group with `workload`."""
+    segment. One segment per run with interleave `run`, one per group with `workload`, one
+    per case with `case`."""
 
     jobs: list[RoundJob]
 
@@ -53,9 +54,20 @@ def round_schedule(
     `run`: one segment; round r visits the groups in the order of
     `random.Random(seed + r).shuffle`, each group's modes back to back (`_group_round`).
     `workload`: the groups in the order of `random.Random(seed).shuffle`, one segment per
-    group holding all its rounds. The order depends only on the keys' grouping, `rounds`,
-    `seed` and `interleave`, so a stored seed reproduces it."""
+    group holding all its rounds. `case`: the groups in that order, one segment per case
+    holding all its rounds back to back (a group's modes alternate which comes first, as
+    `_group_round` does from round to round, by the group's place in the order). The order
+    depends only on the keys' grouping, `rounds`, `seed` and `interleave`, so a stored seed
+    reproduces it."""
     groups = case_groups(keys)
+    if interleave == "case":
+        order = list(groups)
+        random.Random(seed).shuffle(order)
+        return [
+            Segment(jobs=[RoundJob(case=case, round=r) for r in range(rounds)])
+            for place, group in enumerate(order)
+            for case in (group if place % 2 == 0 else reversed(group))
+        ]
     if interleave == "workload":
         order = list(groups)
         random.Random(seed).shuffle(order)
@@ -70,3 +82,20 @@ def round_schedule(
         for group in order:
             jobs += _group_round(group, r)
     return [Segment(jobs=jobs)]
+
+
+def alive_together(keys: Sequence[CaseKey], interleave: Interleave) -> list[list[int]]:
+    """For each case (by plan index), the other cases of the same model (workload and
+    version, preset, parameters; any mode, dtype or batch) that a worker following
+    `round_schedule` keeps built beside it: under `run` every such case of the run, under
+    `workload` the other modes of its group, under `case` none. A case counts all of them,
+    built before or after it, since each must fit beside the others for the run to go on."""
+    if interleave == "case":
+        return [[] for _ in keys]
+    if interleave == "workload":
+        same = [key.pair_key() for key in keys]
+    else:
+        same = [key.identity(ignoring=("mode", "dtype", "batch")) for key in keys]
+    return [
+        [j for j in range(len(keys)) if j != i and same[j] == same[i]] for i in range(len(keys))
+    ]

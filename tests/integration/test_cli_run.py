@@ -83,7 +83,7 @@ BAD_INPUT = [
     (["--batch", "x"], "positive integers"),
     (["--param", "nokey"], "key=value"),
     (["--isolate", "vm"], "unknown --isolate 'vm'; choose from: none, worker, case."),
-    (["--interleave", "all"], "unknown --interleave 'all'; choose from: run, workload."),
+    (["--interleave", "all"], "unknown --interleave 'all'; choose from: run, workload, case."),
     (["--dtype", ""], "--dtype: list should have at least 1 item"),
     (["--fidelity-steps", "0"], "--fidelity-steps: input should be greater than or equal to 1"),
     (["--requests", "50"], "--requests: scenario option(s); add --scenario to run scenarios."),

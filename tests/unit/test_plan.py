@@ -54,7 +54,7 @@ def test_bad_input_names_the_valid_choices(
         ({"dtypes": []}, "dtypes: list should have at least 1 item"),
         ({"preset": "huge"}, "unknown preset 'huge'; choose from: tiny, small, base."),
         ({"isolate": "vm"}, "unknown isolate 'vm'; choose from: none, worker, case."),
-        ({"interleave": "all"}, "unknown interleave 'all'; choose from: run, workload."),
+        ({"interleave": "all"}, "unknown interleave 'all'; choose from: run, workload, case."),
         ({"batches": [0]}, "batches: input should be greater than 0, got 0."),
         ({"nnodes": 2}, "--nnodes 2 needs --rdzv-endpoint HOST:PORT"),
         ({"nproc": 2, "profile": True}, "profile single-process cases only"),

@@ -16,11 +16,12 @@ SHAPES = [
 
 
 def hand_count(mode: str, dtype: str, b: int, t: int, d: int, layers: int, vocab: int) -> int:
-    """Weights once (fp32, plus the autocast copy below fp32), the KV cache attended over,
-    16*d activation elements per new token per layer, and one logits row per sequence."""
+    """Weights once (in the case dtype, as an inference case builds them), the KV cache
+    attended over, 16*d activation elements per new token per layer, and one logits row per
+    sequence."""
     a = {"fp32": 4, "bf16": 2}[dtype]
     n = 12 * layers * d * d + vocab * d  # tied head
-    weights = n * 4 + (n * 2 * a if a < 4 else 0)
+    weights = n * a
     if mode == "prefill":  # the whole window is the prompt, written into the cache
         new, positions = t, t
     else:  # one token after a cache of seq_len - 1
