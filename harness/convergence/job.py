@@ -5,6 +5,7 @@ isolation job that runs it (a ConvergeSpec as JSON in, a CaseResult as JSON out)
 from __future__ import annotations
 
 import gc
+import statistics
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -24,6 +25,7 @@ from harness.results.schema import (
     Convergence,
     ConvergenceEvent,
     SeedCurve,
+    TelemetrySample,
 )
 from harness.stats import first_at_or_below
 from workloads.base import CaseUnsupported, Workload
@@ -171,6 +173,8 @@ def _stamp(run: SeedRun, target: float) -> SeedCurve:
     curve.steps_to_target = reached
     if reached is not None:
         curve.time_to_target_s = sum(run.step_times[:reached])
+        if curve.energy_j:
+            curve.energy_to_target_j = curve.energy_j[curve.eval_steps.index(reached)]
     return curve
 
 
@@ -185,6 +189,9 @@ def converge(spec: ConvergeSpec) -> Convergence:
     base = baseline(spec, workload)
     curves: list[SeedCurve] = []
     events: list[ConvergenceEvent] = []
+    telemetry: list[TelemetrySample] = []
+    energy_methods: list[str] = []
+    energy_notes: list[str] = []
     device_losses: list[tuple[int, list[float | None], list[float | None]]] = []
     for index, seed in enumerate(_seeds(spec)):
         run = _run_to_target(backend, workload, spec.key.dtype, spec, seed, "device", base.target)
@@ -193,6 +200,9 @@ def converge(spec: ConvergeSpec) -> Convergence:
             train(run, until, soak_s=s.soak_s, soak_from=run.steps)
         device_losses.append((seed, run.train_loss, run.grad_norm))
         events.extend(run.events)
+        telemetry.extend(run.telemetry)
+        energy_methods.append(run.energy_method)
+        energy_notes.append(run.energy_note)
         drift = judge.drift_event(seed, run.step_times)
         if drift is not None:
             events.append(drift)
@@ -212,6 +222,8 @@ def converge(spec: ConvergeSpec) -> Convergence:
     honest_steps = [c.steps_to_target for c in base.honest]
     steps = [c.steps_to_target for c in curves]
     ratio = judge.steps_ratio(steps, reference_steps, s.step_cap)
+    energy = [c.energy_to_target_j for c in curves]
+    metered = [j for j in energy if j is not None]
     result = Convergence(
         target_loss=base.target,
         target_step=s.target_step,
@@ -226,6 +238,11 @@ def converge(spec: ConvergeSpec) -> Convergence:
         steps_ratio=ratio[0] if ratio else None,
         steps_ratio_ci=ratio[1] if ratio else None,
         time_to_target_s=[c.time_to_target_s for c in curves],
+        energy_to_target_j=energy,
+        energy_to_target_median_j=statistics.median(metered) if metered else None,
+        energy_method=next((m for m in energy_methods if m), None) if metered else None,
+        energy_note=None if metered else _energy_note(energy_notes, steps),
+        telemetry=telemetry,
         spike_threshold=spike,
         grad_outlier_threshold=outlier,
         curves=[*base.reference, *base.honest, *curves],
@@ -234,6 +251,14 @@ def converge(spec: ConvergeSpec) -> Convergence:
     )
     result.verdict, result.reasons = judge.judge(result)
     return result
+
+
+def _energy_note(notes: list[str], steps: list[int | None]) -> str:
+    """Why a case has no energy to target: the meter's reason, or no seed reached it."""
+    reason = next((n for n in notes if n), "")
+    if reason:
+        return reason
+    return "no seed reached the target" if all(s is None for s in steps) else "not metered"
 
 
 def run_converge_case(spec: ConvergeSpec) -> CaseResult:

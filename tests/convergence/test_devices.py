@@ -6,36 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.convergence.job import ConvergeSpec, run_converge_case
-from harness.convergence.settings import converge_settings
-from harness.results.schema import CaseKey, Convergence
-from workloads.registry import get_workload
+from tests.convergence.cases import converge
 
 pytestmark = pytest.mark.slow
-
-TARGET_STEP = 60
-
-
-def converge(backend: str, dtype: str = "fp32", seeds: int = 1, **settings: object) -> Convergence:
-    workload = get_workload("mlp")
-    params = workload.resolve_params("tiny", {})
-    key = CaseKey(
-        workload="mlp",
-        workload_version=workload.version,
-        mode="converge",
-        dtype=dtype,
-        batch=params["batch"],
-        preset="tiny",
-        params={k: v for k, v in params.items() if k != "batch"},
-    )
-    config = converge_settings("tiny", seeds=seeds, target_step=TARGET_STEP)
-    spec = ConvergeSpec(
-        backend=backend, key=key, params=params, settings=config.model_copy(update=settings)
-    )
-    case = run_converge_case(spec)
-    assert case.status == "ok", case.error
-    assert case.convergence is not None
-    return case.convergence
 
 
 def test_healthy_device_passes_with_the_reference_steps(test_plugins: dict[str, str]) -> None:
