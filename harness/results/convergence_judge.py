@@ -149,6 +149,25 @@ def drift_event(seed: int, step_times: Sequence[float]) -> ConvergenceEvent | No
     return None
 
 
+def median_known(values: Sequence[float | None]) -> float | None:
+    """The median of the known values (a seed's time or energy to target), None if none."""
+    known = [v for v in values if v is not None]
+    return float(statistics.median(known)) if known else None
+
+
+def telemetry_summary(result: Convergence) -> dict[str, tuple[int, float, float, float]]:
+    """Per telemetry metric (clock_mhz, power_w, ...) over every sample of the device seeds:
+    (samples, min, median, max)."""
+    series: dict[str, list[float]] = {}
+    for sample in result.telemetry:
+        for name, value in sample.values.items():
+            series.setdefault(name, []).append(value)
+    return {
+        name: (len(v), min(v), float(statistics.median(v)), max(v))
+        for name, v in sorted(series.items())
+    }
+
+
 def _steps_words(steps: Sequence[int | None]) -> str:
     return ", ".join("-" if s is None else str(s) for s in steps)
 

@@ -67,4 +67,5 @@ def test_converge_run_stores_its_case_and_the_report_shows_it(tmp_path: Path) ->
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Train to a target" in text
     assert "effective penalty" in text
+    assert "energy to target (median seed)" in text
     assert (tmp_path / "report" / "figures" / "convergence.png").exists()

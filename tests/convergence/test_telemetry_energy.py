@@ -10,11 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from backends.nvml import load_nvml
-from harness.results.schema import Convergence
+from harness.cli.tables import convergence_table
+from harness.results.convergence_judge import telemetry_summary
+from harness.results.schema import CaseResult, Convergence
 from tests.conftest import PLUGINS
-from tests.convergence.cases import converge
+from tests.convergence.cases import case_key, converge
 
 pytestmark = pytest.mark.slow
 
@@ -89,3 +92,18 @@ def test_no_energy_meter_stores_the_reason(
     assert c.energy_to_target_j == [None]
     assert c.energy_to_target_median_j is None and c.energy_method is None
     assert c.energy_note is not None and "no RAPL energy counter" in c.energy_note
+
+
+def test_the_cli_table_and_the_summary_show_energy_and_telemetry(metered: Convergence) -> None:
+    samples = len(metered.telemetry)
+    assert telemetry_summary(metered) == {
+        "clock_mhz": (samples, 1410.0, 1410.0, 1410.0),
+        "power_w": (samples, POWER_W, POWER_W, POWER_W),
+        "temperature_c": (samples, 61.0, 61.0, 61.0),
+    }
+    case = CaseResult(key=case_key("mlp")[0], status="ok", convergence=metered)
+    console = Console(record=True, width=400)
+    console.print(convergence_table([case]))
+    text = console.export_text()
+    assert "to target (median seed)" in text
+    assert f"{metered.energy_to_target_median_j:.3g} J" in text
