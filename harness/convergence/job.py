@@ -135,6 +135,15 @@ def baseline(spec: ConvergeSpec, workload: Workload) -> Baseline:
                 f"with a finite eval loss: no target."
             )
         target = judge.median_target(finite)
+        initial = [r.curve.eval_loss[0] for r in runs if r.curve.eval_loss[0] is not None]
+        untrained = judge.median_target(initial) if initial else None
+        if untrained is not None and target >= untrained:
+            raise BenchError(
+                f"the reference's eval loss of {workload.name} did not fall in "
+                f"{s.target_step} steps ({untrained:.4g} untrained, {target:.4g} at step "
+                f"{s.target_step}, median over the seeds): no target; train longer "
+                f"(--target-step) or evaluate on more batches."
+            )
         for run in runs:
             train(run, s.step_cap, target)
         cached = Baseline(

@@ -90,9 +90,10 @@ def steps_ratio(
 ) -> tuple[float, tuple[float, float]] | None:
     """Median device steps-to-target / median reference steps-to-target and its bootstrap
     95% CI over the seeds (seeds not reached count at the cap: the ratio is then a lower
-    bound); None when no reference seed reached the target."""
+    bound); None when no reference seed reached the target, or the median reference seed
+    reached it untrained (step 0: no ratio)."""
     ref = [float(s) for s in reference if s is not None]
-    if not ref or not device:
+    if not ref or not device or statistics.median(ref) <= 0:
         return None
     dev = censored(device, cap)
     point = statistics.median(dev) / statistics.median(ref)
