@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from backends.base import DTYPES, Backend
 from backends.cpu import CPUBackend
 from backends.registry import get_backend
-from harness.convergence.train import SeedRun, start, train
+from harness.convergence.train import RunKind, SeedRun, start, train
 from harness.errors import BenchError, failed_result
 from harness.measurement.fallbacks import host_fallbacks
 from harness.measurement.guard import never_raises
@@ -175,6 +175,33 @@ def baseline(spec: ConvergeSpec, workload: Workload) -> Baseline:
     return honest
 
 
+def _soak(run: SeedRun, spec: ConvergeSpec, workload: Workload, base: Baseline) -> list[SeedRun]:
+    """Train the device seed `run` on past the target (--soak-steps, --soak-s); then, if it
+    trained beyond what the baseline's seed covered, the reference seed (and the honest one,
+    in low precision) as many steps, returned for the spike and outlier thresholds: a healthy
+    run's own loss jumps past the target must count in the reference's spread, or a long soak
+    flags them."""
+    s = spec.settings
+    until = max(s.soak_steps or 0, run.steps) if s.soak_steps else 10**9
+    train(run, until, soak_s=s.soak_s, soak_from=run.steps)
+    seed, steps = run.seed, run.steps
+    if steps <= min(c.steps_trained for c in [*base.reference, *base.honest] if c.seed == seed):
+        return []
+    kinds: list[tuple[str, RunKind]] = [("fp32", "reference")]
+    if spec.key.dtype != "fp32":
+        kinds.append((spec.key.dtype, "honest"))
+    runs = []
+    for dtype, kind in kinds:
+        trusted = start(
+            _cpu(), workload, dtype, spec.key.preset, spec.params, seed, kind,
+            s.eval_every, s.eval_batches,
+        )  # fmt: skip
+        train(trusted, steps)
+        trusted.finish()
+        runs.append(trusted)
+    return runs
+
+
 def _stamp(run: SeedRun, target: float) -> SeedCurve:
     """The run's curve with its steps and training seconds to the target; drops the model."""
     curve = run.finish()
@@ -202,11 +229,13 @@ def converge(spec: ConvergeSpec) -> Convergence:
     energy_methods: list[str] = []
     energy_notes: list[str] = []
     device_losses: list[tuple[int, list[float | None], list[float | None]]] = []
+    trusted_loss, trusted_norm = list(base.train_loss), list(base.grad_norm)
     for index, seed in enumerate(_seeds(spec)):
         run = _run_to_target(backend, workload, spec.key.dtype, spec, seed, "device", base.target)
         if index == 0 and (s.soak_steps or s.soak_s) and not run.stopped:
-            until = max(s.soak_steps or 0, run.steps) if s.soak_steps else 10**9
-            train(run, until, soak_s=s.soak_s, soak_from=run.steps)
+            for trusted in _soak(run, spec, workload, base):
+                trusted_loss.append(trusted.train_loss)
+                trusted_norm.append(trusted.grad_norm)
         device_losses.append((seed, run.train_loss, run.grad_norm))
         events.extend(run.events)
         telemetry.extend(run.telemetry)
@@ -221,8 +250,8 @@ def converge(spec: ConvergeSpec) -> Convergence:
             events.append(memory)
         curves.append(curve)
         gc.collect()
-    spike = judge.jump_threshold(base.train_loss, judge.MIN_SPIKE_THRESHOLD)
-    outlier = judge.jump_threshold(base.grad_norm, judge.MIN_OUTLIER_THRESHOLD)
+    spike = judge.jump_threshold(trusted_loss, judge.MIN_SPIKE_THRESHOLD)
+    outlier = judge.jump_threshold(trusted_norm, judge.MIN_OUTLIER_THRESHOLD)
     for seed, losses, norms in device_losses:
         events.extend(judge.jump_events(seed, "spike", losses, spike))
         events.extend(judge.jump_events(seed, "grad_outlier", norms, outlier))

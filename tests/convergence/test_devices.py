@@ -28,6 +28,18 @@ def test_healthy_device_passes_in_bf16_against_the_honest_run(
     assert c.steps_to_target == c.band.honest
 
 
+def test_a_healthy_soak_is_judged_against_a_reference_as_long(
+    test_plugins: dict[str, str],
+) -> None:
+    """mlp's own train loss jumps past step 20 (by 1.3x its running median near step 57) beyond
+    what the reference showed up to the target: the reference seed trains as long as the soak,
+    so the healthy device's jumps are within its spread."""
+    c = converge("healthy-cpu", target_step=20, soak_steps=60)
+    assert c.soak_steps == 60
+    assert c.verdict == "pass", c.reasons
+    assert not [e for e in c.events if e.kind in ("spike", "grad_outlier")]
+
+
 def test_gradient_spikes_are_events_at_their_steps(test_plugins: dict[str, str]) -> None:
     c = converge("converge-spike", soak_steps=80)
     outliers = [e.step for e in c.events if e.kind == "grad_outlier"]
