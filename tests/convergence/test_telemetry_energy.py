@@ -73,7 +73,7 @@ def test_energy_to_target_is_the_device_power_times_the_training_time(
     # The meter is on over the training steps (evals excluded) up to the target only, not
     # over the soak: joules / training seconds is the device's power. The window also holds
     # the host operations between two timed steps (the batch, the loss scaler's bookkeeping):
-    # 0.3% of it on an idle machine, more on a loaded one, hence the upper margin.
+    # about 15% more than the timed steps for mlp tiny's 1 ms steps, hence the upper margin.
     assert 0.95 * POWER_W <= joules / seconds <= 1.5 * POWER_W, joules / seconds
     (curve,) = [c for c in metered.curves if c.run == "device"]
     assert len(curve.energy_j) == len(curve.eval_steps)
