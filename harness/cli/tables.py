@@ -11,9 +11,15 @@ from rich.table import Table
 from harness.analysis.compare import CaseComparison, RunComparison
 from harness.analysis.device_facts import energy_not_measured, peak_kind, sustain_summary
 from harness.analysis.scenario_compare import ScenarioComparison
-from harness.results.convergence_judge import ConvergenceComparison
+from harness.results.convergence_judge import ConvergenceComparison, median_known
 from harness.results.fidelity import FidelityResult
-from harness.results.schema import CaseResult, RunRecord, ScenarioPoint, ScenarioResult
+from harness.results.schema import (
+    CaseResult,
+    Convergence,
+    RunRecord,
+    ScenarioPoint,
+    ScenarioResult,
+)
 from harness.units import (
     format_bytes,
     format_number,
@@ -343,12 +349,21 @@ _CONVERGENCE_STYLE = {
 }
 
 
+def _to_target(c: Convergence) -> str:
+    """'1.2 s, 516 J': the median seed's training time and (where metered) energy to target."""
+    text = format_seconds(median_known(c.time_to_target_s))
+    if c.energy_to_target_median_j is not None:
+        text += f", {format_number(c.energy_to_target_median_j)} J"
+    return text
+
+
 def convergence_table(cases: list[CaseResult]) -> Table:
     """One row per converge case: the target, the device's and the reference's steps to it
     per seed, the band, the steps ratio with its CI, the stability events, the verdict."""
     table = Table(title="train to target (--mode converge)")
     columns = ("case", "target (eval loss)", "steps (device)", "steps (reference)", "band",
-               "steps ratio (95% CI)", "events", "verdict")  # fmt: skip
+               "steps ratio (95% CI)", "to target (median seed)", "events",
+               "verdict")  # fmt: skip
     for column in columns:
         table.add_column(column, overflow="fold")
     for case in cases:
@@ -377,6 +392,7 @@ def convergence_table(cases: list[CaseResult]) -> Table:
             steps(c.reference_steps_to_target),
             f"{c.band.low}-{c.band.high}" if c.band else "-",
             ratio,
+            _to_target(c),
             events,
             f"[{style}]{c.verdict}[/] " + escape("; ".join(c.reasons)),
         )

@@ -5,6 +5,7 @@ isolation job that runs it (a ConvergeSpec as JSON in, a CaseResult as JSON out)
 from __future__ import annotations
 
 import gc
+import statistics
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -12,7 +13,7 @@ from pydantic import BaseModel, Field
 from backends.base import DTYPES, Backend
 from backends.cpu import CPUBackend
 from backends.registry import get_backend
-from harness.convergence.train import SeedRun, start, train
+from harness.convergence.train import RunKind, SeedRun, start, train
 from harness.errors import BenchError, failed_result
 from harness.measurement.fallbacks import host_fallbacks
 from harness.measurement.guard import never_raises
@@ -24,6 +25,7 @@ from harness.results.schema import (
     Convergence,
     ConvergenceEvent,
     SeedCurve,
+    TelemetrySample,
 )
 from harness.stats import first_at_or_below
 from workloads.base import CaseUnsupported, Workload
@@ -133,6 +135,15 @@ def baseline(spec: ConvergeSpec, workload: Workload) -> Baseline:
                 f"with a finite eval loss: no target."
             )
         target = judge.median_target(finite)
+        initial = [r.curve.eval_loss[0] for r in runs if r.curve.eval_loss[0] is not None]
+        untrained = judge.median_target(initial) if initial else None
+        if untrained is not None and target >= untrained:
+            raise BenchError(
+                f"the reference's eval loss of {workload.name} did not fall in "
+                f"{s.target_step} steps ({untrained:.4g} untrained, {target:.4g} at step "
+                f"{s.target_step}, median over the seeds): no target; train longer "
+                f"(--target-step) or evaluate on more batches."
+            )
         for run in runs:
             train(run, s.step_cap, target)
         cached = Baseline(
@@ -164,6 +175,33 @@ def baseline(spec: ConvergeSpec, workload: Workload) -> Baseline:
     return honest
 
 
+def _soak(run: SeedRun, spec: ConvergeSpec, workload: Workload, base: Baseline) -> list[SeedRun]:
+    """Train the device seed `run` on past the target (--soak-steps, --soak-s); then, if it
+    trained beyond what the baseline's seed covered, the reference seed (and the honest one,
+    in low precision) as many steps, returned for the spike and outlier thresholds: a healthy
+    run's own loss jumps past the target must count in the reference's spread, or a long soak
+    flags them."""
+    s = spec.settings
+    until = max(s.soak_steps or 0, run.steps) if s.soak_steps else 10**9
+    train(run, until, soak_s=s.soak_s, soak_from=run.steps)
+    seed, steps = run.seed, run.steps
+    if steps <= min(c.steps_trained for c in [*base.reference, *base.honest] if c.seed == seed):
+        return []
+    kinds: list[tuple[str, RunKind]] = [("fp32", "reference")]
+    if spec.key.dtype != "fp32":
+        kinds.append((spec.key.dtype, "honest"))
+    runs = []
+    for dtype, kind in kinds:
+        trusted = start(
+            _cpu(), workload, dtype, spec.key.preset, spec.params, seed, kind,
+            s.eval_every, s.eval_batches,
+        )  # fmt: skip
+        train(trusted, steps)
+        trusted.finish()
+        runs.append(trusted)
+    return runs
+
+
 def _stamp(run: SeedRun, target: float) -> SeedCurve:
     """The run's curve with its steps and training seconds to the target; drops the model."""
     curve = run.finish()
@@ -171,6 +209,8 @@ def _stamp(run: SeedRun, target: float) -> SeedCurve:
     curve.steps_to_target = reached
     if reached is not None:
         curve.time_to_target_s = sum(run.step_times[:reached])
+        if curve.energy_j:
+            curve.energy_to_target_j = curve.energy_j[curve.eval_steps.index(reached)]
     return curve
 
 
@@ -185,14 +225,22 @@ def converge(spec: ConvergeSpec) -> Convergence:
     base = baseline(spec, workload)
     curves: list[SeedCurve] = []
     events: list[ConvergenceEvent] = []
+    telemetry: list[TelemetrySample] = []
+    energy_methods: list[str] = []
+    energy_notes: list[str] = []
     device_losses: list[tuple[int, list[float | None], list[float | None]]] = []
+    trusted_loss, trusted_norm = list(base.train_loss), list(base.grad_norm)
     for index, seed in enumerate(_seeds(spec)):
         run = _run_to_target(backend, workload, spec.key.dtype, spec, seed, "device", base.target)
         if index == 0 and (s.soak_steps or s.soak_s) and not run.stopped:
-            until = max(s.soak_steps or 0, run.steps) if s.soak_steps else 10**9
-            train(run, until, soak_s=s.soak_s, soak_from=run.steps)
+            for trusted in _soak(run, spec, workload, base):
+                trusted_loss.append(trusted.train_loss)
+                trusted_norm.append(trusted.grad_norm)
         device_losses.append((seed, run.train_loss, run.grad_norm))
         events.extend(run.events)
+        telemetry.extend(run.telemetry)
+        energy_methods.append(run.energy_method)
+        energy_notes.append(run.energy_note)
         drift = judge.drift_event(seed, run.step_times)
         if drift is not None:
             events.append(drift)
@@ -202,8 +250,8 @@ def converge(spec: ConvergeSpec) -> Convergence:
             events.append(memory)
         curves.append(curve)
         gc.collect()
-    spike = judge.jump_threshold(base.train_loss, judge.MIN_SPIKE_THRESHOLD)
-    outlier = judge.jump_threshold(base.grad_norm, judge.MIN_OUTLIER_THRESHOLD)
+    spike = judge.jump_threshold(trusted_loss, judge.MIN_SPIKE_THRESHOLD)
+    outlier = judge.jump_threshold(trusted_norm, judge.MIN_OUTLIER_THRESHOLD)
     for seed, losses, norms in device_losses:
         events.extend(judge.jump_events(seed, "spike", losses, spike))
         events.extend(judge.jump_events(seed, "grad_outlier", norms, outlier))
@@ -212,6 +260,8 @@ def converge(spec: ConvergeSpec) -> Convergence:
     honest_steps = [c.steps_to_target for c in base.honest]
     steps = [c.steps_to_target for c in curves]
     ratio = judge.steps_ratio(steps, reference_steps, s.step_cap)
+    energy = [c.energy_to_target_j for c in curves]
+    metered = [j for j in energy if j is not None]
     result = Convergence(
         target_loss=base.target,
         target_step=s.target_step,
@@ -226,6 +276,11 @@ def converge(spec: ConvergeSpec) -> Convergence:
         steps_ratio=ratio[0] if ratio else None,
         steps_ratio_ci=ratio[1] if ratio else None,
         time_to_target_s=[c.time_to_target_s for c in curves],
+        energy_to_target_j=energy,
+        energy_to_target_median_j=statistics.median(metered) if metered else None,
+        energy_method=next((m for m in energy_methods if m), None) if metered else None,
+        energy_note=None if metered else _energy_note(energy_notes, steps),
+        telemetry=telemetry,
         spike_threshold=spike,
         grad_outlier_threshold=outlier,
         curves=[*base.reference, *base.honest, *curves],
@@ -234,6 +289,14 @@ def converge(spec: ConvergeSpec) -> Convergence:
     )
     result.verdict, result.reasons = judge.judge(result)
     return result
+
+
+def _energy_note(notes: list[str], steps: list[int | None]) -> str:
+    """Why a case has no energy to target: the meter's reason, or no seed reached it."""
+    reason = next((n for n in notes if n), "")
+    if reason:
+        return reason
+    return "no seed reached the target" if all(s is None for s in steps) else "not metered"
 
 
 def run_converge_case(spec: ConvergeSpec) -> CaseResult:

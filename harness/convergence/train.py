@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 import torch
 
-from backends.base import Backend
+from backends.base import Backend, EnergyMeter
 from harness.errors import BenchError
-from harness.results.schema import ConvergenceEvent, SeedCurve
+from harness.results.schema import ConvergenceEvent, SeedCurve, TelemetrySample
 from workloads.base import BuildContext, Workload
 from workloads.training import TrainableInstance
 
@@ -44,6 +44,15 @@ class SeedRun:
     events: list[ConvergenceEvent] = field(default_factory=list)
     stopped: bool = False
     """True after a non-finite loss, gradient or weight: the run cannot go on."""
+    meter: EnergyMeter | None = None
+    """The backend's energy meter (device runs): on over each stretch of training steps
+    between two evals, off while evaluating."""
+    metering: bool = False
+    energy_j: float | None = 0.0
+    """Joules metered so far; None once a window could not be read (energy_note says why)."""
+    energy_method: str = ""
+    energy_note: str = ""
+    telemetry: list[TelemetrySample] = field(default_factory=list)
 
     def event(self, step: int, kind: str, value: float | None = None) -> None:
         self.events.append(
@@ -121,6 +130,7 @@ def start(
         eval_inputs=[instance.batch_at(EVAL_OFFSET + i) for i in range(eval_batches)],
         eval_every=eval_every,
         curve=SeedCurve(seed=seed, run=kind),
+        meter=backend.energy_meter() if kind == "device" else None,
     )
     _evaluate(run)
     return run
@@ -139,6 +149,11 @@ def _evaluate(run: SeedRun) -> None:
     run.curve.eval_loss.append(loss if finite else None)
     run.curve.memory_bytes.append(memory_in_use(run.backend))
     weights_ok = all(bool(torch.isfinite(p).all()) for p in instance.model.parameters())
+    if run.meter is not None:
+        run.curve.energy_j.append(run.energy_j)
+        values = run.backend.telemetry()
+        if values:
+            run.telemetry.append(TelemetrySample(seed=run.seed, step=run.steps, values=values))
     if not (finite and weights_ok):
         run.event(run.steps, "nonfinite", None if finite else loss)
         run.stopped = True
@@ -156,14 +171,50 @@ def train(
     seconds of training after step `soak_from`), or at a non-finite value.
 
     The step is the workload's own (Trainer.step: its optimizer, autocast, and a GradScaler
-    in fp16); batch i at step i. A step the fp16 loss scaler skipped is recorded, not fatal."""
+    in fp16); batch i at step i. A step the fp16 loss scaler skipped is recorded, not fatal.
+    A device run's energy meter is on over the training steps only, and its telemetry is read
+    at each eval (both off the timed steps)."""
+    if target is not None and soak_from is None and _reached(run, target):
+        return
+    try:
+        _train_steps(run, until, target, soak_s, soak_from)
+    finally:
+        _meter_off(run)
+
+
+def _meter_on(run: SeedRun) -> None:
+    if run.meter is not None and not run.metering:
+        run.meter.start()
+        run.metering = True
+
+
+def _meter_off(run: SeedRun) -> None:
+    """Close the energy window and add its joules (or keep the reason it has none)."""
+    if run.meter is None or not run.metering:
+        return
+    run.metering = False
+    reading = run.meter.stop()
+    run.energy_method = reading.method
+    if reading.joules is None:
+        run.energy_j, run.energy_note = None, run.energy_note or reading.reason
+    elif run.energy_j is not None:
+        run.energy_j += reading.joules
+
+
+def _train_steps(
+    run: SeedRun,
+    until: int,
+    target: float | None,
+    soak_s: float | None,
+    soak_from: int | None,
+) -> None:
+    """train()'s loop; the energy window is on from the first step after an eval to the next."""
     instance, trainer = run.instance, run.instance.trainer
     scaler = trainer.scaler
     soak = soak_from is not None
     soak_time = 0.0
-    if target is not None and not soak and _reached(run, target):
-        return
     while run.steps < until and not run.stopped:
+        _meter_on(run)
         index = run.steps
         batch = instance.batch_at(index)
         scale = scaler.get_scale() if scaler.is_enabled() else None
@@ -189,6 +240,7 @@ def train(
             run.stopped = True
             break
         if run.steps % run.eval_every == 0:
+            _meter_off(run)
             _evaluate(run)
             if target is not None and not soak and _reached(run, target):
                 return

@@ -19,6 +19,7 @@ from harness.report.endpoint import endpoint_section
 from harness.report.figures import all_figures
 from harness.report.render import Figure, Report, Section, Table, render_html, render_markdown
 from harness.report.serving import claims_by_case, serving_section
+from harness.results import convergence_judge as judge
 from harness.results.fidelity import FidelityResult
 from harness.results.schema import RunRecord
 from harness.stats import DEFAULT_THRESHOLD
@@ -493,12 +494,34 @@ def _steps_text(steps: list[int | None]) -> str:
     return ", ".join("-" if s is None else str(s) for s in steps)
 
 
+CONVERGENCE_TEXT = (
+    "Each seed trains on the device until its held-out eval loss reaches the target: "
+    "the reference's (cpu:fp32) median eval loss over the same seeds at the target "
+    "step. The band is the spread of the reference's (and, in low precision, the honest "
+    "run's) steps-to-target, one eval interval wider on each side. Slower than the band "
+    "fails with the steps ratio; faster is suspicious (MLPerf's RCP rule). Effective "
+    "penalty = steps ratio x the step-time training penalty. Time and energy to target "
+    "count the training steps only (evals excluded). docs/convergence.md."
+)
+
+
+def _joules_text(joules: float | None) -> str:
+    return f"{format_number(joules)} J" if joules is not None else "-"
+
+
 def convergence_section(a: Answer, figures: dict[str, Figure]) -> Section:
     """Converge cases: steps and time to the target with CIs, the effective penalty beside
     the step-time penalty, the verdict; and the table of stability events."""
-    rows, events = [], []
+    rows, events, telemetry, notes = [], [], [], []
     for row in a.convergence:
         c = row.result
+        if c.energy_note and c.energy_note not in notes:
+            notes.append(c.energy_note)
+        for name, (count, low, mid, high) in judge.telemetry_summary(c).items():
+            telemetry.append(
+                [row.system, f"{row.workload}/{row.dtype}", name, str(count),
+                 format_number(low), format_number(mid), format_number(high)]
+            )  # fmt: skip
         ratio = "-"
         if c.steps_ratio is not None:
             ratio = format_number(c.steps_ratio)
@@ -506,14 +529,14 @@ def convergence_section(a: Answer, figures: dict[str, Figure]) -> Section:
                 ratio += (
                     f" ({format_number(c.steps_ratio_ci[0])}-{format_number(c.steps_ratio_ci[1])})"
                 )
-        times = [t for t in c.time_to_target_s if t is not None]
         rows.append(
             [
                 row.system, row.workload, row.dtype, str(row.batch), row.preset,
                 f"{c.target_loss:.4g} (step {c.target_step})", _steps_text(c.steps_to_target),
                 _steps_text(c.reference_steps_to_target),
                 f"{c.band.low}-{c.band.high}" if c.band else "-", ratio,
-                format_seconds(sorted(times)[len(times) // 2]) if times else "-",
+                format_seconds(judge.median_known(c.time_to_target_s)),
+                _joules_text(c.energy_to_target_median_j),
                 _effective_text(row.penalty, row.penalty_ci),
                 _effective_text(row.effective_penalty, row.effective_penalty_ci),
                 c.verdict, "; ".join(c.reasons),
@@ -528,24 +551,23 @@ def convergence_section(a: Answer, figures: dict[str, Figure]) -> Section:
     cols = [
         "system", "workload", "dtype", "batch", "preset", "target (eval loss)",
         "steps to target (device seeds)", "steps (reference seeds)", "band", "steps ratio (95% CI)",
-        "time to target (median seed)", "training penalty", "effective penalty", "verdict",
-        "reasons",
+        "time to target (median seed)", "energy to target (median seed)", "training penalty",
+        "effective penalty", "verdict", "reasons",
     ]  # fmt: skip
     tables = [Table(columns=cols, rows=rows)] if rows else []
     if events:
         tables.append(
             Table(columns=["system", "case", "seed", "step", "event", "value"], rows=events[:200])
         )
+    if telemetry:
+        columns = ["system", "case", "telemetry (at each eval)", "samples", "min", "median", "max"]
+        tables.append(Table(columns=columns, rows=telemetry))
+    paragraphs = [CONVERGENCE_TEXT]
+    if notes:
+        paragraphs.append("Energy to target not metered: " + "; ".join(notes) + ".")
     return Section(
         title="Train to a target",
-        paragraphs=[
-            "Each seed trains on the device until its held-out eval loss reaches the target: "
-            "the reference's (cpu:fp32) median eval loss over the same seeds at the target "
-            "step. The band is the spread of the reference's (and, in low precision, the honest "
-            "run's) steps-to-target, one eval interval wider on each side. Slower than the band "
-            "fails with the steps ratio; faster is suspicious (MLPerf's RCP rule). Effective "
-            "penalty = steps ratio x the step-time training penalty. docs/convergence.md."
-        ],
+        paragraphs=paragraphs,
         tables=tables,
         figures=_figures(figures, "convergence.png"),
     )

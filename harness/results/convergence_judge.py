@@ -90,9 +90,10 @@ def steps_ratio(
 ) -> tuple[float, tuple[float, float]] | None:
     """Median device steps-to-target / median reference steps-to-target and its bootstrap
     95% CI over the seeds (seeds not reached count at the cap: the ratio is then a lower
-    bound); None when no reference seed reached the target."""
+    bound); None when no reference seed reached the target, or the median reference seed
+    reached it untrained (step 0: no ratio)."""
     ref = [float(s) for s in reference if s is not None]
-    if not ref or not device:
+    if not ref or not device or statistics.median(ref) <= 0:
         return None
     dev = censored(device, cap)
     point = statistics.median(dev) / statistics.median(ref)
@@ -147,6 +148,25 @@ def drift_event(seed: int, step_times: Sequence[float]) -> ConvergenceEvent | No
             seed=seed, step=len(step_times) - 1, kind="step_time_drift", value=last / first
         )
     return None
+
+
+def median_known(values: Sequence[float | None]) -> float | None:
+    """The median of the known values (a seed's time or energy to target), None if none."""
+    known = [v for v in values if v is not None]
+    return float(statistics.median(known)) if known else None
+
+
+def telemetry_summary(result: Convergence) -> dict[str, tuple[int, float, float, float]]:
+    """Per telemetry metric (clock_mhz, power_w, ...) over every sample of the device seeds:
+    (samples, min, median, max)."""
+    series: dict[str, list[float]] = {}
+    for sample in result.telemetry:
+        for name, value in sample.values.items():
+            series.setdefault(name, []).append(value)
+    return {
+        name: (len(v), min(v), float(statistics.median(v)), max(v))
+        for name, v in sorted(series.items())
+    }
 
 
 def _steps_words(steps: Sequence[int | None]) -> str:

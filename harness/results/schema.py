@@ -569,6 +569,22 @@ class SeedCurve(BaseModel):
     """Median seconds per training step over the run."""
     memory_bytes: list[int] = Field(default_factory=list)
     """Memory in use at each eval point (device allocator, or the process RSS on the host)."""
+    energy_j: list[float | None] = Field(default_factory=list)
+    """Device runs: joules metered over the training steps so far (evals excluded) at each eval
+    point, beside eval_steps; None from the first window the meter could not read. Empty for
+    the reference and honest runs (they are not metered)."""
+    energy_to_target_j: float | None = None
+    """energy_j at steps_to_target (None when not reached or not metered)."""
+
+
+class TelemetrySample(BaseModel):
+    """One reading of Backend.telemetry() while a device seed trained: taken at an eval point
+    (after `step` training steps, off the timed steps), e.g. clock_mhz, power_w,
+    temperature_c, whichever the backend reads."""
+
+    seed: int
+    step: int
+    values: dict[str, float] = Field(default_factory=dict)
 
 
 class ConvergenceBand(BaseModel):
@@ -607,6 +623,18 @@ class Convergence(BaseModel):
     """steps_ratio x the run's step-time training penalty (set at analysis time)."""
     effective_penalty_ci: tuple[float, float] | None = None
     time_to_target_s: list[float | None] = Field(default_factory=list)
+    energy_to_target_j: list[float | None] = Field(default_factory=list)
+    """One per device seed: joules metered over its training steps up to steps_to_target
+    (evals excluded, like time_to_target_s); None when not reached or not metered."""
+    energy_to_target_median_j: float | None = None
+    """Median of energy_to_target_j over the seeds that have one."""
+    energy_method: str | None = None
+    """How the energy was metered (the backend's EnergyMeter), where it was."""
+    energy_note: str | None = None
+    """Why there is no energy to target (the meter's reason), where there is none."""
+    telemetry: list[TelemetrySample] = Field(default_factory=list)
+    """Backend.telemetry() at every eval point of every device seed (soak included); empty
+    where the backend reads nothing."""
     spike_threshold: float | None = None
     grad_outlier_threshold: float | None = None
     curves: list[SeedCurve] = Field(default_factory=list)

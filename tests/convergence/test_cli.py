@@ -46,7 +46,8 @@ def test_converge_run_stores_its_case_and_the_report_shows_it(tmp_path: Path) ->
     out = tmp_path / "results"
     proc = run_bench(
         "run", "--backend", "cpu", "--workload", "mlp", "--mode", "converge,train,infer",
-        "--preset", "tiny", "--seeds", "1", "--target-step", "20", "--no-fidelity",
+        "--preset", "tiny", "--seeds", "1", "--target-step", "20", "--soak-s", "1",
+        "--no-fidelity",
         "--isolate", "none", "--out", str(out),
         timeout=600,
     )  # fmt: skip
@@ -61,10 +62,13 @@ def test_converge_run_stores_its_case_and_the_report_shows_it(tmp_path: Path) ->
     assert c.steps_to_target == c.reference_steps_to_target
     assert c.verdict == "pass", c.reasons
     assert c.target_step == 20 and c.seeds == [0]
+    # --soak-s: the seed trained on past the target for 1 s of training (at least a step).
+    assert c.soak_steps is not None and c.soak_steps > c.steps_to_target[0]  # type: ignore[operator]
     assert c.curves[-1].eval_steps[0] == 0
     report = run_bench("report", str(path), "--out", str(tmp_path / "report"))
     assert report.returncode == 0, report.stderr
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Train to a target" in text
     assert "effective penalty" in text
+    assert "energy to target (median seed)" in text
     assert (tmp_path / "report" / "figures" / "convergence.png").exists()

@@ -6,36 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.convergence.job import ConvergeSpec, run_converge_case
-from harness.convergence.settings import converge_settings
-from harness.results.schema import CaseKey, Convergence
-from workloads.registry import get_workload
+from tests.convergence.cases import converge
 
 pytestmark = pytest.mark.slow
-
-TARGET_STEP = 60
-
-
-def converge(backend: str, dtype: str = "fp32", seeds: int = 1, **settings: object) -> Convergence:
-    workload = get_workload("mlp")
-    params = workload.resolve_params("tiny", {})
-    key = CaseKey(
-        workload="mlp",
-        workload_version=workload.version,
-        mode="converge",
-        dtype=dtype,
-        batch=params["batch"],
-        preset="tiny",
-        params={k: v for k, v in params.items() if k != "batch"},
-    )
-    config = converge_settings("tiny", seeds=seeds, target_step=TARGET_STEP)
-    spec = ConvergeSpec(
-        backend=backend, key=key, params=params, settings=config.model_copy(update=settings)
-    )
-    case = run_converge_case(spec)
-    assert case.status == "ok", case.error
-    assert case.convergence is not None
-    return case.convergence
 
 
 def test_healthy_device_passes_with_the_reference_steps(test_plugins: dict[str, str]) -> None:
@@ -53,6 +26,18 @@ def test_healthy_device_passes_in_bf16_against_the_honest_run(
     assert c.verdict == "pass", c.reasons
     assert c.band is not None and c.band.honest_name == "cpu:bf16"
     assert c.steps_to_target == c.band.honest
+
+
+def test_a_healthy_soak_is_judged_against_a_reference_as_long(
+    test_plugins: dict[str, str],
+) -> None:
+    """mlp's own train loss jumps past step 20 (by 1.3x its running median near step 57) beyond
+    what the reference showed up to the target: the reference seed trains as long as the soak,
+    so the healthy device's jumps are within its spread."""
+    c = converge("healthy-cpu", target_step=20, soak_steps=60)
+    assert c.soak_steps == 60
+    assert c.verdict == "pass", c.reasons
+    assert not [e for e in c.events if e.kind in ("spike", "grad_outlier")]
 
 
 def test_gradient_spikes_are_events_at_their_steps(test_plugins: dict[str, str]) -> None:

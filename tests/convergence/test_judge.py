@@ -40,6 +40,10 @@ def test_band_spans_reference_and_honest_seeds_widened_by_one_eval() -> None:
     assert judge.band([None, None], [], 10) is None
 
 
+def test_no_steps_ratio_when_the_reference_reached_the_target_untrained() -> None:
+    assert judge.steps_ratio([10], [0], 30) is None
+
+
 def test_steps_ratio_counts_unreached_seeds_at_the_cap() -> None:
     ratio = judge.steps_ratio([60, None, 60], [30, 30, 30], 90)
     assert ratio is not None
