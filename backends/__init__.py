@@ -1,7 +1,7 @@
 """Device backends: the contract, the built-ins (cpu, cuda, npu) and the plugin registry.
 
 The names below are imported on first use (PEP 562), so that `backends.peaks`, a plain table,
-can be read without loading torch."""
+and `backends.device`, the stored device description, can be read without loading torch."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ _LAZY: dict[str, str] = {
     "Availability": "backends.base",
     "Backend": "backends.base",
     "DeviceTimer": "backends.base",
-    "DeviceInfo": "harness.results.device",
+    "DeviceInfo": "backends.device",
     "BackendError": "backends.registry",
     "get_backend": "backends.registry",
     "list_backends": "backends.registry",

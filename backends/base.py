@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from backends.device import DeviceInfo
 from backends.profiling import ProfileWindow, torch_profiler_window
-from harness.results.device import DeviceInfo
 
 DTYPES: dict[str, torch.dtype] = {
     "fp32": torch.float32,

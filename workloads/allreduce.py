@@ -21,7 +21,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from harness.results.modes import COLLECTIVE_MODES
 from workloads.base import (
     BuildContext,
     CaseUnsupported,
@@ -30,6 +29,7 @@ from workloads.base import (
     Workload,
     WorkloadError,
 )
+from workloads.modes import COLLECTIVE_MODES
 
 KIB = 1024
 

@@ -10,7 +10,6 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, Field, PositiveInt, ValidationError, model_validator
 
 from harness.results.endpoint import EndpointSettings
-from harness.results.modes import Mode
 from harness.results.presets import (
     PRESETS,
     Interleave,
@@ -19,6 +18,7 @@ from harness.results.presets import (
     Preset,
     PresetName,
 )
+from workloads.modes import Mode
 
 Isolation = Literal["none", "worker", "case"]
 """Where cases run: in this process, in one reused worker process, or a fresh process each."""

@@ -22,8 +22,8 @@ TF32/HF32 peak, and their `peak_flops_source` says so.
 
 from __future__ import annotations
 
+from backends.device import DeviceInfo
 from backends.peaks import lookup_peaks
-from harness.results.device import DeviceInfo
 from harness.results.schema import CaseResult, PeakFigure, RunRecord
 
 MIN_PROBE_FLOPS = 2.0 * 1024**3

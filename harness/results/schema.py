@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from backends.device import DeviceInfo
 from harness.results.config import RunConfig
-from harness.results.device import DeviceInfo
 from harness.results.endpoint import EndpointInfo, EndpointPoint
 from harness.results.fidelity import FidelityResult
 

@@ -28,6 +28,7 @@ IMPORT_MODULE_SITES = {
     # file -> why its dynamic import cannot take a name from data
     "harness/__init__.py": "lazy public names from the in-code _LAZY table",
     "backends/__init__.py": "lazy public names from the in-code _LAZY table",
+    "workloads/__init__.py": "lazy public names from the in-code _LAZY table",
     "harness/cli/app.py": "command modules from the in-code COMMANDS table",
     "backends/ascend.py": "the constants 'torch_npu' and 'torch_npu.profiler'",
     "workloads/data.py": "the in-code tuple of stdlib corpus modules",

@@ -1,5 +1,6 @@
-"""The modes a workload may offer: a light module (no torch), so that a run's config can
-refuse an unknown mode where it is built."""
+"""The modes a workload may offer: a light module (no torch), so that a run's config
+(harness.results.config) can refuse an unknown mode where it is built without loading a
+model."""
 
 from __future__ import annotations
 

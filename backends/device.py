@@ -1,5 +1,6 @@
 """What a run stores about its device: a plain pydantic model (no torch), so reading results
-never loads a device runtime. Backends fill it (`Backend.describe()`)."""
+never loads a device runtime. Backends fill it (`Backend.describe()`); it sits here, below
+the harness, because the backend contract returns it, and results store it as it is."""
 
 from __future__ import annotations
 
