@@ -334,6 +334,22 @@ class Workload(ABC):
     def build(self, ctx: BuildContext) -> Instance:
         """Build the model, data and optimizer of one case on ctx's backend."""
 
+    def build_seeded(
+        self, backend: Backend, dtype: str, preset: str, params: dict[str, Any], seed: int
+    ) -> Instance:
+        """An instance for training outside the timed pipeline (fidelity trajectories,
+        training to a target): built under `seed` with `params["batch"]`, for no one mode, so
+        its weights are fp32 masters (`weight_dtype`) and identical on every device."""
+        ctx = BuildContext.seeded(
+            backend,
+            dtype_name=dtype,
+            batch_size=params["batch"],
+            preset=preset,
+            params=params,
+            seed=seed,
+        )
+        return self.build(ctx)
+
 
 def _parse_like(default: Any, raw: str, label: str) -> Any:
     kind = type(default)

@@ -15,7 +15,7 @@ import torch
 from backends.base import Backend, EnergyMeter
 from harness.errors import BenchError
 from harness.results.schema import ConvergenceEvent, SeedCurve, TelemetrySample
-from workloads.base import BuildContext, Workload
+from workloads.base import Workload
 from workloads.training import TrainableInstance
 
 EVAL_OFFSET = 1_000_000
@@ -111,15 +111,7 @@ def start(
 ) -> SeedRun:
     """Build `workload` on `backend` under `seed` (the same initial weights on every device)
     and evaluate it once before training (step 0)."""
-    ctx = BuildContext.seeded(
-        backend,
-        dtype_name=dtype,
-        batch_size=params["batch"],
-        preset=preset,
-        params=params,
-        seed=seed,
-    )
-    instance = workload.build(ctx)
+    instance = workload.build_seeded(backend, dtype, preset, params, seed)
     if not isinstance(instance, TrainableInstance):
         raise BenchError(f"workload '{workload.name}' does not train to a target.")
     run = SeedRun(

@@ -20,7 +20,7 @@ from backends.base import Backend
 from backends.cpu import CPUBackend
 from harness.errors import BenchError
 from harness.results.fidelity import BandSource, FidelityResult
-from workloads.base import BuildContext, Routing, Workload
+from workloads.base import Routing, Workload
 
 REFERENCES: tuple[str, ...] = ("cpu:fp32", "cpu:fp64")
 
@@ -121,15 +121,7 @@ def train_trajectory(
     an overflowing gradient is a step the loss scaler skipped by design (workloads.training.
     Trainer uses a GradScaler): it is recorded in `skipped_steps` and training goes on.
     `supported` is False when the workload has no fidelity step."""
-    ctx = BuildContext.seeded(
-        backend,
-        dtype_name=dtype,
-        batch_size=params["batch"],
-        preset=preset,
-        params=params,
-        seed=seed,
-    )
-    instance = workload.build(ctx)
+    instance = workload.build_seeded(backend, dtype, preset, params, seed)
     out = Trajectory()
     for index in range(steps):
         step = instance.fidelity_step(index)
